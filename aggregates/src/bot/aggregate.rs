@@ -1,0 +1,177 @@
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+
+use super::commands::{BotCommand, BotSettings};
+use super::errors::BotError;
+use super::events::BotEvent;
+use super::values::SealedToken;
+use super::BotServices;
+
+/// Where a bot is in its life. A new bot is disabled until an admin enables it, so that
+/// nothing answers on Telegram before its settings are reviewed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BotLifecycle {
+    #[default]
+    Unregistered,
+    Disabled,
+    Enabled,
+    Deleted,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bot {
+    pub id: Option<uuid::Uuid>,
+    pub lifecycle: BotLifecycle,
+    pub name: String,
+    pub token: Option<SealedToken>,
+    pub start_message: String,
+    pub error_message: String,
+    pub model: String,
+    pub instructions: String,
+}
+
+impl Bot {
+    /// Refuses any command but `Create` on a bot that was never created, and any change to a
+    /// deleted bot, naming what was attempted.
+    fn ensure_changeable(&self, attempted: &'static str) -> Result<(), BotError> {
+        match self.lifecycle {
+            BotLifecycle::Unregistered => Err(BotError::NotFound),
+            BotLifecycle::Deleted => Err(BotError::Deleted(attempted)),
+            BotLifecycle::Disabled | BotLifecycle::Enabled => Ok(()),
+        }
+    }
+
+    fn settings_equal(&self, settings: &BotSettings) -> bool {
+        self.name == settings.name.as_str()
+            && self.start_message == settings.start_message.as_str()
+            && self.error_message == settings.error_message.as_str()
+            && self.model == settings.model.as_str()
+            && self.instructions == settings.instructions.as_str()
+    }
+}
+
+impl Aggregate for Bot {
+    const TYPE: &'static str = "Bot";
+    type Command = BotCommand;
+    type Event = BotEvent;
+    type Error = BotError;
+    type Services = BotServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = match command {
+            BotCommand::Create {
+                bot_id,
+                token,
+                settings,
+            } => {
+                if self.lifecycle != BotLifecycle::Unregistered {
+                    return Err(BotError::AlreadyExists);
+                }
+                BotEvent::BotCreated {
+                    bot_id,
+                    name: settings.name.into_inner(),
+                    token: services.sealer.seal(&token),
+                    start_message: settings.start_message.into_inner(),
+                    error_message: settings.error_message.into_inner(),
+                    model: settings.model.as_str().to_owned(),
+                    instructions: settings.instructions.into_inner(),
+                }
+            }
+            BotCommand::Update { token, settings } => {
+                self.ensure_changeable("updated")?;
+                // A token equal to the current one is no change: compare fingerprints, since
+                // sealing the same token twice gives different ciphertexts.
+                let token = token.filter(|token| {
+                    self.token
+                        .as_ref()
+                        .map(|current| current.fingerprint.as_str())
+                        != Some(services.sealer.fingerprint(token).as_str())
+                });
+                if token.is_none() && self.settings_equal(&settings) {
+                    return Ok(());
+                }
+                BotEvent::BotUpdated {
+                    name: settings.name.into_inner(),
+                    token: token.map(|token| services.sealer.seal(&token)),
+                    start_message: settings.start_message.into_inner(),
+                    error_message: settings.error_message.into_inner(),
+                    model: settings.model.as_str().to_owned(),
+                    instructions: settings.instructions.into_inner(),
+                }
+            }
+            BotCommand::Enable => {
+                self.ensure_changeable("enabled")?;
+                if self.lifecycle == BotLifecycle::Enabled {
+                    return Ok(());
+                }
+                BotEvent::BotEnabled
+            }
+            BotCommand::Disable => {
+                self.ensure_changeable("disabled")?;
+                if self.lifecycle == BotLifecycle::Disabled {
+                    return Ok(());
+                }
+                BotEvent::BotDisabled
+            }
+            BotCommand::Delete => {
+                self.ensure_changeable("deleted")?;
+                BotEvent::BotDeleted
+            }
+        };
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            BotEvent::BotCreated {
+                bot_id,
+                name,
+                token,
+                start_message,
+                error_message,
+                model,
+                instructions,
+            } => {
+                self.id = Some(bot_id);
+                self.lifecycle = BotLifecycle::Disabled;
+                self.name = name;
+                self.token = Some(token);
+                self.start_message = start_message;
+                self.error_message = error_message;
+                self.model = model;
+                self.instructions = instructions;
+            }
+            BotEvent::BotUpdated {
+                name,
+                token,
+                start_message,
+                error_message,
+                model,
+                instructions,
+            } => {
+                self.name = name;
+                if let Some(token) = token {
+                    self.token = Some(token);
+                }
+                self.start_message = start_message;
+                self.error_message = error_message;
+                self.model = model;
+                self.instructions = instructions;
+            }
+            BotEvent::BotEnabled => self.lifecycle = BotLifecycle::Enabled,
+            BotEvent::BotDisabled => self.lifecycle = BotLifecycle::Disabled,
+            BotEvent::BotDeleted => self.lifecycle = BotLifecycle::Deleted,
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod tests;

@@ -1,0 +1,266 @@
+//! Given / when / then: the Bot's rules, with a sealer that is deterministic so the expected
+//! events can be written out in full.
+
+use std::sync::Arc;
+
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::bot::{
+    BotMessage, BotName, BotServices, BotSettings, BotToken, Instructions, ModelName, SealedToken,
+    TokenSealer,
+};
+
+type BotTest = TestFramework<Bot>;
+
+const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+const OTHER_TOKEN: &str = "123456789:BBHdqTcvCH1vGWJxfSeofSAs0K5PALDzzzz";
+
+struct ReversingSealer;
+
+impl TokenSealer for ReversingSealer {
+    fn seal(&self, token: &BotToken) -> SealedToken {
+        SealedToken {
+            ciphertext: token.expose().chars().rev().collect(),
+            fingerprint: self.fingerprint(token),
+            hint: token.hint(),
+        }
+    }
+
+    fn fingerprint(&self, token: &BotToken) -> String {
+        format!(
+            "fp-{}",
+            token.expose().len() + token.expose().bytes().map(usize::from).sum::<usize>()
+        )
+    }
+}
+
+fn services() -> BotServices {
+    BotServices::new(Arc::new(ReversingSealer))
+}
+
+fn bot_id() -> uuid::Uuid {
+    uuid::Uuid::from_u128(7)
+}
+
+fn settings(name: &str) -> BotSettings {
+    BotSettings {
+        name: BotName::parse(name).unwrap(),
+        start_message: BotMessage::parse("Hello!").unwrap(),
+        error_message: BotMessage::parse("Sorry, something went wrong.").unwrap(),
+        model: ModelName::parse("gpt-5-mini").unwrap(),
+        instructions: Instructions::parse("Be brief.").unwrap(),
+    }
+}
+
+fn sealed(token: &str) -> SealedToken {
+    ReversingSealer.seal(&BotToken::parse(token).unwrap())
+}
+
+fn created() -> BotEvent {
+    BotEvent::BotCreated {
+        bot_id: bot_id(),
+        name: "Support".into(),
+        token: sealed(TOKEN),
+        start_message: "Hello!".into(),
+        error_message: "Sorry, something went wrong.".into(),
+        model: "gpt-5-mini".into(),
+        instructions: "Be brief.".into(),
+    }
+}
+
+fn create_command() -> BotCommand {
+    BotCommand::Create {
+        bot_id: bot_id(),
+        token: BotToken::parse(TOKEN).unwrap(),
+        settings: settings("Support"),
+    }
+}
+
+#[test]
+fn creating_a_bot_records_its_settings_and_a_sealed_token() {
+    BotTest::with(services())
+        .given_no_previous_events()
+        .when(create_command())
+        .then_expect_events(vec![created()]);
+}
+
+#[test]
+fn the_created_event_never_holds_the_plaintext_token() {
+    let events = BotTest::with(services())
+        .given_no_previous_events()
+        .when(create_command())
+        .inspect_result()
+        .unwrap();
+    let json = serde_json::to_string(&events).unwrap();
+    assert!(!json.contains(TOKEN));
+    assert!(json.contains("123456789:…saw1"));
+}
+
+#[test]
+fn creating_twice_is_refused() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(create_command())
+        .then_expect_error(BotError::AlreadyExists);
+}
+
+#[test]
+fn updating_replaces_the_settings_and_keeps_the_token_when_none_is_given() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Update {
+            token: None,
+            settings: settings("Sales"),
+        })
+        .then_expect_events(vec![BotEvent::BotUpdated {
+            name: "Sales".into(),
+            token: None,
+            start_message: "Hello!".into(),
+            error_message: "Sorry, something went wrong.".into(),
+            model: "gpt-5-mini".into(),
+            instructions: "Be brief.".into(),
+        }]);
+}
+
+#[test]
+fn updating_with_a_new_token_seals_it() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Update {
+            token: Some(BotToken::parse(OTHER_TOKEN).unwrap()),
+            settings: settings("Support"),
+        })
+        .then_expect_events(vec![BotEvent::BotUpdated {
+            name: "Support".into(),
+            token: Some(sealed(OTHER_TOKEN)),
+            start_message: "Hello!".into(),
+            error_message: "Sorry, something went wrong.".into(),
+            model: "gpt-5-mini".into(),
+            instructions: "Be brief.".into(),
+        }]);
+}
+
+#[test]
+fn an_update_that_changes_nothing_records_nothing() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Update {
+            token: Some(BotToken::parse(TOKEN).unwrap()),
+            settings: settings("Support"),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn updating_an_unknown_bot_is_not_found() {
+    BotTest::with(services())
+        .given_no_previous_events()
+        .when(BotCommand::Update {
+            token: None,
+            settings: settings("Sales"),
+        })
+        .then_expect_error(BotError::NotFound);
+}
+
+#[test]
+fn updating_a_deleted_bot_is_refused() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotDeleted])
+        .when(BotCommand::Update {
+            token: None,
+            settings: settings("Sales"),
+        })
+        .then_expect_error(BotError::Deleted("updated"));
+}
+
+#[test]
+fn enabling_a_disabled_bot_enables_it() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Enable)
+        .then_expect_events(vec![BotEvent::BotEnabled]);
+}
+
+#[test]
+fn enabling_an_enabled_bot_is_a_no_op() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled])
+        .when(BotCommand::Enable)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn enabling_a_deleted_bot_is_refused() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled, BotEvent::BotDeleted])
+        .when(BotCommand::Enable)
+        .then_expect_error(BotError::Deleted("enabled"));
+}
+
+#[test]
+fn enabling_an_unknown_bot_is_not_found() {
+    BotTest::with(services())
+        .given_no_previous_events()
+        .when(BotCommand::Enable)
+        .then_expect_error(BotError::NotFound);
+}
+
+#[test]
+fn disabling_an_enabled_bot_disables_it() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled])
+        .when(BotCommand::Disable)
+        .then_expect_events(vec![BotEvent::BotDisabled]);
+}
+
+#[test]
+fn disabling_a_disabled_bot_is_a_no_op() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Disable)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn disabling_a_deleted_bot_is_refused() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotDeleted])
+        .when(BotCommand::Disable)
+        .then_expect_error(BotError::Deleted("disabled"));
+}
+
+#[test]
+fn deleting_a_bot_deletes_it_even_while_enabled() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled])
+        .when(BotCommand::Delete)
+        .then_expect_events(vec![BotEvent::BotDeleted]);
+}
+
+#[test]
+fn deleting_twice_is_refused() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotDeleted])
+        .when(BotCommand::Delete)
+        .then_expect_error(BotError::Deleted("deleted"));
+}
+
+#[test]
+fn deleting_an_unknown_bot_is_not_found() {
+    BotTest::with(services())
+        .given_no_previous_events()
+        .when(BotCommand::Delete)
+        .then_expect_error(BotError::NotFound);
+}
+
+#[test]
+fn replaying_the_events_rebuilds_the_state() {
+    let mut bot = Bot::default();
+    for event in [created(), BotEvent::BotEnabled] {
+        cqrs_es::Aggregate::apply(&mut bot, event);
+    }
+    assert_eq!(bot.lifecycle, BotLifecycle::Enabled);
+    assert_eq!(bot.id, Some(bot_id()));
+    assert_eq!(bot.token.unwrap().hint, "123456789:…saw1");
+}

@@ -1,0 +1,31 @@
+//! What an admin can ask of a bot. Commands carry parsed values, so an invalid one cannot be
+//! built; the aggregate decides only what depends on the bot's history.
+
+use super::values::{BotMessage, BotName, BotToken, Instructions, ModelName};
+
+/// The settings an admin edits as a whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotSettings {
+    pub name: BotName,
+    pub start_message: BotMessage,
+    pub error_message: BotMessage,
+    pub model: ModelName,
+    pub instructions: Instructions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BotCommand {
+    Create {
+        bot_id: uuid::Uuid,
+        token: BotToken,
+        settings: BotSettings,
+    },
+    /// Replaces the settings; a `token` of `None` keeps the current one.
+    Update {
+        token: Option<BotToken>,
+        settings: BotSettings,
+    },
+    Enable,
+    Disable,
+    Delete,
+}

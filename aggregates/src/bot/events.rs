@@ -1,0 +1,49 @@
+//! The facts of a bot's life. Each carries the full values a reader needs, so a projection
+//! never has to look anything up, and never the plaintext token.
+
+use cqrs_es::DomainEvent;
+use serde::{Deserialize, Serialize};
+
+use super::values::SealedToken;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BotEvent {
+    BotCreated {
+        bot_id: uuid::Uuid,
+        name: String,
+        token: SealedToken,
+        start_message: String,
+        error_message: String,
+        model: String,
+        instructions: String,
+    },
+    BotUpdated {
+        name: String,
+        /// Present only when the token changed.
+        token: Option<SealedToken>,
+        start_message: String,
+        error_message: String,
+        model: String,
+        instructions: String,
+    },
+    BotEnabled,
+    BotDisabled,
+    BotDeleted,
+}
+
+impl DomainEvent for BotEvent {
+    fn event_type(&self) -> String {
+        match self {
+            BotEvent::BotCreated { .. } => "BotCreated",
+            BotEvent::BotUpdated { .. } => "BotUpdated",
+            BotEvent::BotEnabled => "BotEnabled",
+            BotEvent::BotDisabled => "BotDisabled",
+            BotEvent::BotDeleted => "BotDeleted",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        crate::EVENT_VERSION.to_owned()
+    }
+}

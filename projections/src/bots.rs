@@ -1,0 +1,204 @@
+//! The `bots` read model: one row per bot, for the admin API and the effect runner.
+
+use aggregates::bot::{Bot, BotEvent};
+use cqrs_es::Aggregate;
+use sqlx::PgConnection;
+
+use crate::{ProjectionError, Projector, RecordedEvent};
+
+pub struct BotProjector;
+
+#[async_trait::async_trait]
+impl Projector for BotProjector {
+    fn name(&self) -> &'static str {
+        "bots"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["bots"]
+    }
+
+    async fn project(
+        &self,
+        tx: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.aggregate_type != Bot::TYPE {
+            return Ok(());
+        }
+        let id = event.aggregate_uuid()?;
+        let at = event.recorded_at;
+        let version = event.sequence;
+        match event.decode::<BotEvent>()? {
+            BotEvent::BotCreated {
+                bot_id: _,
+                name,
+                token,
+                start_message,
+                error_message,
+                model,
+                instructions,
+            } => {
+                sqlx::query(
+                    "INSERT INTO bots (id, name, token_ciphertext, token_fingerprint, token_hint,
+                        start_message, error_message, model, instructions, is_active,
+                        created_at, updated_at, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, false, $10, $10, $11)",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(token.ciphertext)
+                .bind(token.fingerprint)
+                .bind(token.hint)
+                .bind(start_message)
+                .bind(error_message)
+                .bind(model)
+                .bind(instructions)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            BotEvent::BotUpdated {
+                name,
+                token,
+                start_message,
+                error_message,
+                model,
+                instructions,
+            } => {
+                let (ciphertext, fingerprint, hint) = match token {
+                    Some(t) => (Some(t.ciphertext), Some(t.fingerprint), Some(t.hint)),
+                    None => (None, None, None),
+                };
+                sqlx::query(
+                    "UPDATE bots SET name = $2,
+                        token_ciphertext = COALESCE($3, token_ciphertext),
+                        token_fingerprint = COALESCE($4, token_fingerprint),
+                        token_hint = COALESCE($5, token_hint),
+                        start_message = $6, error_message = $7, model = $8, instructions = $9,
+                        updated_at = $10, version = $11
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(ciphertext)
+                .bind(fingerprint)
+                .bind(hint)
+                .bind(start_message)
+                .bind(error_message)
+                .bind(model)
+                .bind(instructions)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            BotEvent::BotEnabled => set_active(tx, id, true, at, version).await?,
+            BotEvent::BotDisabled => set_active(tx, id, false, at, version).await?,
+            BotEvent::BotDeleted => {
+                sqlx::query(
+                    "UPDATE bots SET is_active = false, deleted_at = $2, updated_at = $2,
+                        version = $3
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn set_active(
+    tx: &mut PgConnection,
+    id: uuid::Uuid,
+    active: bool,
+    at: chrono::DateTime<chrono::Utc>,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE bots SET is_active = $2, updated_at = $3, version = $4 WHERE id = $1")
+        .bind(id)
+        .bind(active)
+        .bind(at)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// A row of the `bots` read model.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct BotRow {
+    pub id: uuid::Uuid,
+    pub name: String,
+    pub token_ciphertext: String,
+    pub token_fingerprint: String,
+    pub token_hint: String,
+    pub start_message: String,
+    pub error_message: String,
+    pub model: String,
+    pub instructions: String,
+    pub is_active: bool,
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    pub version: i64,
+}
+
+const BOT_COLUMNS: &str =
+    "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
+    error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version";
+
+pub async fn find_bot(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: uuid::Uuid,
+) -> Result<Option<BotRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {BOT_COLUMNS} FROM bots WHERE id = $1"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// A page of bots in creation order, after the `(created_at, id)` cursor when given.
+pub async fn list_bots(
+    conn: impl sqlx::PgExecutor<'_>,
+    include_deleted: bool,
+    after: Option<(chrono::DateTime<chrono::Utc>, uuid::Uuid)>,
+    limit: i64,
+) -> Result<Vec<BotRow>, sqlx::Error> {
+    let (after_at, after_id) = after.unzip();
+    sqlx::query_as(&format!(
+        "SELECT {BOT_COLUMNS} FROM bots
+         WHERE ($1 OR deleted_at IS NULL)
+           AND ($2::timestamptz IS NULL OR (created_at, id) > ($2, $3))
+         ORDER BY created_at, id
+         LIMIT $4"
+    ))
+    .bind(include_deleted)
+    .bind(after_at)
+    .bind(after_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Another live bot that uses the token with this fingerprint, if any.
+pub async fn bot_using_token(
+    conn: impl sqlx::PgExecutor<'_>,
+    fingerprint: &str,
+    except: Option<uuid::Uuid>,
+) -> Result<Option<uuid::Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM bots
+         WHERE token_fingerprint = $1 AND deleted_at IS NULL AND ($2::uuid IS NULL OR id <> $2)
+         LIMIT 1",
+    )
+    .bind(fingerprint)
+    .bind(except)
+    .fetch_optional(conn)
+    .await
+}

@@ -1,0 +1,60 @@
+//! Botfleet's read models and the projectors that build them.
+//!
+//! A [`Projector`] turns one stored event into writes on its own tables, inside the
+//! transaction in which the subscription engine (in the `botfleet` crate) also advances the
+//! projector's checkpoint: so each event lands exactly once, whatever crashes. Projectors read
+//! only the event (never the clock or another table they do not own), so dropping their tables
+//! and replaying from position zero rebuilds the same rows.
+//!
+//! - [`recorded`]: an event as the store holds it, with its global position.
+//! - [`bots`]: the `bots` read model behind the admin API.
+#![forbid(unsafe_code)]
+
+pub mod bots;
+pub mod recorded;
+
+pub use recorded::{RecordedEvent, StreamPosition};
+
+use sqlx::PgConnection;
+
+/// Why a projector could not apply an event. The subscription stops at that event and
+/// retries, rather than skip it and leave a read model silently wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    #[error("the {event_type} event at position {position} cannot be decoded")]
+    Decode {
+        event_type: String,
+        position: i64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the {aggregate_type} id {aggregate_id:?} is not valid")]
+    BadAggregateId {
+        aggregate_type: String,
+        aggregate_id: String,
+    },
+    #[error("the read model could not be written")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Builds read models from the global event stream.
+#[async_trait::async_trait]
+pub trait Projector: Send + Sync {
+    /// The stable name under which the projector's checkpoint is kept.
+    fn name(&self) -> &'static str;
+
+    /// The tables this projector owns, in an order in which they can be emptied.
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Applies one event. Events of aggregates the projector does not follow are ignored.
+    async fn project(
+        &self,
+        tx: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError>;
+}
+
+/// Every projector of the application, in the order they are run and rebuilt.
+pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
+    vec![std::sync::Arc::new(bots::BotProjector)]
+}

@@ -1,0 +1,411 @@
+//! `/bots`: registering and administering bots (seed P1 item 5).
+//!
+//! Writes go through the Bot aggregate; every answer is read from the `bots` read model after
+//! waiting for it to include the write, so a write's response and any read after it agree.
+
+use aggregates::bot::{
+    BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
+};
+use aggregates::text::InvalidField;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use poem::Request;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use projections::bots::{self as read_model, BotRow};
+use uuid::Uuid;
+
+use super::errors::ApiFailure;
+use super::guard::AdminActor;
+use super::strict_json::Strict;
+use super::{ApiTags, AppState};
+use crate::event_store::{Committed, EventMetadata};
+
+const DEFAULT_START_MESSAGE: &str = "Hello! Ask me anything.";
+const DEFAULT_ERROR_MESSAGE: &str = "Sorry, something went wrong. Please try again later.";
+const DEFAULT_PAGE_SIZE: u32 = 50;
+const MAX_PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum BotStatus {
+    Enabled,
+    Disabled,
+    Deleted,
+}
+
+/// A bot as admins see it. The token is only ever shown masked.
+#[derive(Debug, Clone, Object)]
+pub struct BotView {
+    pub id: Uuid,
+    pub name: String,
+    /// The bot's numeric id and the token's last four characters, e.g. `123456:…wxyz`.
+    pub token: String,
+    pub start_message: String,
+    pub error_message: String,
+    pub model: String,
+    pub instructions: String,
+    /// Whether the bot answers on Telegram.
+    pub is_active: bool,
+    pub status: BotStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[oai(skip_serializing_if_is_none)]
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// The number of the bot's last event: it grows with every change.
+    pub version: i64,
+}
+
+impl From<BotRow> for BotView {
+    fn from(row: BotRow) -> Self {
+        let status = match (row.deleted_at, row.is_active) {
+            (Some(_), _) => BotStatus::Deleted,
+            (None, true) => BotStatus::Enabled,
+            (None, false) => BotStatus::Disabled,
+        };
+        Self {
+            id: row.id,
+            name: row.name,
+            token: row.token_hint,
+            start_message: row.start_message,
+            error_message: row.error_message,
+            model: row.model,
+            instructions: row.instructions,
+            is_active: row.is_active,
+            status,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            deleted_at: row.deleted_at,
+            version: row.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct BotPage {
+    pub items: Vec<BotView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_cursor: Option<String>,
+}
+
+/// A new bot. It starts disabled: enable it once its settings are right.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct CreateBotRequest {
+    /// 1 to 64 characters.
+    pub name: String,
+    /// The token from BotFather: digits, a colon, 35 characters of `A-Za-z0-9_-`.
+    pub token: String,
+    /// The LLM model that answers, e.g. `gpt-5-mini`.
+    pub model: String,
+    /// Sent on /start; at most 4096 characters.
+    pub start_message: Option<String>,
+    /// Sent when an answer cannot be produced; at most 4096 characters.
+    pub error_message: Option<String>,
+    /// The system instructions for the LLM; at most 32768 characters.
+    pub instructions: Option<String>,
+}
+
+/// A bot's new settings, replacing the current ones. Leave `token` out to keep it.
+#[derive(Debug, Clone, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct UpdateBotRequest {
+    pub name: String,
+    pub token: Option<String>,
+    pub model: String,
+    pub start_message: String,
+    pub error_message: String,
+    pub instructions: String,
+}
+
+#[derive(ApiResponse)]
+pub enum CreateBotResponse {
+    /// The bot was registered.
+    #[oai(status = 201)]
+    Created(Json<BotView>),
+}
+
+#[derive(ApiResponse)]
+pub enum BotResponse {
+    #[oai(status = 200)]
+    Ok(Json<BotView>),
+}
+
+#[derive(ApiResponse)]
+pub enum BotListResponse {
+    #[oai(status = 200)]
+    Ok(Json<BotPage>),
+}
+
+#[derive(ApiResponse)]
+pub enum DeleteBotResponse {
+    /// The bot was deleted; it stays visible with status `deleted`.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+pub struct BotsApi {
+    pub state: AppState,
+}
+
+#[OpenApi(tag = "ApiTags::Bots")]
+impl BotsApi {
+    /// List bots
+    ///
+    /// In creation order, paginated with `cursor`. Deleted bots are left out unless
+    /// `include_deleted` is true.
+    #[oai(path = "/bots", method = "get")]
+    async fn list(
+        &self,
+        request: &Request,
+        include_deleted: Query<Option<bool>>,
+        limit: Query<Option<u32>>,
+        cursor: Query<Option<String>>,
+    ) -> Result<BotListResponse, ApiFailure> {
+        AdminActor::from_request(request)?;
+        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+            return Err(ApiFailure::invalid(InvalidField::new(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE_SIZE}"),
+            )));
+        }
+        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let mut rows = read_model::list_bots(
+            &self.state.pool,
+            include_deleted.0.unwrap_or(false),
+            after,
+            i64::from(limit) + 1,
+        )
+        .await
+        .map_err(|e| ApiFailure::internal("listing bots failed", &e))?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(encode_cursor)
+        } else {
+            None
+        };
+        Ok(BotListResponse::Ok(Json(BotPage {
+            items: rows.into_iter().map(BotView::from).collect(),
+            next_cursor,
+        })))
+    }
+
+    /// Get a bot
+    #[oai(path = "/bots/:id", method = "get")]
+    async fn get(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+        AdminActor::from_request(request)?;
+        Ok(BotResponse::Ok(Json(self.read(id.0).await?)))
+    }
+
+    /// Register a bot
+    #[oai(path = "/bots", method = "post")]
+    async fn create(
+        &self,
+        request: &Request,
+        body: Json<Strict<CreateBotRequest>>,
+    ) -> Result<CreateBotResponse, ApiFailure> {
+        let AdminActor(actor) = AdminActor::from_request(request)?;
+        let body = body.0 .0;
+        let token = BotToken::parse(&body.token).map_err(ApiFailure::invalid)?;
+        let settings = parse_settings(
+            &body.name,
+            &body.model,
+            body.start_message
+                .as_deref()
+                .unwrap_or(DEFAULT_START_MESSAGE),
+            body.error_message
+                .as_deref()
+                .unwrap_or(DEFAULT_ERROR_MESSAGE),
+            body.instructions.as_deref().unwrap_or_default(),
+        )?;
+        self.ensure_token_unused(&token, None).await?;
+        let bot_id = Uuid::now_v7();
+        let committed = self
+            .state
+            .bots
+            .execute(
+                &bot_id.to_string(),
+                BotCommand::Create {
+                    bot_id,
+                    token,
+                    settings,
+                },
+                &EventMetadata::new_request(actor),
+            )
+            .await?;
+        self.await_read_model(&committed).await;
+        Ok(CreateBotResponse::Created(Json(self.read(bot_id).await?)))
+    }
+
+    /// Replace a bot's settings
+    #[oai(path = "/bots/:id", method = "put")]
+    async fn update(
+        &self,
+        request: &Request,
+        id: Path<Uuid>,
+        body: Json<Strict<UpdateBotRequest>>,
+    ) -> Result<BotResponse, ApiFailure> {
+        let AdminActor(actor) = AdminActor::from_request(request)?;
+        let body = body.0 .0;
+        let token = body
+            .token
+            .as_deref()
+            .map(BotToken::parse)
+            .transpose()
+            .map_err(ApiFailure::invalid)?;
+        let settings = parse_settings(
+            &body.name,
+            &body.model,
+            &body.start_message,
+            &body.error_message,
+            &body.instructions,
+        )?;
+        if let Some(token) = &token {
+            self.ensure_token_unused(token, Some(id.0)).await?;
+        }
+        self.command(id.0, BotCommand::Update { token, settings }, actor)
+            .await
+    }
+
+    /// Delete a bot
+    ///
+    /// The bot stops answering; its history stays for auditors.
+    #[oai(path = "/bots/:id", method = "delete")]
+    async fn delete(
+        &self,
+        request: &Request,
+        id: Path<Uuid>,
+    ) -> Result<DeleteBotResponse, ApiFailure> {
+        let AdminActor(actor) = AdminActor::from_request(request)?;
+        self.command(id.0, BotCommand::Delete, actor).await?;
+        Ok(DeleteBotResponse::Deleted)
+    }
+
+    /// Enable a bot
+    ///
+    /// The bot starts answering on Telegram. Enabling an enabled bot changes nothing.
+    #[oai(path = "/bots/:id/enable", method = "post")]
+    async fn enable(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+        let AdminActor(actor) = AdminActor::from_request(request)?;
+        self.command(id.0, BotCommand::Enable, actor).await
+    }
+
+    /// Disable a bot
+    ///
+    /// The bot stops answering on Telegram. Disabling a disabled bot changes nothing.
+    #[oai(path = "/bots/:id/disable", method = "post")]
+    async fn disable(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+        let AdminActor(actor) = AdminActor::from_request(request)?;
+        self.command(id.0, BotCommand::Disable, actor).await
+    }
+}
+
+impl BotsApi {
+    async fn command(
+        &self,
+        id: Uuid,
+        command: BotCommand,
+        actor: crate::event_store::Actor,
+    ) -> Result<BotResponse, ApiFailure> {
+        let committed = self
+            .state
+            .bots
+            .execute(&id.to_string(), command, &EventMetadata::new_request(actor))
+            .await?;
+        self.await_read_model(&committed).await;
+        Ok(BotResponse::Ok(Json(self.read(id).await?)))
+    }
+
+    async fn read(&self, id: Uuid) -> Result<BotView, ApiFailure> {
+        read_model::find_bot(&self.state.pool, id)
+            .await
+            .map_err(|e| ApiFailure::internal("reading a bot failed", &e))?
+            .map(BotView::from)
+            .ok_or_else(|| ApiFailure::not_found("bot"))
+    }
+
+    async fn await_read_model(&self, committed: &Committed) {
+        if let Some(position) = committed.position {
+            let caught_up = self
+                .state
+                .progress
+                .wait_for("bots", position, self.state.read_model_wait)
+                .await;
+            if !caught_up {
+                tracing::warn!(%position, "the bots read model did not catch up in time; answering from it anyway");
+            }
+        }
+    }
+
+    /// One token answers for one bot: Telegram delivers each update to a single receiver.
+    /// Checked against the read model, so two concurrent registrations can still race.
+    async fn ensure_token_unused(
+        &self,
+        token: &BotToken,
+        except: Option<Uuid>,
+    ) -> Result<(), ApiFailure> {
+        let fingerprint = self.state.bots.services().sealer.fingerprint(token);
+        let used = read_model::bot_using_token(&self.state.pool, &fingerprint, except)
+            .await
+            .map_err(|e| ApiFailure::internal("checking a token failed", &e))?;
+        match used {
+            Some(other) => Err(ApiFailure::Conflict(Json(
+                super::errors::ApiError::new(
+                    "token_in_use",
+                    format!("token: bot {other} already uses this token"),
+                )
+                .with_field("token"),
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn parse_settings(
+    name: &str,
+    model: &str,
+    start_message: &str,
+    error_message: &str,
+    instructions: &str,
+) -> Result<BotSettings, ApiFailure> {
+    Ok(BotSettings {
+        name: BotName::parse(name).map_err(ApiFailure::invalid)?,
+        model: ModelName::parse(model).map_err(ApiFailure::invalid)?,
+        start_message: BotMessage::parse_field("start_message", start_message)
+            .map_err(ApiFailure::invalid)?,
+        error_message: BotMessage::parse_field("error_message", error_message)
+            .map_err(ApiFailure::invalid)?,
+        instructions: Instructions::parse(instructions).map_err(ApiFailure::invalid)?,
+    })
+}
+
+fn encode_cursor(row: &BotRow) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}|{}", row.created_at.timestamp_micros(), row.id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiFailure> {
+    let invalid = || {
+        ApiFailure::invalid(InvalidField::new(
+            "cursor",
+            "is not a cursor this API gave out",
+        ))
+    };
+    let text = URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
+    let at = micros
+        .parse()
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(invalid)?;
+    Ok((at, id.parse().map_err(|_| invalid())?))
+}

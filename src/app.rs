@@ -1,0 +1,138 @@
+//! One running Botfleet: the pool, the subscriptions, and the HTTP server, built from a
+//! [`Config`]. `botfleet serve` runs it; tests build it the same way on port 0.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::bot::{Bot, BotServices};
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::Server;
+use sqlx::PgPool;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::event_store::CommandGateway;
+use crate::secrets::TokenCipher;
+use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
+
+/// How long in-flight HTTP requests get to finish at shutdown.
+const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
+
+pub struct Application {
+    addr: SocketAddr,
+    pool: PgPool,
+    state: AppState,
+    shutdown: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+/// Installs the process-wide TLS crypto provider that the HTTP clients use (ring). Safe to
+/// call more than once.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The state the API works with, over a pool that may or may not be connected yet.
+pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
+    AppState {
+        bots: Arc::new(CommandGateway::<Bot>::new(
+            pool.clone(),
+            BotServices::new(cipher.clone()),
+        )),
+        progress: SubscriptionProgress::new(pool.clone()),
+        read_model_wait: config.read_model_wait,
+        cipher,
+        pool,
+    }
+}
+
+impl Application {
+    /// Connects, migrates, starts the subscriptions and binds the server. Returns once the
+    /// server accepts connections.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        let pool =
+            crate::db::connect(&config.database_url, config.database_max_connections).await?;
+        crate::db::migrate(&pool).await?;
+        let cipher = Arc::new(TokenCipher::new(&config.token_key));
+        let state = app_state(pool.clone(), cipher, &config);
+        let shutdown = CancellationToken::new();
+
+        let wakeups = EventWakeups::spawn(pool.clone(), shutdown.clone());
+        let workers = projections::all()
+            .into_iter()
+            .map(|projector| {
+                ProjectionRunner::new(pool.clone(), projector, state.progress.clone()).spawn(
+                    wakeups.clone(),
+                    config.subscription_poll,
+                    shutdown.clone(),
+                )
+            })
+            .collect();
+
+        let acceptor = TcpListener::bind(config.bind_addr).into_acceptor().await?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|a| a.as_socket_addr().copied())
+            .ok_or_else(|| anyhow::anyhow!("the listener has no socket address"))?;
+        let routes = api::routes(state.clone());
+        let server_shutdown = shutdown.clone();
+        let server = tokio::spawn(async move {
+            Server::new_with_acceptor(acceptor)
+                .run_with_graceful_shutdown(
+                    routes,
+                    server_shutdown.cancelled_owned(),
+                    Some(GRACEFUL_SHUTDOWN),
+                )
+                .await
+        });
+        tracing::info!(%addr, "botfleet is listening");
+        Ok(Self {
+            addr,
+            pool,
+            state,
+            shutdown,
+            server,
+            workers,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A handle that stops the application when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Runs until the shutdown token is cancelled, then waits for the server and workers.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let result = self.server.await;
+        self.shutdown.cancel();
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        self.pool.close().await;
+        Ok(result??)
+    }
+
+    /// Stops everything and waits for it to finish.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.run_until_stopped().await
+    }
+}

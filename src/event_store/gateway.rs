@@ -1,0 +1,177 @@
+//! The one way commands reach an aggregate.
+//!
+//! cqrs-es's `CqrsFramework` neither tells where the events landed nor retries on a
+//! concurrent write; this gateway does both, over the same postgres-es event store. Reads are
+//! served by durable projections, so no cqrs-es `Query` is involved here.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use postgres_es::PostgresEventRepository;
+use projections::StreamPosition;
+use sqlx::PgPool;
+
+use super::EventMetadata;
+
+/// A concurrent append to the same aggregate makes ours fail on its expected version; the
+/// command is then decided again on the fresh state. Past this many tries, the client retries.
+const MAX_ATTEMPTS: usize = 8;
+
+/// What a command appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// How many events were appended; 0 when the command changed nothing.
+    pub appended: usize,
+    /// The aggregate's sequence after the command.
+    pub sequence: usize,
+    /// Where the last appended event sits in the global order; `None` when nothing was.
+    pub position: Option<StreamPosition>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error + 'static> {
+    /// The aggregate refused the command: a domain rule, shown to the client.
+    #[error(transparent)]
+    Rejected(E),
+    /// Other writers kept winning the race for this aggregate.
+    #[error("the aggregate kept changing concurrently")]
+    Conflict,
+    /// The store failed; logged, never shown to the client.
+    #[error("the event store failed")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl<E: std::error::Error + 'static> CommandError<E> {
+    fn from_aggregate(error: AggregateError<E>) -> Self {
+        match error {
+            AggregateError::UserError(e) => CommandError::Rejected(e),
+            AggregateError::AggregateConflict => CommandError::Conflict,
+            AggregateError::DatabaseConnectionError(e)
+            | AggregateError::DeserializationError(e)
+            | AggregateError::UnexpectedError(e) => CommandError::Store(e),
+        }
+    }
+}
+
+pub struct CommandGateway<A: Aggregate> {
+    store: PersistedEventStore<PostgresEventRepository, A>,
+    services: A::Services,
+    pool: PgPool,
+}
+
+impl<A> CommandGateway<A>
+where
+    A: Aggregate + 'static,
+    A::Command: Clone,
+    A::Error: 'static,
+{
+    pub fn new(pool: PgPool, services: A::Services) -> Self {
+        let repository = PostgresEventRepository::new(pool.clone());
+        Self {
+            store: PersistedEventStore::new_event_store(repository),
+            services,
+            pool,
+        }
+    }
+
+    /// Decides `command` on the aggregate's current state and appends the resulting events
+    /// with `metadata`, retrying on a concurrent append.
+    pub async fn execute(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed, CommandError<A::Error>> {
+        for attempt in 1..=MAX_ATTEMPTS {
+            let mut context = self
+                .store
+                .load_aggregate(aggregate_id)
+                .await
+                .map_err(CommandError::from_aggregate)?;
+            let sink = EventSink::default();
+            context
+                .aggregate()
+                .handle(command.clone(), &self.services, &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Committed {
+                    appended: 0,
+                    sequence: self.current_sequence(aggregate_id).await?,
+                    position: None,
+                });
+            }
+            match self.store.commit(events, context, metadata.to_map()).await {
+                Ok(envelopes) => {
+                    let sequence = envelopes.last().map(|e| e.sequence).unwrap_or_default();
+                    let position = self.position_of(aggregate_id, sequence).await?;
+                    return Ok(Committed {
+                        appended: envelopes.len(),
+                        sequence,
+                        position: Some(position),
+                    });
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(
+                        aggregate = A::TYPE,
+                        aggregate_id,
+                        attempt,
+                        "concurrent append, deciding again"
+                    );
+                }
+                Err(e) => return Err(CommandError::from_aggregate(e)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// The aggregate's state from its events, for reads that need the authoritative state.
+    pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
+        let mut context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(CommandError::from_aggregate)?;
+        Ok(std::mem::take(context.aggregate()))
+    }
+
+    pub fn services(&self) -> &A::Services {
+        &self.services
+    }
+
+    async fn position_of(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+    ) -> Result<StreamPosition, CommandError<A::Error>> {
+        let (transaction_id, global_position): (String, i64) = sqlx::query_as(
+            "SELECT transaction_id::text, global_position FROM events
+             WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(sequence as i64)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| CommandError::Store(Box::new(e)))?;
+        Ok(StreamPosition {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|e| CommandError::Store(Box::new(e)))?,
+            global_position,
+        })
+    }
+
+    async fn current_sequence(&self, aggregate_id: &str) -> Result<usize, CommandError<A::Error>> {
+        let sequence: Option<i64> = sqlx::query_scalar(
+            "SELECT max(sequence) FROM events WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| CommandError::Store(Box::new(e)))?;
+        Ok(sequence.unwrap_or_default() as usize)
+    }
+}

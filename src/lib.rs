@@ -1,0 +1,27 @@
+//! Botfleet: a self-hosted, event-sourced platform for a fleet of LLM-answered Telegram bots.
+//!
+//! Where to start reading:
+//!
+//! - [`cli`]: the `botfleet` command (`serve`, `migrate`, `openapi`, `projections …`).
+//! - [`app`]: wires one running service together: the pool, the command gateways, the
+//!   subscriptions and the HTTP server; tests build it the same way on a random port.
+//! - [`config`]: every setting, read from the environment or flags, checked at start.
+//! - [`event_store`]: commands go in through a [`event_store::CommandGateway`], which appends
+//!   the aggregates' events (with correlation, causation and actor metadata) to Postgres.
+//! - [`subscriptions`]: catch-up subscriptions over the global event order; they run the
+//!   projectors of the `projections` crate with durable checkpoints.
+//! - [`api`]: the admin HTTP API (poem-openapi), whose reads come from the read models.
+//! - [`secrets`]: sealing bot tokens before they enter an event.
+//!
+//! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod event_store;
+pub mod secrets;
+pub mod subscriptions;
+pub mod telemetry;

@@ -1,0 +1,200 @@
+//! Keeping secrets out of the event log, the read models, the logs and the API.
+//!
+//! One master key (TOKEN_ENCRYPTION_KEY) is split by HMAC-SHA256 into purpose-bound subkeys,
+//! so that a fingerprint or a webhook secret can never be used to open a sealed token.
+
+use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce};
+use aggregates::bot::{BotToken, SealedToken, TokenSealer};
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(data);
+    mac.finalize().into_bytes().into()
+}
+
+/// A string that never prints itself: for API keys and passwords held in memory.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    pub fn new(secret: String) -> Self {
+        Self(secret)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+/// The master key from configuration. `Debug` does not print it.
+#[derive(Clone)]
+pub struct TokenKey([u8; 32]);
+
+impl TokenKey {
+    pub fn from_base64(raw: &str) -> Result<Self, String> {
+        let bytes = STANDARD
+            .decode(raw.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(raw.trim()))
+            .map_err(|_| {
+                "must be base64 (generate one with `openssl rand -base64 32`)".to_owned()
+            })?;
+        let key: [u8; 32] = bytes
+            .try_into()
+            .map_err(|b: Vec<u8>| format!("must decode to exactly 32 bytes, not {}", b.len()))?;
+        Ok(Self(key))
+    }
+
+    pub fn from_bytes(key: [u8; 32]) -> Self {
+        Self(key)
+    }
+
+    /// A subkey bound to one purpose.
+    fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.0, purpose.as_bytes())
+    }
+}
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey([redacted])")
+    }
+}
+
+/// Why a sealed token could not be opened: a different key, or a damaged ciphertext.
+#[derive(Debug, thiserror::Error)]
+#[error("the sealed bot token cannot be opened with the configured TOKEN_ENCRYPTION_KEY")]
+pub struct UnsealError;
+
+/// Seals bot tokens with AES-256-GCM and fingerprints them with a keyed HMAC.
+#[derive(Clone)]
+pub struct TokenCipher {
+    cipher: Aes256Gcm,
+    fingerprint_key: [u8; 32],
+    webhook_key: [u8; 32],
+}
+
+/// Prefix of the sealed form, so a future key or cipher change can be told apart.
+const SEALED_PREFIX: &str = "v1.";
+
+impl TokenCipher {
+    pub fn new(key: &TokenKey) -> Self {
+        let cipher_key = key.derive("botfleet/token-encryption/v1");
+        Self {
+            cipher: Aes256Gcm::new_from_slice(&cipher_key).expect("32-byte key"),
+            fingerprint_key: key.derive("botfleet/token-fingerprint/v1"),
+            webhook_key: key.derive("botfleet/webhook-secret/v1"),
+        }
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<BotToken, UnsealError> {
+        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(UnsealError)?;
+        let bytes = STANDARD.decode(encoded).map_err(|_| UnsealError)?;
+        if bytes.len() < 12 {
+            return Err(UnsealError);
+        }
+        let (nonce, ciphertext) = bytes.split_at(12);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), ciphertext)
+            .map_err(|_| UnsealError)?;
+        let text = String::from_utf8(plain).map_err(|_| UnsealError)?;
+        BotToken::parse(&text).map_err(|_| UnsealError)
+    }
+
+    /// The secret Telegram sends back in `X-Telegram-Bot-Api-Secret-Token` for one bot's
+    /// webhook: derived, so it is unique per bot, never stored, and never the bot token.
+    pub fn webhook_secret(&self, bot_id: uuid::Uuid) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_sha256(&self.webhook_key, bot_id.as_bytes()))
+    }
+}
+
+impl TokenSealer for TokenCipher {
+    fn seal(&self, token: &BotToken) -> SealedToken {
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let ciphertext = self
+            .cipher
+            .encrypt(Nonce::from_slice(&nonce), token.expose().as_bytes())
+            .expect("AES-GCM encryption of a short token cannot fail");
+        let mut sealed = nonce.to_vec();
+        sealed.extend_from_slice(&ciphertext);
+        SealedToken {
+            ciphertext: format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed)),
+            fingerprint: self.fingerprint(token),
+            hint: token.hint(),
+        }
+    }
+
+    fn fingerprint(&self, token: &BotToken) -> String {
+        URL_SAFE_NO_PAD.encode(hmac_sha256(
+            &self.fingerprint_key,
+            token.expose().as_bytes(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+
+    fn cipher(byte: u8) -> TokenCipher {
+        TokenCipher::new(&TokenKey::from_bytes([byte; 32]))
+    }
+
+    #[test]
+    fn a_sealed_token_opens_with_its_key_and_hides_the_plaintext() {
+        let token = BotToken::parse(TOKEN).unwrap();
+        let sealed = cipher(1).seal(&token);
+        assert!(!sealed.ciphertext.contains("AAHdq"));
+        assert!(!sealed.fingerprint.contains("AAHdq"));
+        assert_eq!(cipher(1).open(&sealed.ciphertext).unwrap(), token);
+        assert!(cipher(2).open(&sealed.ciphertext).is_err());
+    }
+
+    #[test]
+    fn sealing_twice_differs_but_fingerprints_agree() {
+        let token = BotToken::parse(TOKEN).unwrap();
+        let (a, b) = (cipher(1).seal(&token), cipher(1).seal(&token));
+        assert_ne!(a.ciphertext, b.ciphertext);
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_ne!(a.fingerprint, cipher(2).fingerprint(&token));
+    }
+
+    #[test]
+    fn keys_must_be_32_bytes_of_base64() {
+        assert!(TokenKey::from_base64("not base64!").is_err());
+        assert!(TokenKey::from_base64(&STANDARD.encode([0u8; 16])).is_err());
+        assert!(TokenKey::from_base64(&STANDARD.encode([0u8; 32])).is_ok());
+        assert_eq!(
+            format!("{:?}", TokenKey::from_bytes([9; 32])),
+            "TokenKey([redacted])"
+        );
+    }
+
+    #[test]
+    fn webhook_secrets_are_per_bot_and_in_telegrams_alphabet() {
+        let c = cipher(1);
+        let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+        assert_ne!(c.webhook_secret(a), c.webhook_secret(b));
+        assert!(c
+            .webhook_secret(a)
+            .bytes()
+            .all(|x| x.is_ascii_alphanumeric() || x == b'_' || x == b'-'));
+    }
+}

@@ -1,0 +1,134 @@
+//! Where each subscription stands: stored in `subscription_checkpoints`, and observable in
+//! this process so that a write can wait until its read model shows it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use projections::StreamPosition;
+use sqlx::{PgConnection, PgPool};
+use tokio::sync::watch;
+
+/// Makes sure a subscription has a checkpoint row, at the start when new.
+pub async fn ensure(pool: &PgPool, subscription: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (subscription) VALUES ($1)
+         ON CONFLICT (subscription) DO NOTHING",
+    )
+    .bind(subscription)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn load(
+    conn: &mut PgConnection,
+    subscription: &str,
+) -> Result<StreamPosition, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM subscription_checkpoints
+         WHERE subscription = $1",
+    )
+    .bind(subscription)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some((transaction_id, global_position)) => StreamPosition {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            global_position,
+        },
+        None => StreamPosition::START,
+    })
+}
+
+pub async fn store(
+    conn: &mut PgConnection,
+    subscription: &str,
+    position: StreamPosition,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (subscription, transaction_id, global_position, updated_at)
+         VALUES ($1, $2::text::xid8, $3, now())
+         ON CONFLICT (subscription) DO UPDATE
+            SET transaction_id = EXCLUDED.transaction_id,
+                global_position = EXCLUDED.global_position,
+                updated_at = now()",
+    )
+    .bind(subscription)
+    .bind(position.transaction_id.to_string())
+    .bind(position.global_position)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The progress of this process's subscriptions, for waiters.
+#[derive(Clone)]
+pub struct SubscriptionProgress {
+    pool: PgPool,
+    channels: Arc<Mutex<HashMap<String, watch::Sender<StreamPosition>>>>,
+}
+
+/// How often a waiter also looks at the stored checkpoint: the projection may be run by
+/// another process, whose progress this one only sees in the table.
+const STORED_CHECKPOINT_RECHECK: Duration = Duration::from_millis(25);
+
+impl SubscriptionProgress {
+    pub fn new(pool: PgPool) -> Self {
+        Self {
+            pool,
+            channels: Arc::default(),
+        }
+    }
+
+    fn channel(&self, subscription: &str) -> watch::Sender<StreamPosition> {
+        self.channels
+            .lock()
+            .expect("progress registry lock")
+            .entry(subscription.to_owned())
+            .or_insert_with(|| watch::channel(StreamPosition::START).0)
+            .clone()
+    }
+
+    /// Called by a runner after each committed batch.
+    pub fn advance(&self, subscription: &str, position: StreamPosition) {
+        self.channel(subscription).send_if_modified(|current| {
+            let moved = position > *current;
+            if moved {
+                *current = position;
+            }
+            moved
+        });
+    }
+
+    /// Waits until `subscription` has handled the event at `target`, for at most `timeout`.
+    /// Returns whether it did.
+    pub async fn wait_for(
+        &self,
+        subscription: &str,
+        target: StreamPosition,
+        timeout: Duration,
+    ) -> bool {
+        let mut receiver = self.channel(subscription).subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *receiver.borrow_and_update() >= target {
+                return true;
+            }
+            tokio::select! {
+                _ = receiver.changed() => continue,
+                _ = tokio::time::sleep(STORED_CHECKPOINT_RECHECK) => {}
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+            if let Ok(mut conn) = self.pool.acquire().await {
+                if let Ok(stored) = load(&mut conn, subscription).await {
+                    if stored >= target {
+                        return true;
+                    }
+                }
+            }
+        }
+    }
+}

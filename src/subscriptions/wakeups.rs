@@ -1,0 +1,73 @@
+//! One LISTEN connection per process, fanned out to every subscription in it.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// The channel the `events_notify` trigger notifies at every commit that appended events.
+pub const EVENTS_CHANNEL: &str = "botfleet_events";
+
+/// A counter that moves whenever events may have been committed. Subscribers mark the value
+/// they have seen before reading, so a commit during a read wakes them again.
+#[derive(Clone)]
+pub struct EventWakeups {
+    receiver: watch::Receiver<u64>,
+    sender: std::sync::Arc<watch::Sender<u64>>,
+}
+
+impl EventWakeups {
+    /// Starts listening; the task ends with `shutdown`.
+    pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> Self {
+        let (sender, receiver) = watch::channel(0u64);
+        let sender = std::sync::Arc::new(sender);
+        let wakeups = Self {
+            receiver,
+            sender: sender.clone(),
+        };
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    result = listen(&pool, &sender) => {
+                        if let Err(e) = result {
+                            tracing::warn!(error = ?e, "event notifications lost; reconnecting");
+                        }
+                    }
+                }
+                // Whatever was missed while disconnected is found by reading again.
+                sender.send_modify(|n| *n += 1);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        });
+        wakeups
+    }
+
+    /// A receiver that resolves `changed()` at the next possible commit.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.receiver.clone()
+    }
+
+    /// Wakes every subscriber in this process now (after a local append, or a rebuild).
+    pub fn nudge(&self) {
+        self.sender.send_modify(|n| *n += 1);
+    }
+}
+
+async fn listen(pool: &PgPool, sender: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(EVENTS_CHANNEL).await?;
+    // Commits between the last read and LISTEN would otherwise go unnoticed.
+    sender.send_modify(|n| *n += 1);
+    loop {
+        // `None` means the connection was lost (and is re-established on the next call):
+        // notifications may have been missed, so wake readers either way.
+        let _notification = listener.try_recv().await?;
+        sender.send_modify(|n| *n += 1);
+    }
+}
