@@ -4,6 +4,9 @@
 //! concurrent write; this gateway does both, over the same postgres-es event store. Reads are
 //! served by durable projections, so no cqrs-es `Query` is involved here.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
@@ -13,9 +16,10 @@ use sqlx::PgPool;
 
 use super::EventMetadata;
 
-/// A concurrent append to the same aggregate makes ours fail on its expected version; the
-/// command is then decided again on the fresh state. Past this many tries, the client retries.
-const MAX_ATTEMPTS: usize = 8;
+/// A concurrent append to the same aggregate (from another process: within this one,
+/// commands to one aggregate take turns) makes ours fail on its expected version; the command
+/// is then decided again on the fresh state. Past this many tries, the caller is told.
+const MAX_ATTEMPTS: usize = 16;
 
 /// What a command appended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +61,31 @@ pub struct CommandGateway<A: Aggregate> {
     store: PersistedEventStore<PostgresEventRepository, A>,
     services: A::Services,
     pool: PgPool,
+    /// Commands to one aggregate take turns in this process, so they do not race each other
+    /// to the same version and fail; only appends from other processes can conflict.
+    turns: AggregateTurns,
+}
+
+/// One async mutex per aggregate id, kept only while someone holds or waits for it.
+#[derive(Default)]
+struct AggregateTurns {
+    locks: std::sync::Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl AggregateTurns {
+    fn lock_for(&self, aggregate_id: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.locks.lock().expect("aggregate turns lock");
+        if let Some(lock) = locks.get(aggregate_id).and_then(Weak::upgrade) {
+            return lock;
+        }
+        // Forget ids nobody waits for any more, so the map stays as small as the traffic.
+        if locks.len() > 1024 {
+            locks.retain(|_, lock| lock.strong_count() > 0);
+        }
+        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        locks.insert(aggregate_id.to_owned(), Arc::downgrade(&lock));
+        lock
+    }
 }
 
 impl<A> CommandGateway<A>
@@ -71,6 +100,7 @@ where
             store: PersistedEventStore::new_event_store(repository),
             services,
             pool,
+            turns: AggregateTurns::default(),
         }
     }
 
@@ -82,6 +112,8 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Committed, CommandError<A::Error>> {
+        let turn = self.turns.lock_for(aggregate_id);
+        let _turn = turn.lock().await;
         for attempt in 1..=MAX_ATTEMPTS {
             let mut context = self
                 .store

@@ -1,0 +1,140 @@
+//! What the event store holds: ordered, attributed, append-only, and free of secrets.
+
+use serde_json::json;
+use sqlx::Row;
+
+use crate::helpers::{token, TestApp};
+
+#[tokio::test]
+async fn every_bot_operation_is_an_ordered_event_with_metadata() {
+    let app = TestApp::spawn().await;
+    let id = app.create_bot("Support", &token(1)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.put(
+        &format!("/bots/{id}"),
+        json!({"name": "Sales", "model": "gpt-5", "start_message": "Hi", "error_message": "Oops", "instructions": ""}),
+    )
+    .await;
+    app.post(&format!("/bots/{id}/enable"), json!(null)).await;
+    app.post(&format!("/bots/{id}/disable"), json!(null)).await;
+    app.delete(&format!("/bots/{id}")).await;
+
+    let rows = sqlx::query(
+        "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, metadata,
+                global_position, transaction_id::text AS transaction_id, recorded_at
+         FROM events ORDER BY transaction_id, global_position",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    let types: Vec<String> = rows.iter().map(|r| r.get("event_type")).collect();
+    assert_eq!(
+        types,
+        [
+            "BotCreated",
+            "BotUpdated",
+            "BotEnabled",
+            "BotDisabled",
+            "BotDeleted"
+        ]
+    );
+    let mut event_ids = std::collections::HashSet::new();
+    let mut correlations = std::collections::HashSet::new();
+    let mut last_position = 0i64;
+    for (n, row) in rows.iter().enumerate() {
+        assert_eq!(row.get::<String, _>("aggregate_type"), "Bot");
+        assert_eq!(row.get::<String, _>("aggregate_id"), id);
+        assert_eq!(row.get::<i64, _>("sequence"), n as i64 + 1);
+        assert_eq!(row.get::<String, _>("event_version"), "1.0");
+        let position: i64 = row.get("global_position");
+        assert!(
+            position > last_position,
+            "positions grow in commit order here"
+        );
+        last_position = position;
+        assert!(
+            row.get::<String, _>("transaction_id")
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
+        let _: chrono::DateTime<chrono::Utc> = row.get("recorded_at");
+        let metadata: serde_json::Value = row.get("metadata");
+        for key in ["event_id", "correlation_id", "causation_id"] {
+            let value = metadata[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("{key} in {metadata}"));
+            uuid::Uuid::parse_str(value).unwrap();
+        }
+        assert_eq!(metadata["actor"], "admin");
+        event_ids.insert(metadata["event_id"].as_str().unwrap().to_owned());
+        correlations.insert(metadata["correlation_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(event_ids.len(), 5, "every event has its own id");
+    assert_eq!(correlations.len(), 5, "every request is its own story");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn no_table_holds_a_bot_token_in_plaintext() {
+    let app = TestApp::spawn().await;
+    let plaintext = token(42);
+    let id = app.create_bot("Support", &plaintext).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let replacement = token(43);
+    app.put(
+        &format!("/bots/{id}"),
+        json!({"name": "Support", "model": "gpt-5", "start_message": "Hi", "error_message": "Oops",
+               "instructions": "", "token": replacement}),
+    )
+    .await;
+    let secret_parts: Vec<String> = [&plaintext, &replacement]
+        .iter()
+        .map(|t| t.split_once(':').unwrap().1.to_owned())
+        .collect();
+
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT table_name::text FROM information_schema.tables
+         WHERE table_schema = 'public' AND table_type = 'BASE TABLE'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(tables.contains(&"events".to_owned()) && tables.contains(&"bots".to_owned()));
+    for table in &tables {
+        for secret in &secret_parts {
+            let hits: i64 = sqlx::query_scalar(&format!(
+                "SELECT count(*) FROM {table} t WHERE t::text LIKE '%' || $1 || '%'"
+            ))
+            .bind(secret)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            assert_eq!(hits, 0, "table {table} holds a token in plaintext");
+        }
+    }
+    // And the API never shows it either.
+    let (_, listed) = app.get("/bots").await;
+    for secret in &secret_parts {
+        assert!(!listed.to_string().contains(secret.as_str()));
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_event_log_refuses_to_be_rewritten() {
+    let app = TestApp::spawn().await;
+    app.create_bot("Support", &token(1)).await;
+    let update = sqlx::query("UPDATE events SET event_type = 'Forged'")
+        .execute(&app.pool)
+        .await;
+    assert!(update.is_err());
+    let delete = sqlx::query("DELETE FROM events").execute(&app.pool).await;
+    assert!(delete.is_err());
+    assert_eq!(app.event_count().await, 1);
+    app.stop().await;
+}
