@@ -6,17 +6,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::bot::{Bot, BotServices};
+use aggregates::chat::{Chat, ChatServices};
 use poem::listener::{Acceptor, Listener, TcpListener};
 use poem::Server;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::effects::bot_supervisor::BotSupervisor;
+use crate::effects::chat_runner::ChatRunner;
+use crate::effects::leases::Leases;
+use crate::effects::turns::TurnWorker;
 use crate::event_store::CommandGateway;
+use crate::intake::Intake;
 use crate::secrets::TokenCipher;
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
+use crate::telegram::TelegramClients;
 
 /// How long in-flight HTTP requests get to finish at shutdown.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
@@ -38,11 +46,14 @@ pub fn install_crypto_provider() {
 
 /// The state the API works with, over a pool that may or may not be connected yet.
 pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
+    let chats = Arc::new(CommandGateway::<Chat>::new(pool.clone(), ChatServices));
     AppState {
         bots: Arc::new(CommandGateway::<Bot>::new(
             pool.clone(),
             BotServices::new(cipher.clone()),
         )),
+        intake: Intake::new(chats.clone()),
+        chats,
         progress: SubscriptionProgress::new(pool.clone()),
         read_model_wait: config.read_model_wait,
         cipher,
@@ -63,7 +74,7 @@ impl Application {
         let shutdown = CancellationToken::new();
 
         let wakeups = EventWakeups::spawn(pool.clone(), shutdown.clone());
-        let workers = projections::all()
+        let mut workers: Vec<JoinHandle<()>> = projections::all()
             .into_iter()
             .map(|projector| {
                 ProjectionRunner::new(pool.clone(), projector, state.progress.clone()).spawn(
@@ -73,6 +84,55 @@ impl Application {
                 )
             })
             .collect();
+
+        // This process's identity as a holder of leases on chats and bots.
+        let owner = Uuid::now_v7();
+        let telegram = Arc::new(TelegramClients::new(
+            config.telegram_api_url.clone(),
+            state.cipher.clone(),
+        ));
+        let llm = crate::llm::language_model(
+            config.llm_api,
+            &config.openai_base_url,
+            config.openai_api_key.as_ref().map(|k| k.expose()),
+            config.openai_timeout,
+        );
+        let chat_leases = Leases::new(pool.clone(), owner, config.effect_lease);
+        let runner = ChatRunner {
+            worker: Arc::new(TurnWorker {
+                pool: pool.clone(),
+                chats: state.chats.clone(),
+                bots: state.bots.clone(),
+                telegram: telegram.clone(),
+                llm,
+                prices: Arc::new(config.prices.clone()),
+                max_attempts: config.retry_limit + 1,
+                backoff: config.retry_backoff,
+            }),
+            leases: chat_leases,
+            concurrency: config.effect_concurrency,
+            progress: state.progress.clone(),
+            wakeups: wakeups.clone(),
+            poll_interval: config.subscription_poll,
+        };
+        workers.push(runner.spawn(shutdown.clone()));
+        // A poll lasts up to its timeout; the bot's lease must outlive it.
+        let bot_lease = config
+            .effect_lease
+            .max(Duration::from_secs(u64::from(config.poll_timeout_secs) * 3));
+        let supervisor = BotSupervisor {
+            pool: pool.clone(),
+            bots: state.bots.clone(),
+            telegram,
+            cipher: state.cipher.clone(),
+            intake: state.intake.clone(),
+            leases: Leases::new(pool.clone(), owner, bot_lease),
+            public_url: config.public_url.clone(),
+            progress: state.progress.clone(),
+            poll_timeout_secs: config.poll_timeout_secs,
+            conflict_pause: config.poll_conflict_pause,
+        };
+        workers.push(supervisor.spawn(shutdown.clone()));
 
         let acceptor = TcpListener::bind(config.bind_addr).into_acceptor().await?;
         let addr = acceptor

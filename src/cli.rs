@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service: the HTTP API, the subscriptions and the effect runner.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create the database if needed and apply the migrations.
     Migrate(DatabaseArgs),
     /// Print the OpenAPI document (as committed in openapi.yaml).
@@ -52,7 +52,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
     let result = match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => migrate(args).await,
         Command::Openapi => {
             print!("{}", openapi_yaml());

@@ -70,6 +70,46 @@ pub struct ServeArgs {
     /// How often subscriptions poll when no notification arrives.
     #[arg(long, env = "SUBSCRIPTION_POLL_MS", default_value_t = 2_000)]
     pub subscription_poll_ms: u64,
+
+    /// Which OpenAI API answers: `responses` or `chat_completions`.
+    #[arg(long, env = "LLM_API", default_value = "responses")]
+    pub llm_api: String,
+
+    /// Timeout of one LLM request, in seconds.
+    #[arg(long, env = "OPENAI_TIMEOUT_SECS", default_value_t = 60)]
+    pub openai_timeout_secs: u64,
+
+    /// A JSON file of model prices that replace or extend the built-in table.
+    #[arg(long, env = "PRICING_FILE")]
+    pub pricing_file: Option<String>,
+
+    /// Chats the effect runner works on at once in this process.
+    #[arg(long, env = "EFFECT_CONCURRENCY", default_value_t = 64)]
+    pub effect_concurrency: usize,
+
+    /// How long a claim on a chat (or a bot's polling) lasts unless renewed, in ms.
+    #[arg(long, env = "EFFECT_LEASE_MS", default_value_t = 30_000)]
+    pub effect_lease_ms: u64,
+
+    /// Retries of a failed step before its turn fails for good.
+    #[arg(long, env = "RETRY_LIMIT", default_value_t = 4)]
+    pub retry_limit: u32,
+
+    /// The first retry's pause, in ms; it doubles with each retry.
+    #[arg(long, env = "RETRY_BACKOFF_MS", default_value_t = 1_000)]
+    pub retry_backoff_ms: u64,
+
+    /// The longest pause between retries, in ms.
+    #[arg(long, env = "RETRY_BACKOFF_MAX_MS", default_value_t = 60_000)]
+    pub retry_backoff_max_ms: u64,
+
+    /// getUpdates' long-poll timeout, in seconds (below teloxide's 17 s client timeout).
+    #[arg(long, env = "POLL_TIMEOUT_SECS", default_value_t = 10)]
+    pub poll_timeout_secs: u32,
+
+    /// The pause after Telegram answers getUpdates with 409 Conflict, in seconds.
+    #[arg(long, env = "POLL_CONFLICT_PAUSE_SECS", default_value_t = 30)]
+    pub poll_conflict_pause_secs: u64,
 }
 
 /// One setting that is missing or malformed.
@@ -102,6 +142,15 @@ pub struct Config {
     pub openai_api_key: Option<crate::secrets::Redacted>,
     pub read_model_wait: Duration,
     pub subscription_poll: Duration,
+    pub llm_api: crate::llm::LlmApi,
+    pub openai_timeout: Duration,
+    pub prices: crate::llm::PriceTable,
+    pub effect_concurrency: usize,
+    pub effect_lease: Duration,
+    pub retry_limit: u32,
+    pub retry_backoff: crate::effects::backoff::Backoff,
+    pub poll_timeout_secs: u32,
+    pub poll_conflict_pause: Duration,
 }
 
 impl Config {
@@ -141,6 +190,33 @@ impl Config {
                 .map(crate::secrets::Redacted::new),
             read_model_wait: Duration::from_millis(args.read_model_wait_ms),
             subscription_poll: Duration::from_millis(args.subscription_poll_ms.max(10)),
+            llm_api: args
+                .llm_api
+                .parse()
+                .map_err(|reason| ConfigError::new("LLM_API", reason))?,
+            openai_timeout: Duration::from_secs(args.openai_timeout_secs.max(1)),
+            prices: match args.pricing_file.as_deref().filter(|p| !p.is_empty()) {
+                None => crate::llm::PriceTable::defaults(),
+                Some(path) => crate::llm::PriceTable::defaults()
+                    .with_overrides_from_file(std::path::Path::new(path))
+                    .map_err(|e| ConfigError::new("PRICING_FILE", e.to_string()))?,
+            },
+            effect_concurrency: args.effect_concurrency.max(1),
+            effect_lease: Duration::from_millis(args.effect_lease_ms.max(300)),
+            retry_limit: args.retry_limit,
+            retry_backoff: crate::effects::backoff::Backoff {
+                base: Duration::from_millis(args.retry_backoff_ms),
+                max: Duration::from_millis(args.retry_backoff_max_ms.max(args.retry_backoff_ms)),
+            },
+            poll_timeout_secs: if (1..=15).contains(&args.poll_timeout_secs) {
+                args.poll_timeout_secs
+            } else {
+                return Err(ConfigError::new(
+                    "POLL_TIMEOUT_SECS",
+                    "must be between 1 and 15 (teloxide's client gives up after 17 s)",
+                ));
+            },
+            poll_conflict_pause: Duration::from_secs(args.poll_conflict_pause_secs.max(1)),
         })
     }
 }

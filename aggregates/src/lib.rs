@@ -1,6 +1,7 @@
 //! Botfleet's domain: the aggregates whose events are the system's source of truth.
 //!
 //! - [`bot`]: a Telegram bot registered by an admin (its settings, sealed token and lifecycle).
+//! - [`chat`]: one Telegram chat with one bot: messages received, responses generated and sent.
 //!
 //! This crate is pure domain: no database, no HTTP. Side effects the domain needs (sealing a
 //! bot token) sit behind service traits that the application implements, so every rule here is
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod bot;
+pub mod chat;
 pub mod text;
 
 /// The version written into `events.event_version` for every event of the current schema.

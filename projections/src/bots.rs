@@ -96,6 +96,46 @@ impl Projector for BotProjector {
             }
             BotEvent::BotEnabled => set_active(tx, id, true, at, version).await?,
             BotEvent::BotDisabled => set_active(tx, id, false, at, version).await?,
+            BotEvent::WebhookSet { url } => {
+                sqlx::query("UPDATE bots SET webhook_url = $2, version = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(url)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            BotEvent::WebhookDeleted => {
+                sqlx::query("UPDATE bots SET webhook_url = NULL, version = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            BotEvent::BotErrorRecorded { kind, message } => {
+                sqlx::query(
+                    "UPDATE bots SET last_error_kind = $2, last_error_message = $3,
+                        last_error_at = $4, version = $5
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(kind)
+                .bind(message)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            BotEvent::BotErrorCleared => {
+                sqlx::query(
+                    "UPDATE bots SET last_error_kind = NULL, last_error_message = NULL,
+                        last_error_at = NULL, version = $2
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
             BotEvent::BotDeleted => {
                 sqlx::query(
                     "UPDATE bots SET is_active = false, deleted_at = $2, updated_at = $2,
@@ -147,11 +187,16 @@ pub struct BotRow {
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub updated_at: chrono::DateTime<chrono::Utc>,
     pub version: i64,
+    pub webhook_url: Option<String>,
+    pub last_error_kind: Option<String>,
+    pub last_error_message: Option<String>,
+    pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 const BOT_COLUMNS: &str =
     "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
-    error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version";
+    error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version,
+    webhook_url, last_error_kind, last_error_message, last_error_at";
 
 pub async fn find_bot(
     conn: impl sqlx::PgExecutor<'_>,

@@ -8,9 +8,13 @@
 //!
 //! - [`recorded`]: an event as the store holds it, with its global position.
 //! - [`bots`]: the `bots` read model behind the admin API.
+//! - [`chats`]: chats, Telegram users and messages, with usage and cost.
+//! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
 #![forbid(unsafe_code)]
 
 pub mod bots;
+pub mod chat_work;
+pub mod chats;
 pub mod recorded;
 
 pub use recorded::{RecordedEvent, StreamPosition};
@@ -56,5 +60,9 @@ pub trait Projector: Send + Sync {
 
 /// Every projector of the application, in the order they are run and rebuilt.
 pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
-    vec![std::sync::Arc::new(bots::BotProjector)]
+    vec![
+        std::sync::Arc::new(bots::BotProjector),
+        std::sync::Arc::new(chats::ChatProjector),
+        std::sync::Arc::new(chat_work::ChatWorkProjector),
+    ]
 }

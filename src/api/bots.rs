@@ -56,6 +56,21 @@ pub struct BotView {
     pub deleted_at: Option<DateTime<Utc>>,
     /// The number of the bot's last event: it grows with every change.
     pub version: i64,
+    /// Where Telegram pushes the bot's updates; absent while it is long-polled or disabled.
+    #[oai(skip_serializing_if_is_none)]
+    pub webhook_url: Option<String>,
+    /// What currently stops the bot from working, if anything.
+    #[oai(skip_serializing_if_is_none)]
+    pub last_error: Option<BotErrorView>,
+}
+
+/// A problem that stops a bot from working, until it is resolved.
+#[derive(Debug, Clone, Object)]
+pub struct BotErrorView {
+    /// `telegram_conflict`, `telegram_invalid_token`, `webhook`, `llm`, ...
+    pub kind: String,
+    pub message: String,
+    pub at: DateTime<Utc>,
 }
 
 impl From<BotRow> for BotView {
@@ -79,6 +94,15 @@ impl From<BotRow> for BotView {
             updated_at: row.updated_at,
             deleted_at: row.deleted_at,
             version: row.version,
+            last_error: match (
+                row.last_error_kind,
+                row.last_error_message,
+                row.last_error_at,
+            ) {
+                (Some(kind), Some(message), Some(at)) => Some(BotErrorView { kind, message, at }),
+                _ => None,
+            },
+            webhook_url: row.webhook_url,
         }
     }
 }
@@ -239,7 +263,8 @@ impl BotsApi {
                 &EventMetadata::new_request(actor),
             )
             .await?;
-        self.await_read_model(&committed).await;
+        self.await_read_model(&bot_id.to_string(), &committed)
+            .await?;
         Ok(CreateBotResponse::Created(Json(self.read(bot_id).await?)))
     }
 
@@ -318,7 +343,7 @@ impl BotsApi {
             .bots
             .execute(&id.to_string(), command, &EventMetadata::new_request(actor))
             .await?;
-        self.await_read_model(&committed).await;
+        self.await_read_model(&id.to_string(), &committed).await?;
         Ok(BotResponse::Ok(Json(self.read(id).await?)))
     }
 
@@ -330,17 +355,29 @@ impl BotsApi {
             .ok_or_else(|| ApiFailure::not_found("bot"))
     }
 
-    async fn await_read_model(&self, committed: &Committed) {
-        if let Some(position) = committed.position {
-            let caught_up = self
-                .state
-                .progress
-                .wait_for("bots", position, self.state.read_model_wait)
-                .await;
-            if !caught_up {
-                tracing::warn!(%position, "the bots read model did not catch up in time; answering from it anyway");
-            }
+    /// Waits until the `bots` read model includes what `committed` appended.
+    async fn await_read_model(
+        &self,
+        bot_id: &str,
+        committed: &Committed,
+    ) -> Result<(), ApiFailure> {
+        if committed.appended == 0 {
+            return Ok(());
         }
+        let position = self
+            .state
+            .bots
+            .position_of(bot_id, committed.sequence)
+            .await?;
+        let caught_up = self
+            .state
+            .progress
+            .wait_for("bots", position, self.state.read_model_wait)
+            .await;
+        if !caught_up {
+            tracing::warn!(%position, "the bots read model did not catch up in time; answering from it anyway");
+        }
+        Ok(())
     }
 
     /// One token answers for one bot: Telegram delivers each update to a single receiver.

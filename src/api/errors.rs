@@ -111,9 +111,9 @@ impl From<CommandError<BotError>> for ApiFailure {
         match error {
             CommandError::Rejected(BotError::Invalid(field)) => ApiFailure::invalid(field),
             CommandError::Rejected(BotError::NotFound) => ApiFailure::not_found("bot"),
-            CommandError::Rejected(e @ (BotError::AlreadyExists | BotError::Deleted(_))) => {
-                ApiFailure::conflict(e.to_string())
-            }
+            CommandError::Rejected(
+                e @ (BotError::AlreadyExists | BotError::Deleted(_) | BotError::NotEnabled),
+            ) => ApiFailure::conflict(e.to_string()),
             CommandError::Conflict => ApiFailure::Unavailable(Json(ApiError::new(
                 "busy",
                 "the bot is being changed concurrently; try again",

@@ -4,11 +4,13 @@ pub mod bots;
 pub mod errors;
 pub mod guard;
 pub mod strict_json;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use aggregates::bot::Bot;
+use aggregates::chat::Chat;
 use poem::endpoint::make_sync;
 use poem::middleware::Tracing;
 use poem::{EndpointExt, IntoEndpoint, Route};
@@ -24,6 +26,8 @@ use crate::subscriptions::SubscriptionProgress;
 pub struct AppState {
     pub pool: PgPool,
     pub bots: Arc<CommandGateway<Bot>>,
+    pub chats: Arc<CommandGateway<Chat>>,
+    pub intake: crate::intake::Intake,
     pub cipher: Arc<TokenCipher>,
     /// Lets a write wait until the read model it answers from includes it.
     pub progress: SubscriptionProgress,
@@ -34,14 +38,21 @@ pub struct AppState {
 pub enum ApiTags {
     /// Registering and administering bots
     Bots,
+    /// Called by Telegram
+    Telegram,
 }
 
-pub type ApiService = OpenApiService<bots::BotsApi, ()>;
+pub type ApiService = OpenApiService<(bots::BotsApi, webhook::WebhookApi), ()>;
 
 /// The OpenAPI service; also what `botfleet openapi` prints.
 pub fn service(state: AppState) -> ApiService {
+    let webhook = webhook::WebhookApi {
+        pool: state.pool.clone(),
+        intake: state.intake.clone(),
+        cipher: state.cipher.clone(),
+    };
     OpenApiService::new(
-        bots::BotsApi { state },
+        (bots::BotsApi { state }, webhook),
         "Botfleet",
         env!("CARGO_PKG_VERSION"),
     )

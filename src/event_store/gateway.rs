@@ -28,8 +28,6 @@ pub struct Committed {
     pub appended: usize,
     /// The aggregate's sequence after the command.
     pub sequence: usize,
-    /// Where the last appended event sits in the global order; `None` when nothing was.
-    pub position: Option<StreamPosition>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,17 +129,13 @@ where
                 return Ok(Committed {
                     appended: 0,
                     sequence: self.current_sequence(aggregate_id).await?,
-                    position: None,
                 });
             }
             match self.store.commit(events, context, metadata.to_map()).await {
                 Ok(envelopes) => {
-                    let sequence = envelopes.last().map(|e| e.sequence).unwrap_or_default();
-                    let position = self.position_of(aggregate_id, sequence).await?;
                     return Ok(Committed {
                         appended: envelopes.len(),
-                        sequence,
-                        position: Some(position),
+                        sequence: envelopes.last().map(|e| e.sequence).unwrap_or_default(),
                     });
                 }
                 Err(AggregateError::AggregateConflict) => {
@@ -172,7 +166,9 @@ where
         &self.services
     }
 
-    async fn position_of(
+    /// Where the aggregate's event number `sequence` sits in the global order, for a caller
+    /// that waits until a projection has handled it.
+    pub async fn position_of(
         &self,
         aggregate_id: &str,
         sequence: usize,

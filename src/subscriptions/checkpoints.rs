@@ -92,6 +92,11 @@ impl SubscriptionProgress {
             .clone()
     }
 
+    /// Follows a subscription's position in this process (it changes after every batch).
+    pub fn subscribe(&self, subscription: &str) -> watch::Receiver<StreamPosition> {
+        self.channel(subscription).subscribe()
+    }
+
     /// Called by a runner after each committed batch.
     pub fn advance(&self, subscription: &str, position: StreamPosition) {
         self.channel(subscription).send_if_modified(|current| {

@@ -16,22 +16,26 @@ pub const EVENTS_CHANNEL: &str = "botfleet_events";
 pub struct EventWakeups {
     receiver: watch::Receiver<u64>,
     sender: std::sync::Arc<watch::Sender<u64>>,
+    /// Moves when another process's `chat_work` projection found new work.
+    work: watch::Receiver<u64>,
 }
 
 impl EventWakeups {
     /// Starts listening; the task ends with `shutdown`.
     pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> Self {
         let (sender, receiver) = watch::channel(0u64);
+        let (work_sender, work) = watch::channel(0u64);
         let sender = std::sync::Arc::new(sender);
         let wakeups = Self {
             receiver,
             sender: sender.clone(),
+            work,
         };
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    result = listen(&pool, &sender) => {
+                    result = listen(&pool, &sender, &work_sender) => {
                         if let Err(e) = result {
                             tracing::warn!(error = ?e, "event notifications lost; reconnecting");
                         }
@@ -39,6 +43,7 @@ impl EventWakeups {
                 }
                 // Whatever was missed while disconnected is found by reading again.
                 sender.send_modify(|n| *n += 1);
+                work_sender.send_modify(|n| *n += 1);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -53,21 +58,39 @@ impl EventWakeups {
         self.receiver.clone()
     }
 
+    /// A receiver that resolves `changed()` when any process announces new chat work.
+    pub fn subscribe_work(&self) -> watch::Receiver<u64> {
+        self.work.clone()
+    }
+
     /// Wakes every subscriber in this process now (after a local append, or a rebuild).
     pub fn nudge(&self) {
         self.sender.send_modify(|n| *n += 1);
     }
 }
 
-async fn listen(pool: &PgPool, sender: &watch::Sender<u64>) -> Result<(), sqlx::Error> {
+async fn listen(
+    pool: &PgPool,
+    events: &watch::Sender<u64>,
+    work: &watch::Sender<u64>,
+) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(EVENTS_CHANNEL).await?;
+    listener
+        .listen_all([EVENTS_CHANNEL, projections::chat_work::WORK_CHANNEL])
+        .await?;
     // Commits between the last read and LISTEN would otherwise go unnoticed.
-    sender.send_modify(|n| *n += 1);
+    events.send_modify(|n| *n += 1);
+    work.send_modify(|n| *n += 1);
     loop {
         // `None` means the connection was lost (and is re-established on the next call):
-        // notifications may have been missed, so wake readers either way.
-        let _notification = listener.try_recv().await?;
-        sender.send_modify(|n| *n += 1);
+        // notifications may have been missed, so wake everyone.
+        match listener.try_recv().await? {
+            Some(n) if n.channel() == EVENTS_CHANNEL => events.send_modify(|n| *n += 1),
+            Some(_) => work.send_modify(|n| *n += 1),
+            None => {
+                events.send_modify(|n| *n += 1);
+                work.send_modify(|n| *n += 1);
+            }
+        }
     }
 }

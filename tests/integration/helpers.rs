@@ -8,6 +8,9 @@ use botfleet::config::{Config, DatabaseArgs, ServeArgs};
 use serde_json::Value;
 use sqlx::PgPool;
 
+use crate::fakes::openai::FakeOpenAi;
+use crate::fakes::telegram::FakeTelegram;
+
 /// The server the tests create their databases on; trust authentication is assumed.
 pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_SERVER")
@@ -61,23 +64,58 @@ pub fn random_token_key() -> String {
     base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
 }
 
-/// Settings for a test application on `db`: a random port, fast polling.
-pub fn test_config(db: &TestDb, token_key: &str) -> Config {
-    Config::from_args(ServeArgs {
+/// The arguments `botfleet serve` would get for a test on `db`: a random port, quick retries,
+/// outside servers that refuse connections unless a test points them at its fakes.
+pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
+    ServeArgs {
         database: DatabaseArgs {
             database_url: db.url.clone(),
-            database_max_connections: 8,
+            database_max_connections: 12,
         },
         bind_addr: "127.0.0.1:0".to_owned(),
         public_url: None,
         token_encryption_key: Some(token_key.to_owned()),
         telegram_api_url: "http://127.0.0.1:9".to_owned(),
         openai_base_url: "http://127.0.0.1:9/v1".to_owned(),
-        openai_api_key: None,
+        openai_api_key: Some("sk-test-key".to_owned()),
         read_model_wait_ms: 10_000,
         subscription_poll_ms: 1_000,
-    })
-    .expect("test settings are valid")
+        llm_api: "responses".to_owned(),
+        openai_timeout_secs: 10,
+        pricing_file: None,
+        effect_concurrency: 16,
+        effect_lease_ms: 30_000,
+        retry_limit: 4,
+        retry_backoff_ms: 100,
+        retry_backoff_max_ms: 2_000,
+        poll_timeout_secs: 1,
+        poll_conflict_pause_secs: 1,
+    }
+}
+
+pub fn test_config(db: &TestDb, token_key: &str) -> Config {
+    Config::from_args(test_args(db, token_key)).expect("test settings are valid")
+}
+
+/// The fake outside world: Telegram and OpenAI on 127.0.0.1.
+pub struct Fakes {
+    pub telegram: FakeTelegram,
+    pub openai: FakeOpenAi,
+}
+
+impl Fakes {
+    pub async fn start() -> Self {
+        Self {
+            telegram: FakeTelegram::start().await,
+            openai: FakeOpenAi::start().await,
+        }
+    }
+
+    /// Points `args` at these fakes.
+    pub fn configure(&self, args: &mut ServeArgs) {
+        args.telegram_api_url = self.telegram.base_url.clone();
+        args.openai_base_url = self.openai.base_url.clone();
+    }
 }
 
 /// A running Botfleet and a client for it.
@@ -97,7 +135,27 @@ impl TestApp {
     }
 
     pub async fn spawn_on(db: TestDb, token_key: String) -> Self {
-        let app = Application::build(test_config(&db, &token_key))
+        Self::spawn_with(db, token_key, |_| {}).await
+    }
+
+    /// A fresh database and the fakes; `tweak` adjusts the settings.
+    pub async fn spawn_with_fakes(fakes: &Fakes, tweak: impl FnOnce(&mut ServeArgs)) -> Self {
+        Self::spawn_with(TestDb::new(), random_token_key(), |args| {
+            fakes.configure(args);
+            tweak(args);
+        })
+        .await
+    }
+
+    pub async fn spawn_with(
+        db: TestDb,
+        token_key: String,
+        tweak: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        let mut args = test_args(&db, &token_key);
+        tweak(&mut args);
+        let config = Config::from_args(args).expect("test settings are valid");
+        let app = Application::build(config)
             .await
             .expect("the application starts");
         let base = format!("http://{}", app.addr());
@@ -164,6 +222,71 @@ impl TestApp {
             .await;
         assert_eq!(status, 201, "{body}");
         body
+    }
+
+    /// Registers a bot and enables it; returns its id.
+    pub async fn create_enabled_bot(&self, name: &str, token: &str) -> String {
+        let id = self.create_bot(name, token).await["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let (status, body) = self.post(&format!("/bots/{id}/enable"), Value::Null).await;
+        assert_eq!(status, 200, "{body}");
+        id
+    }
+
+    /// The secret Telegram would send with `bot_id`'s updates.
+    pub fn webhook_secret(&self, bot_id: &str) -> String {
+        let key = botfleet::secrets::TokenKey::from_base64(&self.token_key).unwrap();
+        botfleet::secrets::TokenCipher::new(&key).webhook_secret(bot_id.parse().unwrap())
+    }
+
+    /// Delivers an update to the webhook as Telegram would; returns the status.
+    pub async fn deliver(&self, bot_id: &str, update: &Value) -> u16 {
+        self.http
+            .post(self.url(&format!("/telegram/{bot_id}/webhook")))
+            .header(
+                "X-Telegram-Bot-Api-Secret-Token",
+                self.webhook_secret(bot_id),
+            )
+            .json(update)
+            .send()
+            .await
+            .expect("deliver an update")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until no chat has unfinished turns and every projection has read every event.
+    pub async fn settle(&self) {
+        let pool = self.pool.clone();
+        eventually(Duration::from_secs(30), "the pipeline settles", || {
+            let pool = pool.clone();
+            async move {
+                let open: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_work")
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                let behind: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM subscription_checkpoints c
+                     WHERE EXISTS (SELECT 1 FROM events e
+                                   WHERE (e.transaction_id, e.global_position)
+                                       > (c.transaction_id, c.global_position))",
+                )
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+                open == 0 && behind == 0
+            }
+        })
+        .await;
+    }
+
+    pub async fn event_types(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT event_type FROM events ORDER BY transaction_id, global_position")
+            .fetch_all(&self.pool)
+            .await
+            .unwrap()
     }
 
     pub async fn event_count(&self) -> i64 {

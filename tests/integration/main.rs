@@ -3,9 +3,13 @@
 //!
 //! One test binary with modules, so the dependency tree links once.
 
+mod fakes;
 mod helpers;
 
 mod bots_api;
 mod event_store;
+mod llm;
 mod openapi;
+mod resilience;
 mod subscriptions;
+mod turns;

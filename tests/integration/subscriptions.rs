@@ -196,6 +196,22 @@ async fn events_committed_before_a_crash_are_projected_after_restart() {
         ids.push(id);
     }
     assert!(bot_names(&pool).await.is_empty());
+    // Transactions of other tests' databases hold the server-wide horizon back for a moment;
+    // once all eight events are settled they stay so, and the batch below reads them all.
+    eventually(
+        Duration::from_secs(10),
+        "the eight events are settled",
+        || async {
+            let mut conn = pool.acquire().await.unwrap();
+            botfleet::subscriptions::reader::read_batch(&mut conn, StreamPosition::START, 100)
+                .await
+                .unwrap()
+                .events
+                .len()
+                == 8
+        },
+    )
+    .await;
 
     // A runner that dies in the middle of its first batch leaves no trace of it.
     let crashing = ProjectionRunner::new(

@@ -29,6 +29,10 @@ pub struct Bot {
     pub error_message: String,
     pub model: String,
     pub instructions: String,
+    /// Where Telegram pushes updates, when a webhook is set.
+    pub webhook_url: Option<String>,
+    /// What stops the bot from working, as (kind, message).
+    pub last_error: Option<(String, String)>,
 }
 
 impl Bot {
@@ -40,6 +44,13 @@ impl Bot {
             BotLifecycle::Deleted => Err(BotError::Deleted(attempted)),
             BotLifecycle::Disabled | BotLifecycle::Enabled => Ok(()),
         }
+    }
+
+    fn ensure_registered(&self) -> Result<(), BotError> {
+        if self.lifecycle == BotLifecycle::Unregistered {
+            return Err(BotError::NotFound);
+        }
+        Ok(())
     }
 
     fn settings_equal(&self, settings: &BotSettings) -> bool {
@@ -123,6 +134,39 @@ impl Aggregate for Bot {
                 self.ensure_changeable("deleted")?;
                 BotEvent::BotDeleted
             }
+            BotCommand::RecordWebhookSet { url } => {
+                if self.lifecycle != BotLifecycle::Enabled {
+                    return Err(match self.lifecycle {
+                        BotLifecycle::Unregistered => BotError::NotFound,
+                        _ => BotError::NotEnabled,
+                    });
+                }
+                if self.webhook_url.as_deref() == Some(url.as_str()) {
+                    return Ok(());
+                }
+                BotEvent::WebhookSet { url }
+            }
+            BotCommand::RecordWebhookDeleted => {
+                self.ensure_registered()?;
+                if self.webhook_url.is_none() {
+                    return Ok(());
+                }
+                BotEvent::WebhookDeleted
+            }
+            BotCommand::RecordError { kind, message } => {
+                self.ensure_registered()?;
+                if self.last_error.as_ref() == Some(&(kind.clone(), message.clone())) {
+                    return Ok(());
+                }
+                BotEvent::BotErrorRecorded { kind, message }
+            }
+            BotCommand::ClearError => {
+                self.ensure_registered()?;
+                if self.last_error.is_none() {
+                    return Ok(());
+                }
+                BotEvent::BotErrorCleared
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -168,6 +212,10 @@ impl Aggregate for Bot {
             BotEvent::BotEnabled => self.lifecycle = BotLifecycle::Enabled,
             BotEvent::BotDisabled => self.lifecycle = BotLifecycle::Disabled,
             BotEvent::BotDeleted => self.lifecycle = BotLifecycle::Deleted,
+            BotEvent::WebhookSet { url } => self.webhook_url = Some(url),
+            BotEvent::WebhookDeleted => self.webhook_url = None,
+            BotEvent::BotErrorRecorded { kind, message } => self.last_error = Some((kind, message)),
+            BotEvent::BotErrorCleared => self.last_error = None,
         }
     }
 }

@@ -264,3 +264,75 @@ fn replaying_the_events_rebuilds_the_state() {
     assert_eq!(bot.id, Some(bot_id()));
     assert_eq!(bot.token.unwrap().hint, "123456789:…saw1");
 }
+
+#[test]
+fn a_webhook_is_recorded_only_for_an_enabled_bot() {
+    let set = BotCommand::RecordWebhookSet {
+        url: "https://bots.example/telegram/7/webhook".into(),
+    };
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled])
+        .when(set.clone())
+        .then_expect_events(vec![BotEvent::WebhookSet {
+            url: "https://bots.example/telegram/7/webhook".into(),
+        }]);
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotEnabled, BotEvent::BotDisabled])
+        .when(set.clone())
+        .then_expect_error(BotError::NotEnabled);
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::BotEnabled,
+            BotEvent::WebhookSet {
+                url: "https://bots.example/telegram/7/webhook".into(),
+            },
+        ])
+        .when(set)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn deleting_a_webhook_that_is_not_set_records_nothing() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::RecordWebhookDeleted)
+        .then_expect_events(vec![]);
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::BotEnabled,
+            BotEvent::WebhookSet { url: "u".into() },
+            BotEvent::BotDeleted,
+        ])
+        .when(BotCommand::RecordWebhookDeleted)
+        .then_expect_events(vec![BotEvent::WebhookDeleted]);
+}
+
+#[test]
+fn an_error_is_recorded_once_until_cleared() {
+    let error = BotCommand::RecordError {
+        kind: "telegram_conflict".into(),
+        message: "terminated by other getUpdates request".into(),
+    };
+    let recorded = BotEvent::BotErrorRecorded {
+        kind: "telegram_conflict".into(),
+        message: "terminated by other getUpdates request".into(),
+    };
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(error.clone())
+        .then_expect_events(vec![recorded.clone()]);
+    BotTest::with(services())
+        .given(vec![created(), recorded.clone()])
+        .when(error)
+        .then_expect_events(vec![]);
+    BotTest::with(services())
+        .given(vec![created(), recorded])
+        .when(BotCommand::ClearError)
+        .then_expect_events(vec![BotEvent::BotErrorCleared]);
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::ClearError)
+        .then_expect_events(vec![]);
+}

@@ -28,4 +28,17 @@ pub enum BotCommand {
     Enable,
     Disable,
     Delete,
+    /// The effect runner set the webhook; refused unless the bot is enabled.
+    RecordWebhookSet {
+        url: String,
+    },
+    /// The effect runner deleted the webhook.
+    RecordWebhookDeleted,
+    /// Records what stops the bot from working (a repeat of the current error is no change).
+    RecordError {
+        kind: String,
+        message: String,
+    },
+    /// The bot works again.
+    ClearError,
 }

@@ -11,4 +11,6 @@ pub enum BotError {
     NotFound,
     #[error("the bot is deleted and can no longer be {0}")]
     Deleted(&'static str),
+    #[error("the bot is not enabled, so its webhook is not wanted")]
+    NotEnabled,
 }

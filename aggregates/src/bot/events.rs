@@ -29,6 +29,18 @@ pub enum BotEvent {
     BotEnabled,
     BotDisabled,
     BotDeleted,
+    /// Telegram now delivers this bot's updates to `url`.
+    WebhookSet {
+        url: String,
+    },
+    /// Telegram no longer pushes updates: the bot is disabled, or long-polled.
+    WebhookDeleted,
+    /// Something stops the bot from working; shown to admins until cleared.
+    BotErrorRecorded {
+        kind: String,
+        message: String,
+    },
+    BotErrorCleared,
 }
 
 impl DomainEvent for BotEvent {
@@ -39,6 +51,10 @@ impl DomainEvent for BotEvent {
             BotEvent::BotEnabled => "BotEnabled",
             BotEvent::BotDisabled => "BotDisabled",
             BotEvent::BotDeleted => "BotDeleted",
+            BotEvent::WebhookSet { .. } => "WebhookSet",
+            BotEvent::WebhookDeleted => "WebhookDeleted",
+            BotEvent::BotErrorRecorded { .. } => "BotErrorRecorded",
+            BotEvent::BotErrorCleared => "BotErrorCleared",
         }
         .to_owned()
     }

@@ -1,0 +1,259 @@
+use std::collections::{BTreeSet, VecDeque};
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::Aggregate;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::commands::ChatCommand;
+use super::errors::ChatError;
+use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnStep};
+use super::values::TelegramChat;
+use super::ChatServices;
+
+/// How many earlier exchanges a chat keeps for prompts built from its own history.
+pub const HISTORY_WINDOW: usize = 20;
+
+/// A message that has not been answered (or failed) yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenTurn {
+    pub update_id: i64,
+    pub message_id: i64,
+    pub user_text: String,
+    pub from_user_id: Option<i64>,
+    pub response: Option<GeneratedResponse>,
+    /// Failed attempts at the current step.
+    pub attempts: u32,
+}
+
+impl OpenTurn {
+    #[must_use]
+    pub fn step(&self) -> TurnStep {
+        if self.response.is_some() {
+            TurnStep::Send
+        } else {
+            TurnStep::Generate
+        }
+    }
+}
+
+/// What the LLM needs to continue the conversation.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The Responses API's last response id, sent as `previous_response_id`.
+    pub previous_response_id: Option<String>,
+    /// The last exchanges (user text, answer), oldest first, at most [`HISTORY_WINDOW`].
+    pub history: VecDeque<(String, String)>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chat {
+    pub bot_id: Option<Uuid>,
+    pub telegram_chat: Option<TelegramChat>,
+    /// Every update id accepted, so a redelivered update is recognised whenever it comes.
+    pub seen_updates: BTreeSet<i64>,
+    /// Unfinished turns in arrival order: the first is the one to work on.
+    pub open_turns: Vec<OpenTurn>,
+    pub conversation: Conversation,
+    pub messages_received: u64,
+}
+
+impl Chat {
+    /// The turn the effect runner should work on next: turns in a chat go strictly in order,
+    /// since an LLM conversation cannot fork.
+    #[must_use]
+    pub fn next_turn(&self) -> Option<&OpenTurn> {
+        self.open_turns.first()
+    }
+
+    fn open_turn(&self, update_id: i64) -> Result<&OpenTurn, ChatError> {
+        self.open_turns
+            .iter()
+            .find(|t| t.update_id == update_id)
+            .ok_or(ChatError::NoOpenTurn(update_id))
+    }
+
+    fn open_turn_mut(&mut self, update_id: i64) -> Option<&mut OpenTurn> {
+        self.open_turns
+            .iter_mut()
+            .find(|t| t.update_id == update_id)
+    }
+
+    fn close_turn(&mut self, update_id: i64) {
+        self.open_turns.retain(|t| t.update_id != update_id);
+    }
+}
+
+impl Aggregate for Chat {
+    const TYPE: &'static str = "Chat";
+    type Command = ChatCommand;
+    type Event = ChatEvent;
+    type Error = ChatError;
+    type Services = ChatServices;
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let events = match command {
+            ChatCommand::ReceiveMessage(message) => {
+                if self.bot_id.is_some_and(|bot| bot != message.bot_id) {
+                    return Err(ChatError::OtherBot);
+                }
+                if self.seen_updates.contains(&message.update_id) {
+                    return Ok(());
+                }
+                vec![ChatEvent::MessageReceived {
+                    bot_id: message.bot_id,
+                    update_id: message.update_id,
+                    message_id: message.message_id,
+                    chat: message.chat,
+                    from: message.from,
+                    text: message.text,
+                    sent_at: message.sent_at,
+                }]
+            }
+            ChatCommand::RecordResponse {
+                update_id,
+                response,
+                reset_conversation,
+            } => {
+                if self.open_turn(update_id)?.response.is_some() {
+                    return Err(ChatError::AlreadyResponded(update_id));
+                }
+                let mut events = Vec::with_capacity(2);
+                if reset_conversation {
+                    events.push(ChatEvent::ConversationReset { update_id });
+                }
+                events.push(ChatEvent::ResponseGenerated {
+                    update_id,
+                    response,
+                });
+                events
+            }
+            ChatCommand::RecordSent {
+                update_id,
+                telegram_message_ids,
+            } => {
+                if self.open_turn(update_id)?.response.is_none() {
+                    return Err(ChatError::NotGenerated(update_id));
+                }
+                vec![ChatEvent::ResponseSent {
+                    update_id,
+                    telegram_message_ids,
+                }]
+            }
+            ChatCommand::RecordAttemptFailure {
+                update_id,
+                step,
+                class,
+                error,
+                retry_at,
+            } => {
+                let turn = self.open_turn(update_id)?;
+                match (step, turn.step()) {
+                    (TurnStep::Generate, TurnStep::Send) => {
+                        return Err(ChatError::AlreadyResponded(update_id))
+                    }
+                    (TurnStep::Send, TurnStep::Generate) => {
+                        return Err(ChatError::NotGenerated(update_id))
+                    }
+                    _ => {}
+                }
+                vec![ChatEvent::AttemptFailed {
+                    update_id,
+                    step,
+                    attempt: turn.attempts + 1,
+                    class,
+                    error,
+                    retry_at,
+                }]
+            }
+            ChatCommand::FailTurn {
+                update_id,
+                step,
+                class,
+                error,
+            } => {
+                self.open_turn(update_id)?;
+                vec![ChatEvent::TurnFailed {
+                    update_id,
+                    step,
+                    class,
+                    error,
+                }]
+            }
+        };
+        for event in events {
+            sink.write(event, self).await;
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            ChatEvent::MessageReceived {
+                bot_id,
+                update_id,
+                message_id,
+                chat,
+                from,
+                text,
+                sent_at: _,
+            } => {
+                self.bot_id = Some(bot_id);
+                self.telegram_chat = Some(chat);
+                self.seen_updates.insert(update_id);
+                self.messages_received += 1;
+                self.open_turns.push(OpenTurn {
+                    update_id,
+                    message_id,
+                    user_text: text,
+                    from_user_id: from.map(|u| u.id),
+                    response: None,
+                    attempts: 0,
+                });
+            }
+            ChatEvent::ResponseGenerated {
+                update_id,
+                response,
+            } => {
+                let Some(turn) = self.open_turn_mut(update_id) else {
+                    return;
+                };
+                turn.attempts = 0;
+                let user_text = turn.user_text.clone();
+                if let ResponseKind::Llm { response_id, .. } = &response.kind {
+                    let conversation = &mut self.conversation;
+                    conversation.previous_response_id = response_id.clone();
+                    conversation
+                        .history
+                        .push_back((user_text, response.text.clone()));
+                    while conversation.history.len() > HISTORY_WINDOW {
+                        conversation.history.pop_front();
+                    }
+                }
+                if let Some(turn) = self.open_turn_mut(update_id) {
+                    turn.response = Some(response);
+                }
+            }
+            ChatEvent::ResponseSent { update_id, .. } | ChatEvent::TurnFailed { update_id, .. } => {
+                self.close_turn(update_id)
+            }
+            ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
+            ChatEvent::AttemptFailed {
+                update_id, attempt, ..
+            } => {
+                if let Some(turn) = self.open_turn_mut(update_id) {
+                    turn.attempts = attempt;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "aggregate_tests.rs"]
+mod tests;

@@ -1,0 +1,299 @@
+//! Given / when / then: the rules that make the effect runner idempotent.
+
+use chrono::{TimeZone, Utc};
+use cqrs_es::test::TestFramework;
+
+use super::*;
+use crate::chat::{
+    BotCommandName, ChatCommand, FailureClass, IncomingMessage, ResponseKind, TelegramChat,
+    TelegramUser, TokenUsage,
+};
+
+type ChatTest = TestFramework<Chat>;
+
+fn bot() -> Uuid {
+    Uuid::from_u128(1)
+}
+
+fn incoming(update_id: i64, text: &str) -> IncomingMessage {
+    IncomingMessage {
+        bot_id: bot(),
+        update_id,
+        message_id: update_id * 10,
+        chat: TelegramChat {
+            id: 42,
+            kind: "private".into(),
+            title: None,
+            username: Some("ann".into()),
+        },
+        from: Some(TelegramUser {
+            id: 42,
+            is_bot: false,
+            first_name: "Ann".into(),
+            last_name: None,
+            username: Some("ann".into()),
+            language_code: Some("en".into()),
+        }),
+        text: text.into(),
+        sent_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+    }
+}
+
+fn received(update_id: i64, text: &str) -> ChatEvent {
+    let m = incoming(update_id, text);
+    ChatEvent::MessageReceived {
+        bot_id: m.bot_id,
+        update_id: m.update_id,
+        message_id: m.message_id,
+        chat: m.chat,
+        from: m.from,
+        text: m.text,
+        sent_at: m.sent_at,
+    }
+}
+
+fn llm_response(text: &str, response_id: &str) -> GeneratedResponse {
+    GeneratedResponse {
+        text: text.into(),
+        kind: ResponseKind::Llm {
+            model: "gpt-5-mini".into(),
+            response_id: Some(response_id.into()),
+            usage: TokenUsage {
+                input_tokens: 100,
+                cached_input_tokens: 20,
+                output_tokens: 50,
+                reasoning_tokens: 10,
+            },
+            cost_micro_usd: 120,
+        },
+    }
+}
+
+fn generated(update_id: i64, text: &str, response_id: &str) -> ChatEvent {
+    ChatEvent::ResponseGenerated {
+        update_id,
+        response: llm_response(text, response_id),
+    }
+}
+
+#[test]
+fn a_new_message_is_received() {
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::ReceiveMessage(incoming(7, "hi")))
+        .then_expect_events(vec![received(7, "hi")]);
+}
+
+#[test]
+fn a_redelivered_update_is_accepted_once() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::ReceiveMessage(incoming(7, "hi")))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_redelivered_update_is_recognised_after_its_turn_is_over() {
+    ChatTest::with(ChatServices)
+        .given(vec![
+            received(7, "hi"),
+            generated(7, "hello", "resp_1"),
+            ChatEvent::ResponseSent {
+                update_id: 7,
+                telegram_message_ids: vec![1],
+            },
+        ])
+        .when(ChatCommand::ReceiveMessage(incoming(7, "hi")))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_response_is_recorded_for_an_open_turn() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::RecordResponse {
+            update_id: 7,
+            response: llm_response("hello", "resp_1"),
+            reset_conversation: false,
+        })
+        .then_expect_events(vec![generated(7, "hello", "resp_1")]);
+}
+
+#[test]
+fn a_second_response_for_the_same_turn_is_refused() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
+        .when(ChatCommand::RecordResponse {
+            update_id: 7,
+            response: llm_response("hello again", "resp_2"),
+            reset_conversation: false,
+        })
+        .then_expect_error(ChatError::AlreadyResponded(7));
+}
+
+#[test]
+fn a_response_for_an_unknown_turn_is_refused() {
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::RecordResponse {
+            update_id: 7,
+            response: llm_response("hello", "resp_1"),
+            reset_conversation: false,
+        })
+        .then_expect_error(ChatError::NoOpenTurn(7));
+}
+
+#[test]
+fn sending_is_recorded_once() {
+    let given = vec![received(7, "hi"), generated(7, "hello", "resp_1")];
+    ChatTest::with(ChatServices)
+        .given(given.clone())
+        .when(ChatCommand::RecordSent {
+            update_id: 7,
+            telegram_message_ids: vec![100],
+        })
+        .then_expect_events(vec![ChatEvent::ResponseSent {
+            update_id: 7,
+            telegram_message_ids: vec![100],
+        }]);
+    let mut sent = given;
+    sent.push(ChatEvent::ResponseSent {
+        update_id: 7,
+        telegram_message_ids: vec![100],
+    });
+    ChatTest::with(ChatServices)
+        .given(sent)
+        .when(ChatCommand::RecordSent {
+            update_id: 7,
+            telegram_message_ids: vec![101],
+        })
+        .then_expect_error(ChatError::NoOpenTurn(7));
+}
+
+#[test]
+fn nothing_is_sent_before_it_is_generated() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::RecordSent {
+            update_id: 7,
+            telegram_message_ids: vec![100],
+        })
+        .then_expect_error(ChatError::NotGenerated(7));
+}
+
+#[test]
+fn refresh_resets_the_conversation_before_its_reply() {
+    let reply = GeneratedResponse {
+        text: "Started afresh.".into(),
+        kind: ResponseKind::Command {
+            command: BotCommandName::Refresh,
+        },
+    };
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "/refresh")])
+        .when(ChatCommand::RecordResponse {
+            update_id: 7,
+            response: reply.clone(),
+            reset_conversation: true,
+        })
+        .then_expect_events(vec![
+            ChatEvent::ConversationReset { update_id: 7 },
+            ChatEvent::ResponseGenerated {
+                update_id: 7,
+                response: reply,
+            },
+        ]);
+}
+
+#[test]
+fn failed_attempts_are_counted_per_step() {
+    ChatTest::with(ChatServices)
+        .given(vec![
+            received(7, "hi"),
+            ChatEvent::AttemptFailed {
+                update_id: 7,
+                step: TurnStep::Generate,
+                attempt: 1,
+                class: FailureClass::Retryable,
+                error: "HTTP 500".into(),
+                retry_at: None,
+            },
+        ])
+        .when(ChatCommand::RecordAttemptFailure {
+            update_id: 7,
+            step: TurnStep::Generate,
+            class: FailureClass::Retryable,
+            error: "HTTP 500".into(),
+            retry_at: None,
+        })
+        .then_expect_events(vec![ChatEvent::AttemptFailed {
+            update_id: 7,
+            step: TurnStep::Generate,
+            attempt: 2,
+            class: FailureClass::Retryable,
+            error: "HTTP 500".into(),
+            retry_at: None,
+        }]);
+}
+
+#[test]
+fn a_generate_failure_after_the_response_is_refused() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
+        .when(ChatCommand::RecordAttemptFailure {
+            update_id: 7,
+            step: TurnStep::Generate,
+            class: FailureClass::Retryable,
+            error: "late".into(),
+            retry_at: None,
+        })
+        .then_expect_error(ChatError::AlreadyResponded(7));
+}
+
+#[test]
+fn a_chat_cannot_change_bots() {
+    let mut other = incoming(8, "hi");
+    other.bot_id = Uuid::from_u128(2);
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::ReceiveMessage(other))
+        .then_expect_error(ChatError::OtherBot);
+}
+
+#[test]
+fn the_state_follows_turns_in_order_and_keeps_the_conversation() {
+    let mut chat = Chat::default();
+    for event in [
+        received(7, "first"),
+        received(8, "second"),
+        generated(7, "answer one", "resp_1"),
+        ChatEvent::ResponseSent {
+            update_id: 7,
+            telegram_message_ids: vec![1],
+        },
+    ] {
+        chat.apply(event);
+    }
+    assert_eq!(chat.next_turn().unwrap().update_id, 8);
+    assert_eq!(
+        chat.conversation.previous_response_id.as_deref(),
+        Some("resp_1")
+    );
+    assert_eq!(
+        chat.conversation.history,
+        [("first".to_owned(), "answer one".to_owned())]
+    );
+    chat.apply(ChatEvent::ConversationReset { update_id: 8 });
+    assert_eq!(chat.conversation, Conversation::default());
+}
+
+#[test]
+fn the_history_window_is_bounded() {
+    let mut chat = Chat::default();
+    for n in 0..(HISTORY_WINDOW as i64 + 5) {
+        chat.apply(received(n, &format!("q{n}")));
+        chat.apply(generated(n, &format!("a{n}"), &format!("resp_{n}")));
+    }
+    assert_eq!(chat.conversation.history.len(), HISTORY_WINDOW);
+    assert_eq!(chat.conversation.history.front().unwrap().0, "q5");
+}

@@ -1,0 +1,22 @@
+//! The Chat aggregate: one Telegram chat with one bot, and the turns of its conversation.
+//!
+//! A turn starts when a message is received and ends when its response is sent (or the turn
+//! fails for good). Every step is recorded here, and the aggregate refuses a step that was
+//! already recorded: with the expected version on every append, that is what makes the
+//! effect runner idempotent, however many runners race.
+
+mod aggregate;
+mod commands;
+mod errors;
+mod events;
+mod values;
+
+pub use aggregate::{Chat, Conversation, OpenTurn, HISTORY_WINDOW};
+pub use commands::{ChatCommand, IncomingMessage};
+pub use errors::ChatError;
+pub use events::{ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnStep};
+pub use values::{chat_aggregate_id, BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+
+/// The Chat aggregate needs nothing from the outside world: every value arrives in commands.
+#[derive(Debug, Clone, Default)]
+pub struct ChatServices;

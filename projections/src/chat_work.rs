@@ -1,0 +1,78 @@
+//! The `chat_work` read model: which chats have unfinished turns, and from when they may be
+//! worked on. It is the effect runner's index; the chat's events stay the truth.
+
+use aggregates::chat::{Chat, ChatEvent};
+use cqrs_es::Aggregate;
+use sqlx::PgConnection;
+
+use crate::{ProjectionError, Projector, RecordedEvent};
+
+/// The channel the effect runners LISTEN on: work appeared.
+pub const WORK_CHANNEL: &str = "botfleet_work";
+
+pub struct ChatWorkProjector;
+
+#[async_trait::async_trait]
+impl Projector for ChatWorkProjector {
+    fn name(&self) -> &'static str {
+        "chat_work"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["chat_work"]
+    }
+
+    async fn project(
+        &self,
+        tx: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.aggregate_type != Chat::TYPE {
+            return Ok(());
+        }
+        let chat_id = event.aggregate_uuid()?;
+        let at = event.recorded_at;
+        match event.decode::<ChatEvent>()? {
+            ChatEvent::MessageReceived { bot_id, .. } => {
+                sqlx::query(
+                    "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at)
+                     VALUES ($1, $2, 1, $3)
+                     ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1",
+                )
+                .bind(chat_id)
+                .bind(bot_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                // Wakes runners in other processes; this one's are woken by the checkpoint.
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(WORK_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ChatEvent::ResponseSent { .. } | ChatEvent::TurnFailed { .. } => {
+                sqlx::query(
+                    "UPDATE chat_work SET open_turns = open_turns - 1, available_at = $2
+                     WHERE chat_id = $1",
+                )
+                .bind(chat_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("DELETE FROM chat_work WHERE chat_id = $1 AND open_turns <= 0")
+                    .bind(chat_id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ChatEvent::AttemptFailed { retry_at, .. } => {
+                sqlx::query("UPDATE chat_work SET available_at = $2 WHERE chat_id = $1")
+                    .bind(chat_id)
+                    .bind(retry_at.unwrap_or(at))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ChatEvent::ResponseGenerated { .. } | ChatEvent::ConversationReset { .. } => {}
+        }
+        Ok(())
+    }
+}

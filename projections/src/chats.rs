@@ -1,0 +1,245 @@
+//! The `chats`, `telegram_users` and `messages` read models: conversations as admins see
+//! them, with token usage and cost on every response.
+
+use aggregates::chat::{Chat, ChatEvent, ResponseKind};
+use cqrs_es::Aggregate;
+use sqlx::PgConnection;
+
+use crate::{ProjectionError, Projector, RecordedEvent};
+
+pub struct ChatProjector;
+
+#[async_trait::async_trait]
+impl Projector for ChatProjector {
+    fn name(&self) -> &'static str {
+        "chats"
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["messages", "chats", "telegram_users"]
+    }
+
+    async fn project(
+        &self,
+        tx: &mut PgConnection,
+        event: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        if event.aggregate_type != Chat::TYPE {
+            return Ok(());
+        }
+        let chat_id = event.aggregate_uuid()?;
+        let at = event.recorded_at;
+        let version = event.sequence;
+        match event.decode::<ChatEvent>()? {
+            ChatEvent::MessageReceived {
+                bot_id,
+                update_id,
+                message_id: _,
+                chat,
+                from,
+                text,
+                sent_at: _,
+            } => {
+                let user_id = from.as_ref().map(|u| u.id);
+                sqlx::query(
+                    "INSERT INTO chats (id, bot_id, telegram_chat_id, chat_type, title, username,
+                        telegram_user_id, message_count, created_at, last_activity_at, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)
+                     ON CONFLICT (id) DO UPDATE SET
+                        chat_type = EXCLUDED.chat_type, title = EXCLUDED.title,
+                        username = EXCLUDED.username,
+                        telegram_user_id = COALESCE(EXCLUDED.telegram_user_id, chats.telegram_user_id),
+                        message_count = chats.message_count + 1,
+                        last_activity_at = EXCLUDED.last_activity_at, version = EXCLUDED.version",
+                )
+                .bind(chat_id)
+                .bind(bot_id)
+                .bind(chat.id)
+                .bind(&chat.kind)
+                .bind(&chat.title)
+                .bind(&chat.username)
+                .bind(user_id)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+                if let Some(user) = from {
+                    sqlx::query(
+                        "INSERT INTO telegram_users (id, is_bot, first_name, last_name, username,
+                            language_code, first_seen_at, last_seen_at)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                         ON CONFLICT (id) DO UPDATE SET
+                            is_bot = EXCLUDED.is_bot, first_name = EXCLUDED.first_name,
+                            last_name = EXCLUDED.last_name, username = EXCLUDED.username,
+                            language_code = EXCLUDED.language_code,
+                            last_seen_at = EXCLUDED.last_seen_at",
+                    )
+                    .bind(user.id)
+                    .bind(user.is_bot)
+                    .bind(&user.first_name)
+                    .bind(&user.last_name)
+                    .bind(&user.username)
+                    .bind(&user.language_code)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                sqlx::query(
+                    "INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id, created_at)
+                     VALUES ($1, $2, 'user', $3, 'received', $4, $5)",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(text)
+                .bind(user_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ChatEvent::ResponseGenerated {
+                update_id,
+                response,
+            } => {
+                let (kind, model, response_id, usage, cost) = match &response.kind {
+                    ResponseKind::Llm {
+                        model,
+                        response_id,
+                        usage,
+                        cost_micro_usd,
+                    } => (
+                        "llm",
+                        Some(model.clone()),
+                        response_id.clone(),
+                        Some(*usage),
+                        *cost_micro_usd,
+                    ),
+                    ResponseKind::Command { .. } => ("command", None, None, None, 0),
+                    ResponseKind::ErrorMessage { .. } => ("error_message", None, None, None, 0),
+                };
+                let tokens = |f: fn(&aggregates::chat::TokenUsage) -> u64| {
+                    usage.as_ref().map(|u| f(u) as i64)
+                };
+                sqlx::query(
+                    "INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
+                        model, response_id, input_tokens, cached_input_tokens, output_tokens,
+                        reasoning_tokens, cost_micro_usd, created_at)
+                     VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(&response.text)
+                .bind(kind)
+                .bind(&model)
+                .bind(&response_id)
+                .bind(tokens(|u| u.input_tokens))
+                .bind(tokens(|u| u.cached_input_tokens))
+                .bind(tokens(|u| u.output_tokens))
+                .bind(tokens(|u| u.reasoning_tokens))
+                .bind(usage.map(|_| cost))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE chats SET message_count = message_count + 1,
+                        total_cost_micro_usd = total_cost_micro_usd + $2,
+                        previous_response_id = CASE WHEN $3 THEN $4 ELSE previous_response_id END,
+                        last_activity_at = $5, version = $6
+                     WHERE id = $1",
+                )
+                .bind(chat_id)
+                .bind(cost)
+                .bind(kind == "llm")
+                .bind(&response_id)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ChatEvent::ResponseSent {
+                update_id,
+                telegram_message_ids,
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET status = 'sent', telegram_message_ids = $3, sent_at = $4
+                     WHERE chat_id = $1 AND update_id = $2 AND role = 'bot'",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(&telegram_message_ids)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                set_user_message(tx, chat_id, update_id, "answered", None).await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::ConversationReset { .. } => {
+                sqlx::query(
+                    "UPDATE chats SET previous_response_id = NULL, version = $2 WHERE id = $1",
+                )
+                .bind(chat_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ChatEvent::AttemptFailed {
+                update_id,
+                attempt,
+                error,
+                ..
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET attempts = attempts + 1, last_error = $3
+                     WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(format!("attempt {attempt}: {error}"))
+                .execute(&mut *tx)
+                .await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::TurnFailed {
+                update_id, error, ..
+            } => {
+                set_user_message(tx, chat_id, update_id, "failed", Some(&error)).await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn set_user_message(
+    tx: &mut PgConnection,
+    chat_id: uuid::Uuid,
+    update_id: i64,
+    status: &str,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET status = $3, last_error = COALESCE($4, last_error)
+         WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
+    )
+    .bind(chat_id)
+    .bind(update_id)
+    .bind(status)
+    .bind(error)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn touch_chat(
+    tx: &mut PgConnection,
+    chat_id: uuid::Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+    version: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE chats SET last_activity_at = $2, version = $3 WHERE id = $1")
+        .bind(chat_id)
+        .bind(at)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,302 @@
+//! Keeps each bot's delivery the way its events say it should be.
+//!
+//! With PUBLIC_URL set, an enabled bot has its webhook set to
+//! `PUBLIC_URL/telegram/{bot_id}/webhook` (with its secret token), and a disabled or deleted
+//! one has it deleted (seed P2 item 9). Without PUBLIC_URL, every enabled bot is long-polled.
+//! The supervisor compares the `bots` read model (what should be) with the recorded webhook
+//! (what is), acts, and records the outcome on the Bot aggregate, which refuses an outcome
+//! that is no longer wanted (a webhook for a bot disabled meanwhile).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::bot::{Bot, BotCommand};
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+use teloxide_core::payloads::SetWebhookSetters;
+use teloxide_core::requests::Requester;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use url::Url;
+use uuid::Uuid;
+
+use super::leases::{bot_resource, Leases};
+use crate::event_store::{Actor, CommandGateway, EventMetadata};
+use crate::intake::polling::{allowed_updates, Poller};
+use crate::intake::Intake;
+use crate::secrets::TokenCipher;
+use crate::subscriptions::SubscriptionProgress;
+use crate::telegram::failures::classify;
+use crate::telegram::TelegramClients;
+
+/// How often the supervisor looks again when nothing wakes it.
+const RECHECK: Duration = Duration::from_secs(5);
+
+pub struct BotSupervisor {
+    pub pool: PgPool,
+    pub bots: Arc<CommandGateway<Bot>>,
+    pub telegram: Arc<TelegramClients>,
+    pub cipher: Arc<TokenCipher>,
+    pub intake: Intake,
+    pub leases: Leases,
+    pub public_url: Option<Url>,
+    pub progress: SubscriptionProgress,
+    pub poll_timeout_secs: u32,
+    pub conflict_pause: Duration,
+}
+
+#[derive(sqlx::FromRow)]
+struct BotDelivery {
+    id: Uuid,
+    active: bool,
+    webhook_url: Option<String>,
+    token_ciphertext: String,
+}
+
+/// A running poller and the token it polls with (a new token restarts it).
+struct RunningPoller {
+    token_ciphertext: String,
+    cancel: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl BotSupervisor {
+    /// The URL Telegram posts `bot_id`'s updates to.
+    pub fn webhook_url(public_url: &Url, bot_id: Uuid) -> String {
+        format!(
+            "{}/telegram/{bot_id}/webhook",
+            public_url.as_str().trim_end_matches('/')
+        )
+    }
+
+    pub fn spawn(self, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut pollers: HashMap<Uuid, RunningPoller> = HashMap::new();
+            // Bots whose webhook call failed: not retried before this instant.
+            let mut backoff: HashMap<Uuid, (DateTime<Utc>, u32)> = HashMap::new();
+            let mut changes = self.progress.subscribe("bots");
+            loop {
+                changes.borrow_and_update();
+                if let Err(e) = self.reconcile(&mut pollers, &mut backoff, &shutdown).await {
+                    tracing::warn!(error = ?e, "bot supervision failed; retrying");
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = changes.changed() => {}
+                    _ = tokio::time::sleep(RECHECK) => {}
+                }
+            }
+            for (_, poller) in pollers {
+                poller.cancel.cancel();
+                let _ = poller.task.await;
+            }
+        })
+    }
+
+    async fn reconcile(
+        &self,
+        pollers: &mut HashMap<Uuid, RunningPoller>,
+        backoff: &mut HashMap<Uuid, (DateTime<Utc>, u32)>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), sqlx::Error> {
+        let bots: Vec<BotDelivery> = sqlx::query_as(
+            "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext
+             FROM bots
+             WHERE (is_active AND deleted_at IS NULL) OR webhook_url IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+
+        let wanted_pollers: HashMap<Uuid, &BotDelivery> = match &self.public_url {
+            Some(_) => HashMap::new(),
+            None => bots
+                .iter()
+                .filter(|b| b.active)
+                .map(|b| (b.id, b))
+                .collect(),
+        };
+        pollers.retain(|bot_id, poller| {
+            let keep = wanted_pollers
+                .get(bot_id)
+                .is_some_and(|b| b.token_ciphertext == poller.token_ciphertext)
+                && !poller.task.is_finished();
+            if !keep {
+                poller.cancel.cancel();
+            }
+            keep
+        });
+        for (bot_id, bot) in &wanted_pollers {
+            if !pollers.contains_key(bot_id) {
+                if let Some(poller) = self.start_poller(bot, shutdown) {
+                    pollers.insert(*bot_id, poller);
+                }
+            }
+        }
+
+        let now = Utc::now();
+        for bot in &bots {
+            let wanted = match (&self.public_url, bot.active) {
+                (Some(public_url), true) => Some(Self::webhook_url(public_url, bot.id)),
+                _ => None,
+            };
+            // Polling bots have their webhook deleted by their poller.
+            let polled = self.public_url.is_none() && bot.active;
+            if wanted == bot.webhook_url || polled {
+                backoff.remove(&bot.id);
+                continue;
+            }
+            if backoff.get(&bot.id).is_some_and(|(until, _)| *until > now) {
+                continue;
+            }
+            match self.sync_webhook(bot, wanted.as_deref()).await {
+                Ok(()) => {
+                    backoff.remove(&bot.id);
+                }
+                Err(message) => {
+                    let failures = backoff.get(&bot.id).map_or(1, |(_, n)| n + 1);
+                    let pause = Duration::from_secs(2u64.saturating_pow(failures).min(300));
+                    backoff.insert(bot.id, (now + pause, failures));
+                    tracing::warn!(bot_id = %bot.id, error = %message, "webhook change failed");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_poller(
+        &self,
+        bot: &BotDelivery,
+        shutdown: &CancellationToken,
+    ) -> Option<RunningPoller> {
+        let client = match self.telegram.client(bot.id, &bot.token_ciphertext) {
+            Ok(client) => client,
+            Err(e) => {
+                tracing::error!(bot_id = %bot.id, error = %e, "cannot poll the bot");
+                return None;
+            }
+        };
+        let cancel = shutdown.child_token();
+        let poller = Poller {
+            bot_id: bot.id,
+            client,
+            intake: self.intake.clone(),
+            pool: self.pool.clone(),
+            bots: self.bots.clone(),
+            leases: self.leases.clone(),
+            timeout_secs: self.poll_timeout_secs,
+            conflict_pause: self.conflict_pause,
+            may_show_error: true,
+        };
+        tracing::info!(bot_id = %bot.id, "long polling started");
+        Some(RunningPoller {
+            token_ciphertext: bot.token_ciphertext.clone(),
+            task: tokio::spawn(poller.run(cancel.clone())),
+            cancel,
+        })
+    }
+
+    /// Sets or deletes one bot's webhook under its lease, and records the outcome.
+    async fn sync_webhook(&self, bot: &BotDelivery, wanted: Option<&str>) -> Result<(), String> {
+        let resource = bot_resource(bot.id);
+        match self.leases.try_claim(&resource).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(()), // another process is on it
+            Err(e) => return Err(e.to_string()),
+        }
+        let result = self.call_and_record(bot, wanted).await;
+        let _ = self.leases.release(&resource).await;
+        result
+    }
+
+    async fn call_and_record(&self, bot: &BotDelivery, wanted: Option<&str>) -> Result<(), String> {
+        let client = self
+            .telegram
+            .client(bot.id, &bot.token_ciphertext)
+            .map_err(|e| e.to_string())?;
+        let metadata = self.metadata_of_last_change(bot.id).await;
+        let outcome = match wanted {
+            Some(url) => {
+                let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+                client
+                    .set_webhook(parsed)
+                    .secret_token(self.cipher.webhook_secret(bot.id))
+                    .allowed_updates(allowed_updates())
+                    .await
+                    .map(|_| BotCommand::RecordWebhookSet {
+                        url: url.to_owned(),
+                    })
+            }
+            None => client
+                .delete_webhook()
+                .await
+                .map(|_| BotCommand::RecordWebhookDeleted),
+        };
+        let command = match outcome {
+            Ok(command) => command,
+            Err(error) => {
+                let failure = classify(&error);
+                let record = BotCommand::RecordError {
+                    kind: if failure.invalid_token {
+                        "telegram_invalid_token"
+                    } else {
+                        "webhook"
+                    }
+                    .to_owned(),
+                    message: failure.message.clone(),
+                };
+                let _ = self
+                    .bots
+                    .execute(&bot.id.to_string(), record, &metadata)
+                    .await;
+                return Err(failure.message);
+            }
+        };
+        match self
+            .bots
+            .execute(&bot.id.to_string(), command, &metadata)
+            .await
+        {
+            Ok(_) => {
+                let _ = self
+                    .bots
+                    .execute(&bot.id.to_string(), BotCommand::ClearError, &metadata)
+                    .await;
+                Ok(())
+            }
+            // Disabled meanwhile: the next round deletes the webhook again.
+            Err(crate::event_store::CommandError::Rejected(e)) => {
+                tracing::info!(bot_id = %bot.id, reason = %e, "webhook outcome no longer wanted");
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The admin request that enabled, disabled or deleted the bot caused this change: its
+    /// events continue that story.
+    async fn metadata_of_last_change(&self, bot_id: Uuid) -> EventMetadata {
+        let row: Option<serde_json::Value> = sqlx::query_scalar(
+            "SELECT metadata FROM events
+             WHERE aggregate_type = 'Bot' AND aggregate_id = $1
+               AND event_type IN ('BotEnabled', 'BotDisabled', 'BotDeleted')
+             ORDER BY sequence DESC LIMIT 1",
+        )
+        .bind(bot_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .ok()
+        .flatten();
+        let id = |key: &str| {
+            row.as_ref()
+                .and_then(|m| m[key].as_str())
+                .and_then(|s| s.parse::<Uuid>().ok())
+        };
+        match (id("correlation_id"), id("event_id")) {
+            (Some(correlation), Some(cause)) => {
+                EventMetadata::caused_by(correlation, cause, Actor::System("bot-supervisor"))
+            }
+            _ => EventMetadata::new_request(Actor::System("bot-supervisor")),
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Long polling: without a public URL, each enabled bot's updates are fetched with
+//! `getUpdates`.
+//!
+//! One process polls a bot at a time (it holds the bot's lease), since Telegram answers a
+//! second concurrent `getUpdates` with 409 Conflict. The offset is stored after the updates
+//! are appended, so a restart neither loses an update (the offset was not confirmed) nor
+//! repeats one (the intake drops an update id it has seen).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use aggregates::bot::{Bot, BotCommand};
+use sqlx::PgPool;
+use teloxide_core::payloads::GetUpdatesSetters;
+use teloxide_core::requests::Requester;
+use teloxide_core::types::AllowedUpdate;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use super::Intake;
+use crate::effects::leases::{bot_resource, Leases};
+use crate::event_store::{Actor, CommandGateway, EventMetadata};
+use crate::telegram::failures::classify;
+use crate::telegram::updates::Update;
+
+/// The update kinds Botfleet asks Telegram for, by webhook or by polling.
+pub fn allowed_updates() -> Vec<AllowedUpdate> {
+    vec![
+        AllowedUpdate::Message,
+        AllowedUpdate::EditedMessage,
+        AllowedUpdate::CallbackQuery,
+    ]
+}
+
+pub struct Poller {
+    pub bot_id: Uuid,
+    pub client: teloxide_core::Bot,
+    pub intake: Intake,
+    pub pool: PgPool,
+    pub bots: Arc<CommandGateway<Bot>>,
+    pub leases: Leases,
+    /// getUpdates' long-poll timeout: below teloxide's 17 s client timeout.
+    pub timeout_secs: u32,
+    /// How long to wait after a 409 Conflict before trying again.
+    pub conflict_pause: Duration,
+    /// The bot may show an error that a successful poll should clear: true at start (a
+    /// previous process may have recorded one) and after recording one.
+    pub may_show_error: bool,
+}
+
+impl Poller {
+    pub async fn run(mut self, cancel: CancellationToken) {
+        let resource = bot_resource(self.bot_id);
+        let mut error_pause = Duration::from_secs(1);
+        let mut webhook_cleared = false;
+        while !cancel.is_cancelled() {
+            match self.leases.try_claim(&resource).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    // Another process polls this bot.
+                    if sleep_or_cancel(&cancel, self.leases.duration() / 2).await {
+                        break;
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot claim the bot's polling lease");
+                    if sleep_or_cancel(&cancel, error_pause).await {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            if !webhook_cleared {
+                // getUpdates is refused while a webhook is set.
+                match self.client.delete_webhook().await {
+                    Ok(_) => {
+                        webhook_cleared = true;
+                        self.record(BotCommand::RecordWebhookDeleted).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(bot_id = %self.bot_id, error = %e, "deleteWebhook before polling failed")
+                    }
+                }
+            }
+            let pause = match self.poll_once(&cancel).await {
+                Ok(()) => {
+                    error_pause = Duration::from_secs(1);
+                    None
+                }
+                Err(pause) => Some(pause),
+            };
+            if let Some(pause) = pause {
+                error_pause = (error_pause * 2).min(Duration::from_secs(60));
+                if sleep_or_cancel(&cancel, pause.max(Duration::from_millis(100))).await {
+                    break;
+                }
+            }
+        }
+        let _ = self.leases.release(&resource).await;
+    }
+
+    /// One getUpdates round: fetch, append, store the offset. Errors say how long to pause.
+    async fn poll_once(&mut self, cancel: &CancellationToken) -> Result<(), Duration> {
+        let offset = self.load_offset().await.map_err(|e| {
+            tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot read the polling offset");
+            Duration::from_secs(1)
+        })?;
+        let mut request = self
+            .client
+            .get_updates()
+            .timeout(self.timeout_secs)
+            .allowed_updates(allowed_updates());
+        if let Some(offset) = offset {
+            request = request.offset(offset as i32);
+        }
+        let updates = tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            result = request => result,
+        };
+        let updates = match updates {
+            Ok(updates) => updates,
+            Err(error) => {
+                let failure = classify(&error);
+                if failure.conflict || failure.invalid_token {
+                    let kind = if failure.conflict {
+                        "telegram_conflict"
+                    } else {
+                        "telegram_invalid_token"
+                    };
+                    tracing::warn!(bot_id = %self.bot_id, kind, error = %failure.message, "polling stopped by Telegram");
+                    self.record(BotCommand::RecordError {
+                        kind: kind.to_owned(),
+                        message: failure.message,
+                    })
+                    .await;
+                    self.may_show_error = true;
+                    return Err(if failure.conflict {
+                        self.conflict_pause
+                    } else {
+                        self.conflict_pause * 10
+                    });
+                }
+                tracing::warn!(bot_id = %self.bot_id, error = %failure.message, "getUpdates failed");
+                return Err(failure.retry_after.unwrap_or(Duration::from_secs(2)));
+            }
+        };
+        if self.may_show_error {
+            self.record(BotCommand::ClearError).await;
+            self.may_show_error = false;
+        }
+        let mut next_offset = offset;
+        for update in updates {
+            let update_id = i64::from(update.id.0);
+            let parsed = serde_json::to_value(&update)
+                .ok()
+                .and_then(|value| serde_json::from_value::<Update>(value).ok());
+            if let Some(parsed) = parsed {
+                if let Err(e) = self.intake.accept(self.bot_id, &parsed).await {
+                    // Not confirmed: the update comes again with the next getUpdates.
+                    tracing::error!(bot_id = %self.bot_id, update_id, error = ?e, "cannot record a polled update");
+                    break;
+                }
+            } else {
+                tracing::warn!(bot_id = %self.bot_id, update_id, "skipping an update that cannot be read");
+            }
+            next_offset = Some(update_id + 1);
+        }
+        if next_offset != offset {
+            if let Some(next) = next_offset {
+                self.store_offset(next).await.map_err(|e| {
+                    tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot store the polling offset");
+                    Duration::from_secs(1)
+                })?;
+            }
+        }
+        // Still ours? Renewing after each round keeps the lease while polling goes well.
+        let _ = self.leases.renew(&bot_resource(self.bot_id)).await;
+        Ok(())
+    }
+
+    async fn load_offset(&self) -> Result<Option<i64>, sqlx::Error> {
+        sqlx::query_scalar("SELECT next_offset FROM polling_offsets WHERE bot_id = $1")
+            .bind(self.bot_id)
+            .fetch_optional(&self.pool)
+            .await
+    }
+
+    async fn store_offset(&self, next: i64) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO polling_offsets (bot_id, next_offset, updated_at) VALUES ($1, $2, now())
+             ON CONFLICT (bot_id) DO UPDATE SET next_offset = EXCLUDED.next_offset, updated_at = now()",
+        )
+        .bind(self.bot_id)
+        .bind(next)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn record(&self, command: BotCommand) {
+        let metadata = EventMetadata::new_request(Actor::System("poller"));
+        if let Err(e) = self
+            .bots
+            .execute(&self.bot_id.to_string(), command, &metadata)
+            .await
+        {
+            tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot record the bot's polling state");
+        }
+    }
+}
+
+/// Sleeps; true when cancelled meanwhile.
+pub(crate) async fn sleep_or_cancel(cancel: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        _ = cancel.cancelled() => true,
+        _ = tokio::time::sleep(pause) => false,
+    }
+}

@@ -1,0 +1,160 @@
+//! The Chat Completions adapter, for any OpenAI-compatible server: the server keeps no
+//! conversation, so every request carries the instructions and a bounded history
+//! (see [`super::prompt`]).
+//!
+//! Compatible servers vary in what usage they report: missing details count as 0. (A `usage`
+//! object must still have `prompt_tokens`, `completion_tokens` and `total_tokens`, as
+//! async-openai's type requires; servers that send `usage` do.)
+
+use async_openai::types::chat::{
+    ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
+    CreateChatCompletionRequest, CreateChatCompletionResponse,
+};
+
+use super::errors::{ErrorClass, LlmError};
+use super::prompt::{chat_prompt, PromptMessage, Role};
+use super::transport::OpenAiClient;
+use super::{LanguageModel, LlmReply, LlmRequest, TokenUsage};
+
+pub(crate) struct ChatCompletionsModel {
+    client: OpenAiClient,
+}
+
+impl ChatCompletionsModel {
+    pub(crate) fn new(client: OpenAiClient) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for ChatCompletionsModel {
+    async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let response = self
+            .client
+            .chat()
+            .create(create_request(request))
+            .await
+            .map_err(LlmError::from_openai)?;
+        reply(response)
+    }
+}
+
+fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
+    let messages = chat_prompt(&request.instructions, &request.history, &request.user_text)
+        .into_iter()
+        .map(message)
+        .collect();
+    CreateChatCompletionRequest {
+        model: request.model.clone(),
+        messages,
+        ..CreateChatCompletionRequest::default()
+    }
+}
+
+fn message(message: PromptMessage) -> ChatCompletionRequestMessage {
+    match message.role {
+        Role::System => ChatCompletionRequestSystemMessage::from(message.content).into(),
+        Role::User => ChatCompletionRequestUserMessage::from(message.content).into(),
+        Role::Assistant => ChatCompletionRequestAssistantMessage::from(message.content).into(),
+    }
+}
+
+fn reply(response: CreateChatCompletionResponse) -> Result<LlmReply, LlmError> {
+    let Some(choice) = response.choices.into_iter().next() else {
+        return Err(LlmError::new(
+            ErrorClass::Fatal,
+            "invalid_response",
+            "the completion has no choices",
+        ));
+    };
+    let usage = response
+        .usage
+        .map(|u| TokenUsage {
+            input_tokens: u.prompt_tokens.into(),
+            cached_input_tokens: u
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0)
+                .into(),
+            output_tokens: u.completion_tokens.into(),
+            reasoning_tokens: u
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0)
+                .into(),
+        })
+        .unwrap_or_default();
+    Ok(LlmReply {
+        text: choice.message.content.unwrap_or_default(),
+        response_id: Some(response.id),
+        model: response.model,
+        usage,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::HistoryTurn;
+
+    #[test]
+    fn the_request_carries_the_prompt_in_order() {
+        let request = LlmRequest {
+            model: "llama3".into(),
+            instructions: "Be brief.".into(),
+            user_text: "and now?".into(),
+            history: vec![HistoryTurn {
+                user: "hi".into(),
+                assistant: "hello".into(),
+            }],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_request(&request)).unwrap();
+        assert_eq!(body["model"], "llama3");
+        assert_eq!(
+            body["messages"],
+            serde_json::json!([
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello"},
+                {"role": "user", "content": "and now?"},
+            ])
+        );
+    }
+
+    #[test]
+    fn usage_details_missing_on_a_compatible_server_count_as_zero() {
+        let response: CreateChatCompletionResponse = serde_json::from_value(serde_json::json!({
+            "id": "cmpl-1", "object": "chat.completion", "created": 1, "model": "llama3",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": "hey"}}],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15}
+        }))
+        .unwrap();
+        let reply = reply(response).unwrap();
+        assert_eq!(reply.text, "hey");
+        assert_eq!(reply.response_id.as_deref(), Some("cmpl-1"));
+        assert_eq!(
+            reply.usage,
+            TokenUsage {
+                input_tokens: 12,
+                cached_input_tokens: 0,
+                output_tokens: 3,
+                reasoning_tokens: 0
+            }
+        );
+    }
+
+    #[test]
+    fn no_choices_is_an_invalid_response() {
+        let response: CreateChatCompletionResponse = serde_json::from_value(serde_json::json!({
+            "id": "cmpl-1", "object": "chat.completion", "created": 1, "model": "llama3",
+            "choices": []
+        }))
+        .unwrap();
+        let error = reply(response).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Fatal);
+        assert_eq!(error.code.as_deref(), Some("invalid_response"));
+    }
+}

@@ -1,0 +1,134 @@
+//! Asking a language model for a bot's reply: one call, one HTTP request, one classified result.
+//!
+//! The effect runner codes against [`LanguageModel`] only. Two adapters implement it on
+//! async-openai: [`LlmApi::Responses`] (OpenAI's Responses API, conversation state kept by the
+//! provider through `previous_response_id`) and [`LlmApi::ChatCompletions`] (any
+//! OpenAI-compatible server; the history travels in every request). Neither retries: the
+//! runner owns retries and records every attempt, so an [`LlmError`] says only whether trying
+//! again could help ([`ErrorClass`]) and how long the provider asked us to wait.
+//!
+//! Money is counted in [`pricing`], in integer micro-USD.
+
+mod chat_completions;
+mod errors;
+pub mod pricing;
+pub mod prompt;
+mod responses;
+mod transport;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use errors::{ErrorClass, LlmError};
+pub use pricing::{ModelPrice, PriceTable, PricingError};
+
+/// One turn to answer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LlmRequest {
+    pub model: String,
+    /// The bot's instructions; when empty, no system message or `instructions` is sent.
+    pub instructions: String,
+    /// This turn's input.
+    pub user_text: String,
+    /// Responses mode: the provider-side conversation state to continue from.
+    pub previous_response_id: Option<String>,
+    /// Chat Completions mode: earlier turns, oldest first (bounded by [`prompt`]).
+    pub history: Vec<HistoryTurn>,
+}
+
+/// One earlier exchange of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryTurn {
+    pub user: String,
+    pub assistant: String,
+}
+
+/// The model's answer to one [`LlmRequest`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LlmReply {
+    pub text: String,
+    /// The response id (Responses) or the completion id (Chat Completions).
+    pub response_id: Option<String>,
+    /// The model the provider says answered (may be a dated snapshot of the requested one).
+    pub model: String,
+    pub usage: TokenUsage,
+}
+
+/// Tokens billed for one call. `reasoning_tokens` are part of `output_tokens` and
+/// `cached_input_tokens` part of `input_tokens` (breakdowns, not additions).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TokenUsage {
+    pub input_tokens: u64,
+    pub cached_input_tokens: u64,
+    pub output_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+/// A language model that answers one turn per call, making exactly one HTTP request.
+#[async_trait::async_trait]
+pub trait LanguageModel: Send + Sync {
+    async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError>;
+}
+
+/// Which OpenAI API the adapter speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LlmApi {
+    #[default]
+    Responses,
+    ChatCompletions,
+}
+
+impl FromStr for LlmApi {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "responses" => Ok(Self::Responses),
+            "chat_completions" => Ok(Self::ChatCompletions),
+            other => Err(format!(
+                "unknown LLM API {other:?}: expected \"responses\" or \"chat_completions\""
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for LlmApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Responses => "responses",
+            Self::ChatCompletions => "chat_completions",
+        })
+    }
+}
+
+/// The adapter for `api` at `base_url` (which includes `/v1`), each request bounded by `timeout`.
+pub fn language_model(
+    api: LlmApi,
+    base_url: &url::Url,
+    api_key: Option<&str>,
+    timeout: Duration,
+) -> Arc<dyn LanguageModel> {
+    let client = transport::client(base_url, api_key, timeout);
+    match api {
+        LlmApi::Responses => Arc::new(responses::ResponsesModel::new(client)),
+        LlmApi::ChatCompletions => Arc::new(chat_completions::ChatCompletionsModel::new(client)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_names_parse_and_print() {
+        assert_eq!("responses".parse::<LlmApi>(), Ok(LlmApi::Responses));
+        assert_eq!(
+            "chat_completions".parse::<LlmApi>(),
+            Ok(LlmApi::ChatCompletions)
+        );
+        assert!("assistants".parse::<LlmApi>().is_err());
+        assert_eq!(LlmApi::ChatCompletions.to_string(), "chat_completions");
+        assert_eq!(LlmApi::default(), LlmApi::Responses);
+    }
+}

@@ -1,0 +1,209 @@
+//! The OpenAI Responses API adapter: the provider keeps the conversation (`store: true`), and
+//! each turn names the previous response, so only the new message is sent.
+
+use async_openai::types::responses::{
+    CreateResponse, InputParam, OutputItem, OutputMessageContent, Response, ResponseErrorCode,
+    Status,
+};
+
+use super::errors::{ErrorClass, LlmError};
+use super::transport::OpenAiClient;
+use super::{LanguageModel, LlmReply, LlmRequest, TokenUsage};
+
+pub(crate) struct ResponsesModel {
+    client: OpenAiClient,
+}
+
+impl ResponsesModel {
+    pub(crate) fn new(client: OpenAiClient) -> Self {
+        Self { client }
+    }
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for ResponsesModel {
+    async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError> {
+        let response = self
+            .client
+            .responses()
+            .create(create_response(request))
+            .await
+            .map_err(LlmError::from_openai)?;
+        reply(response)
+    }
+}
+
+fn create_response(request: &LlmRequest) -> CreateResponse {
+    let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+    CreateResponse {
+        model: Some(request.model.clone()),
+        input: InputParam::Text(request.user_text.clone()),
+        instructions: non_empty(&request.instructions),
+        previous_response_id: request.previous_response_id.as_deref().and_then(non_empty),
+        store: Some(true),
+        ..CreateResponse::default()
+    }
+}
+
+fn reply(response: Response) -> Result<LlmReply, LlmError> {
+    if response.status == Status::Failed {
+        return Err(failed(&response));
+    }
+    let text = output_text(&response);
+    if text.is_empty() && response.status != Status::Completed {
+        let reason = response
+            .incomplete_details
+            .as_ref()
+            .map_or("no reason given", |d| d.reason.as_str());
+        return Err(LlmError::new(
+            ErrorClass::Fatal,
+            "response_incomplete",
+            format!("the response ended without text: {reason}"),
+        ));
+    }
+    let usage = response
+        .usage
+        .as_ref()
+        .map(|u| TokenUsage {
+            input_tokens: u.input_tokens.into(),
+            cached_input_tokens: u.input_tokens_details.cached_tokens.into(),
+            output_tokens: u.output_tokens.into(),
+            reasoning_tokens: u.output_tokens_details.reasoning_tokens.into(),
+        })
+        .unwrap_or_default();
+    Ok(LlmReply {
+        text,
+        response_id: Some(response.id),
+        model: response.model,
+        usage,
+    })
+}
+
+/// Every `output_text` part of every message item, in order.
+fn output_text(response: &Response) -> String {
+    response
+        .output
+        .iter()
+        .filter_map(|item| match item {
+            OutputItem::Message(message) => Some(&message.content),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|content| match content {
+            OutputMessageContent::OutputText(part) => Some(part.text.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A response the provider accepted but could not complete (HTTP 200, `status: failed`).
+fn failed(response: &Response) -> LlmError {
+    let Some(error) = &response.error else {
+        return LlmError::new(ErrorClass::Retryable, "response_failed", "no error given");
+    };
+    let class = match error.code {
+        ResponseErrorCode::ServerError | ResponseErrorCode::RateLimitExceeded => {
+            ErrorClass::Retryable
+        }
+        _ => ErrorClass::Fatal,
+    };
+    let code = serde_json::to_value(&error.code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "response_failed".to_owned());
+    LlmError::new(class, &code, error.message.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(value: serde_json::Value) -> Response {
+        serde_json::from_value(value).expect("a Response")
+    }
+
+    fn response(status: &str, output: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "id": "resp_1", "object": "response", "created_at": 1, "model": "gpt-5-mini-2025-08-07",
+            "status": status, "output": output,
+            "usage": {"input_tokens": 100, "input_tokens_details": {"cached_tokens": 20},
+                      "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 10},
+                      "total_tokens": 150}
+        })
+    }
+
+    fn message(parts: &[&str]) -> serde_json::Value {
+        let content: Vec<_> = parts
+            .iter()
+            .map(|t| serde_json::json!({"type": "output_text", "text": t, "annotations": []}))
+            .collect();
+        serde_json::json!({"type": "message", "id": "msg_1", "role": "assistant",
+                           "status": "completed", "content": content})
+    }
+
+    #[test]
+    fn the_request_sends_only_what_is_set() {
+        let mut request = LlmRequest {
+            model: "gpt-5-mini".into(),
+            user_text: "hi".into(),
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({"model": "gpt-5-mini", "input": "hi", "store": true})
+        );
+
+        request.instructions = "Be brief.".into();
+        request.previous_response_id = Some("resp_7".into());
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        assert_eq!(body["instructions"], "Be brief.");
+        assert_eq!(body["previous_response_id"], "resp_7");
+    }
+
+    #[test]
+    fn text_joins_output_text_parts_of_message_items() {
+        let reasoning = serde_json::json!({"type": "reasoning", "id": "rs_1", "summary": []});
+        let reply = reply(parse(response(
+            "completed",
+            serde_json::json!([reasoning, message(&["Hello", ", world"]), message(&["!"])]),
+        )))
+        .unwrap();
+        assert_eq!(reply.text, "Hello, world!");
+        assert_eq!(reply.response_id.as_deref(), Some("resp_1"));
+        assert_eq!(reply.model, "gpt-5-mini-2025-08-07");
+        assert_eq!(
+            reply.usage,
+            TokenUsage {
+                input_tokens: 100,
+                cached_input_tokens: 20,
+                output_tokens: 50,
+                reasoning_tokens: 10
+            }
+        );
+    }
+
+    #[test]
+    fn a_failed_response_is_an_error_of_its_code() {
+        let mut body = response("failed", serde_json::json!([]));
+        body["error"] = serde_json::json!({"code": "server_error", "message": "boom"});
+        let error = reply(parse(body.clone())).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Retryable);
+        assert_eq!(error.code.as_deref(), Some("server_error"));
+        assert_eq!(error.message, "boom");
+
+        body["error"] = serde_json::json!({"code": "invalid_prompt", "message": "no"});
+        let error = reply(parse(body)).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Fatal);
+        assert_eq!(error.code.as_deref(), Some("invalid_prompt"));
+    }
+
+    #[test]
+    fn an_incomplete_response_without_text_is_fatal() {
+        let mut body = response("incomplete", serde_json::json!([]));
+        body["incomplete_details"] = serde_json::json!({"reason": "max_output_tokens"});
+        let error = reply(parse(body)).unwrap_err();
+        assert_eq!(error.class, ErrorClass::Fatal);
+        assert!(error.message.contains("max_output_tokens"));
+    }
+}

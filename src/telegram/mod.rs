@@ -1,0 +1,13 @@
+//! Talking to the Telegram Bot API (teloxide-core, pointed at TELEGRAM_API_URL).
+//!
+//! - [`clients`]: one client per bot, made on demand from its sealed token and cached.
+//! - [`updates`]: the parts of an incoming update Botfleet reads.
+//! - [`failures`]: what a failed call means for the turn (retry, give up, stop the bot).
+//! - [`split`]: long replies become several messages, cut at natural boundaries.
+
+pub mod clients;
+pub mod failures;
+pub mod split;
+pub mod updates;
+
+pub use clients::TelegramClients;

@@ -1,0 +1,304 @@
+//! Crash safety and scale-out: polling across a restart, a process killed with turns in
+//! flight, and two runners sharing one database.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use botfleet::app::Application;
+use serde_json::json;
+
+use crate::fakes::telegram::{error, text_update};
+use crate::helpers::{eventually, random_token_key, test_config, token, Fakes, TestApp, TestDb};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn polling_answers_and_a_restart_neither_loses_nor_repeats_an_update() {
+    let fakes = Fakes::start().await;
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = app.create_enabled_bot("Polled", &token(1)).await;
+    fakes
+        .telegram
+        .push_update(&token(1), text_update(100, 42, "polled one"));
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    app.settle().await;
+    assert!(
+        !fakes.telegram.calls_of("deleteWebhook").is_empty(),
+        "a webhook would block getUpdates, so it is cleared first"
+    );
+
+    let TestApp {
+        app: running,
+        db,
+        token_key,
+        ..
+    } = app;
+    running.unwrap().stop().await.unwrap();
+    // While Botfleet is down, another message arrives.
+    fakes
+        .telegram
+        .push_update(&token(1), text_update(101, 42, "polled two"));
+    let polls_before_restart = fakes.telegram.calls_of("getUpdates").len();
+
+    let app = TestApp::spawn_with(db, token_key, |args| fakes.configure(args)).await;
+    fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
+    app.settle().await;
+    let texts: Vec<String> = fakes
+        .telegram
+        .sent_messages()
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(texts, ["echo: polled one", "echo: polled two"]);
+    let first_poll_after_restart = &fakes.telegram.calls_of("getUpdates")[polls_before_restart];
+    assert_eq!(
+        first_poll_after_restart.body["offset"], 101,
+        "the stored offset is used"
+    );
+    let received: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'MessageReceived'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(received, 2);
+    assert!(app
+        .get(&format!("/bots/{bot_id}"))
+        .await
+        .1
+        .get("last_error")
+        .is_none());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_polling_conflict_is_shown_on_the_bot_and_not_retried_in_a_tight_loop() {
+    let fakes = Fakes::start().await;
+    let conflict = "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running";
+    fakes
+        .telegram
+        .fail_next("getUpdates", 1, 409, error(409, conflict, None));
+    let app = TestApp::spawn_with_fakes(&fakes, |args| args.poll_conflict_pause_secs = 2).await;
+    let bot_id = app.create_enabled_bot("Polled", &token(1)).await;
+
+    eventually(WAIT, "the conflict is shown on the bot", || async {
+        app.get(&format!("/bots/{bot_id}")).await.1["last_error"]["kind"] == "telegram_conflict"
+    })
+    .await;
+    let calls_at_conflict = fakes.telegram.calls_of("getUpdates").len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        fakes.telegram.calls_of("getUpdates").len(),
+        calls_at_conflict,
+        "no getUpdates during the pause after a conflict"
+    );
+    eventually(
+        WAIT,
+        "the error clears once polling works again",
+        || async {
+            app.get(&format!("/bots/{bot_id}"))
+                .await
+                .1
+                .get("last_error")
+                .is_none()
+        },
+    )
+    .await;
+    app.stop().await;
+}
+
+/// `botfleet serve` as a child process, on a port of its own.
+fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(env!("CARGO_BIN_EXE_botfleet"))
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("TOKEN_ENCRYPTION_KEY", key)
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("TELEGRAM_API_URL", &fakes.telegram.base_url)
+        .env("OPENAI_BASE_URL", &fakes.openai.base_url)
+        .env("OPENAI_API_KEY", "sk-test")
+        .env("EFFECT_LEASE_MS", "1000")
+        .env("SUBSCRIPTION_POLL_MS", "200")
+        .env("RETRY_BACKOFF_MS", "100")
+        .env("POLL_TIMEOUT_SECS", "1")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start botfleet serve");
+    (child, format!("http://127.0.0.1:{port}"))
+}
+
+async fn wait_until_serving(http: &reqwest::Client, base: &str) {
+    eventually(WAIT, "the child process serves", || async {
+        http.get(format!("{base}/bots"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_process_killed_with_twenty_turns_in_flight_answers_each_once_after_restart() {
+    let fakes = Fakes::start().await;
+    let db = TestDb::new();
+    let key = random_token_key();
+    let http = reqwest::Client::new();
+
+    let (mut first, base) = serve(&db, &key, &fakes);
+    wait_until_serving(&http, &base).await;
+    let created: serde_json::Value = http
+        .post(format!("{base}/bots"))
+        .json(&json!({"name": "Busy", "token": token(1), "model": "gpt-5-mini"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bot_id = created["id"].as_str().unwrap().to_owned();
+    http.post(format!("{base}/bots/{bot_id}/enable"))
+        .send()
+        .await
+        .unwrap();
+
+    // Every LLM call hangs long enough for all twenty to be in flight at the kill.
+    fakes.openai.set_delay(Duration::from_secs(5));
+    let secret = botfleet::secrets::TokenCipher::new(
+        &botfleet::secrets::TokenKey::from_base64(&key).unwrap(),
+    )
+    .webhook_secret(bot_id.parse().unwrap());
+    for chat in 0..20i64 {
+        let status = http
+            .post(format!("{base}/telegram/{bot_id}/webhook"))
+            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
+            .json(&text_update(
+                1000 + chat,
+                500 + chat,
+                &format!("question {chat}"),
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+    }
+    fakes.openai.wait_for_requests(20, WAIT).await;
+    first.kill().expect("SIGKILL the first process");
+    first.wait().unwrap();
+    assert!(
+        fakes.telegram.sent_messages().is_empty(),
+        "killed before any reply"
+    );
+
+    fakes.openai.set_delay(Duration::ZERO);
+    let (mut second, base) = serve(&db, &key, &fakes);
+    wait_until_serving(&http, &base).await;
+    fakes.telegram.wait_for_calls("sendMessage", 20, WAIT).await;
+
+    let pool = db.pool().await;
+    eventually(WAIT, "every turn is finished", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chat_work")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+    let mut replies_per_chat: HashMap<i64, Vec<String>> = HashMap::new();
+    for (chat, text) in fakes.telegram.sent_messages() {
+        replies_per_chat.entry(chat).or_default().push(text);
+    }
+    assert_eq!(replies_per_chat.len(), 20);
+    for (chat, replies) in &replies_per_chat {
+        assert_eq!(
+            replies,
+            &[format!("echo: question {}", chat - 500)],
+            "chat {chat}"
+        );
+    }
+    second.kill().unwrap();
+    second.wait().unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn two_runners_on_one_database_answer_every_message_exactly_once() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_delay(Duration::from_millis(30));
+    let first = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let mut config = test_config(&first.db, &first.token_key);
+    config.telegram_api_url = fakes.telegram.base_url.parse().unwrap();
+    config.openai_base_url = fakes.openai.base_url.parse().unwrap();
+    let second = Application::build(config).await.unwrap();
+    let second_base = format!("http://{}", second.addr());
+
+    let bot_id = first.create_enabled_bot("Shared", &token(1)).await;
+    let secret = first.webhook_secret(&bot_id);
+    let mut deliveries = Vec::new();
+    for n in 0..30i64 {
+        let base = if n % 2 == 0 {
+            first.base.clone()
+        } else {
+            second_base.clone()
+        };
+        let (http, secret, bot_id) = (first.http.clone(), secret.clone(), bot_id.clone());
+        deliveries.push(async move {
+            http.post(format!("{base}/telegram/{bot_id}/webhook"))
+                .header("X-Telegram-Bot-Api-Secret-Token", secret)
+                .json(&text_update(n + 1, 700 + n % 10, &format!("message {n}")))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        });
+    }
+    assert!(futures::future::join_all(deliveries)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+
+    fakes.telegram.wait_for_calls("sendMessage", 30, WAIT).await;
+    first.settle().await;
+    let mut sent = fakes.telegram.sent_messages();
+    sent.sort();
+    let mut expected: Vec<(i64, String)> = (0..30)
+        .map(|n| (700 + n % 10, format!("echo: message {n}")))
+        .collect();
+    expected.sort();
+    assert_eq!(sent, expected, "every message answered, none twice");
+    assert_eq!(fakes.openai.requests().len(), 30);
+
+    // Within each chat, answers went out in the order the messages were received.
+    let received: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT (payload -> 'MessageReceived' -> 'chat' ->> 'id')::bigint,
+                'echo: ' || (payload -> 'MessageReceived' ->> 'text')
+         FROM events WHERE event_type = 'MessageReceived' ORDER BY aggregate_id, sequence",
+    )
+    .fetch_all(&first.pool)
+    .await
+    .unwrap();
+    let by_chat = fakes.telegram.sent_messages();
+    for chat in 700..710 {
+        let answered: Vec<&String> = by_chat
+            .iter()
+            .filter(|(c, _)| *c == chat)
+            .map(|(_, t)| t)
+            .collect();
+        let arrived: Vec<&String> = received
+            .iter()
+            .filter(|(c, _)| *c == chat)
+            .map(|(_, t)| t)
+            .collect();
+        assert_eq!(answered, arrived, "chat {chat}");
+    }
+    second.stop().await.unwrap();
+    first.stop().await;
+}
