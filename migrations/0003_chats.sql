@@ -79,7 +79,7 @@ CREATE TABLE chat_work
     available_at timestamptz NOT NULL
 );
 
-CREATE INDEX chat_work_due ON chat_work (available_at);
+CREATE INDEX chat_work_due ON chat_work (available_at) WHERE open_turns > 0;
 
 -- Who works on what: a chat's turns, a bot's polling. A lease that is not renewed expires,
 -- so the work of a process that died is taken over.

@@ -26,6 +26,9 @@ use crate::secrets::TokenCipher;
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
 
+/// A chat is snapshotted every this many events: loading one replays at most as many.
+pub const CHAT_SNAPSHOT_EVERY: usize = 50;
+
 /// How long in-flight HTTP requests get to finish at shutdown.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -46,16 +49,30 @@ pub fn install_crypto_provider() {
 
 /// The state the API works with, over a pool that may or may not be connected yet.
 pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
-    let chats = Arc::new(CommandGateway::<Chat>::new(pool.clone(), ChatServices));
+    let chats = Arc::new(CommandGateway::<Chat>::with_snapshots(
+        pool.clone(),
+        ChatServices,
+        CHAT_SNAPSHOT_EVERY,
+    ));
+    let vault = Arc::new(crate::personal_data::PersonalDataVault::new(
+        pool.clone(),
+        &config.token_key,
+    ));
     AppState {
         bots: Arc::new(CommandGateway::<Bot>::new(
             pool.clone(),
             BotServices::new(cipher.clone()),
         )),
-        intake: Intake::new(chats.clone()),
+        intake: Intake::new(chats.clone(), vault.clone()),
+        vault,
         chats,
         progress: SubscriptionProgress::new(pool.clone()),
         read_model_wait: config.read_model_wait,
+        auth: crate::auth::Auth::new(pool.clone(), config),
+        cookie_key: api::session_cookie::cookie_key(config.cookie_secret.expose().as_bytes()),
+        secure_cookies: config.secure_cookies,
+        limits: Arc::new(api::limits::Limits::new(config)),
+        health: config.health,
         cipher,
         pool,
     }
@@ -69,6 +86,7 @@ impl Application {
         let pool =
             crate::db::connect(&config.database_url, config.database_max_connections).await?;
         crate::db::migrate(&pool).await?;
+        crate::auth::ensure_first_admin(&pool, &config).await?;
         let cipher = Arc::new(TokenCipher::new(&config.token_key));
         let state = app_state(pool.clone(), cipher, &config);
         let shutdown = CancellationToken::new();
@@ -108,6 +126,8 @@ impl Application {
                 prices: Arc::new(config.prices.clone()),
                 max_attempts: config.retry_limit + 1,
                 backoff: config.retry_backoff,
+                pacer: Arc::new(crate::telegram::pacing::SendPacer::default()),
+                vault: state.vault.clone(),
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,
@@ -120,6 +140,7 @@ impl Application {
         let bot_lease = config
             .effect_lease
             .max(Duration::from_secs(u64::from(config.poll_timeout_secs) * 3));
+        let telegram_for_alerts = telegram.clone();
         let supervisor = BotSupervisor {
             pool: pool.clone(),
             bots: state.bots.clone(),
@@ -133,6 +154,29 @@ impl Application {
             conflict_pause: config.poll_conflict_pause,
         };
         workers.push(supervisor.spawn(shutdown.clone()));
+        if config.alerts.enabled() {
+            let projector = Arc::new(crate::effects::alerts::AlertProjector {
+                settings: config.alerts.clone(),
+            });
+            workers.push(
+                ProjectionRunner::new(pool.clone(), projector, state.progress.clone()).spawn(
+                    wakeups.clone(),
+                    config.subscription_poll,
+                    shutdown.clone(),
+                ),
+            );
+            let sender = crate::effects::alerts::AlertSender {
+                pool: pool.clone(),
+                settings: config.alerts.clone(),
+                telegram: telegram_for_alerts,
+                http: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(10))
+                    .build()
+                    .expect("the alert HTTP client builds"),
+                progress: state.progress.clone(),
+            };
+            workers.push(sender.spawn(shutdown.clone()));
+        }
 
         let acceptor = TcpListener::bind(config.bind_addr).into_acceptor().await?;
         let addr = acceptor

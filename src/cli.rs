@@ -33,6 +33,66 @@ enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// Manage admin accounts.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+    /// Read and check the event log.
+    Events {
+        #[command(subcommand)]
+        command: EventsCommand,
+    },
+    /// Telegram users' personal data.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UsersCommand {
+    /// Make a person's names and message texts unreadable everywhere by destroying their key
+    /// (crypto-shredding); every other fact stays. Takes effect in running services within
+    /// 30 seconds.
+    Forget {
+        /// The person's Telegram user id.
+        telegram_user_id: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EventsCommand {
+    /// Write events as NDJSON (one JSON object per line) to standard output, in commit
+    /// order, secrets redacted.
+    Export {
+        /// Only events recorded at or after this instant (RFC 3339).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this aggregate type (`Bot`, `Chat`), or one aggregate as `TYPE:ID`.
+        #[arg(long)]
+        aggregate: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Check the store: no gap in any aggregate's sequence, every payload readable by the
+    /// current code, no position used twice. Exits non-zero on a problem.
+    Verify(DatabaseArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an admin. The password is read from standard input (first line), never from
+    /// the command line, where other users of the machine could see it.
+    Create {
+        /// The admin's email, their login name.
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +124,24 @@ pub async fn run() -> ExitCode {
                 projections_rebuild(name, database).await
             }
         },
+        Command::Admin {
+            command: AdminCommand::Create { email, database },
+        } => admin_create(email, database).await,
+        Command::Events { command } => match command {
+            EventsCommand::Export {
+                since,
+                aggregate,
+                database,
+            } => events_export(since, aggregate, database).await,
+            EventsCommand::Verify(database) => events_verify(database).await,
+        },
+        Command::Users {
+            command:
+                UsersCommand::Forget {
+                    telegram_user_id,
+                    database,
+                },
+        } => users_forget(telegram_user_id, database).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -93,14 +171,20 @@ impl<E: Into<anyhow::Error>> From<E> for CliError {
 pub fn openapi_yaml() -> String {
     let pool = sqlx::PgPool::connect_lazy(crate::config::DEFAULT_DATABASE_URL)
         .expect("the default database URL parses");
-    let config = Config::from_args(
-        <ServeArgs as clap::FromArgMatches>::from_arg_matches(
-            &<ServeArgs as clap::Args>::augment_args(clap::Command::new("spec"))
-                .get_matches_from(["spec", "--token-encryption-key", &"A".repeat(43)]),
-        )
-        .expect("default arguments parse"),
+    let mut args = <ServeArgs as clap::FromArgMatches>::from_arg_matches(
+        &<ServeArgs as clap::Args>::augment_args(clap::Command::new("spec")).get_matches_from([
+            "spec",
+            "--token-encryption-key",
+            &"A".repeat(43),
+            "--cookie-secret",
+            &"A".repeat(crate::config::MIN_COOKIE_SECRET_BYTES),
+        ]),
     )
-    .expect("default settings are valid");
+    .expect("default arguments parse");
+    // The API's shape does not depend on the first admin: ignore any in the environment.
+    args.admin_email = None;
+    args.admin_password = None;
+    let config = Config::from_args(args).expect("default settings are valid");
     let cipher = Arc::new(TokenCipher::new(&TokenKey::from_bytes([0; 32])));
     crate::api::spec_yaml(crate::app::app_state(pool, cipher, &config))
 }
@@ -140,6 +224,32 @@ async fn migrate(args: DatabaseArgs) -> Result<(), CliError> {
     Ok(())
 }
 
+async fn admin_create(email: String, args: DatabaseArgs) -> Result<(), CliError> {
+    use std::io::{BufRead, IsTerminal};
+
+    let email = crate::auth::accounts::AdminEmail::parse(&email)
+        .map_err(|reason| CliError::Failed(anyhow::anyhow!("--email {reason}")))?;
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        // No echo suppression without a terminal library: say so rather than pretend.
+        eprint!(
+            "Password for {} (visible as you type; pipe it in to hide it): ",
+            email.as_str()
+        );
+    }
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    let password = crate::secrets::Redacted::new(line.trim_end_matches(['\r', '\n']).to_owned());
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    crate::db::migrate(&pool).await?;
+    let id = crate::auth::accounts::create(&pool, &email, password, false)
+        .await
+        .map_err(|e| CliError::Failed(e.into()))?
+        .expect("an unconditional create returns the new id");
+    println!("admin {} created with id {id}", email.as_str());
+    Ok(())
+}
+
 async fn projections_status(args: DatabaseArgs) -> Result<(), CliError> {
     let pool = crate::db::connect(&args.database_url, 2).await?;
     crate::db::migrate(&pool).await?;
@@ -176,13 +286,154 @@ async fn projections_rebuild(name: Option<String>, args: DatabaseArgs) -> Result
         )));
     }
     for projector in selected {
-        let replayed = crate::subscriptions::rebuild::rebuild(&pool, &projector, |n| {
-            if n > 0 && n % 10_000 == 0 {
-                eprintln!("{}: {n} events replayed", projector.name());
-            }
-        })
-        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await?;
+        let mut bar = ProgressBar::new(projector.name(), total as u64);
+        let replayed =
+            crate::subscriptions::rebuild::rebuild(&pool, &projector, |n| bar.show(n)).await?;
+        bar.finish();
         println!("{}: rebuilt from {replayed} events", projector.name());
+    }
+    Ok(())
+}
+
+async fn events_export(
+    since: Option<chrono::DateTime<chrono::Utc>>,
+    aggregate: Option<String>,
+    args: DatabaseArgs,
+) -> Result<(), CliError> {
+    use std::io::Write;
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    let (aggregate_type, aggregate_id) = match aggregate.as_deref().map(|a| a.split_once(':')) {
+        Some(Some((kind, id))) => (Some(kind.to_owned()), Some(id.to_owned())),
+        Some(None) => (aggregate, None),
+        None => (None, None),
+    };
+    let mut filter = crate::event_store::history::HistoryFilter {
+        aggregate_type,
+        aggregate_id,
+        since,
+        ..Default::default()
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut exported = 0u64;
+    loop {
+        let events = crate::event_store::history::read(&pool, &filter, 1000).await?;
+        for event in &events {
+            let view = crate::api::events::EventView::from(event.clone());
+            let line = serde_json::json!({
+                "position": view.position,
+                "global_position": view.global_position,
+                "transaction_id": view.transaction_id,
+                "aggregate_type": view.aggregate_type,
+                "aggregate_id": view.aggregate_id,
+                "sequence": view.sequence,
+                "event_type": view.event_type,
+                "event_version": view.event_version,
+                "recorded_at": view.recorded_at,
+                "payload": view.payload,
+                "metadata": view.metadata,
+            });
+            writeln!(out, "{line}")?;
+        }
+        exported += events.len() as u64;
+        match events.last() {
+            Some(last) if events.len() == 1000 => filter.after = Some(last.position),
+            _ => break,
+        }
+    }
+    out.flush()?;
+    eprintln!("{exported} events exported");
+    Ok(())
+}
+
+async fn events_verify(args: DatabaseArgs) -> Result<(), CliError> {
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    let report = crate::event_store::history::verify(&pool).await?;
+    println!(
+        "{} events in {} aggregates",
+        report.events, report.aggregates
+    );
+    for gap in &report.sequence_gaps {
+        println!("sequence gap: {gap}");
+    }
+    for problem in &report.undecodable {
+        println!("unreadable: {problem}");
+    }
+    if report.duplicate_positions > 0 {
+        println!(
+            "{} positions are used more than once",
+            report.duplicate_positions
+        );
+    }
+    if report.is_sound() {
+        println!("the event store is sound");
+        Ok(())
+    } else {
+        Err(CliError::Failed(anyhow::anyhow!(
+            "the event store has problems (listed above)"
+        )))
+    }
+}
+
+/// A text progress bar on standard error, drawn only when it is a terminal and the run is
+/// long enough to need one.
+struct ProgressBar {
+    name: &'static str,
+    total: u64,
+    enabled: bool,
+}
+
+impl ProgressBar {
+    fn new(name: &'static str, total: u64) -> Self {
+        use std::io::IsTerminal;
+        Self {
+            name,
+            total,
+            enabled: std::io::stderr().is_terminal() && total >= 10_000,
+        }
+    }
+
+    fn show(&mut self, done: u64) {
+        if !self.enabled || self.total == 0 {
+            return;
+        }
+        let filled = (done * 30 / self.total).min(30) as usize;
+        eprint!(
+            "\r{:<12} [{}{}] {:>3}% {done}/{}",
+            self.name,
+            "#".repeat(filled),
+            ".".repeat(30 - filled),
+            done * 100 / self.total,
+            self.total
+        );
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            eprintln!();
+        }
+    }
+}
+
+async fn users_forget(telegram_user_id: i64, args: DatabaseArgs) -> Result<(), CliError> {
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    crate::db::migrate(&pool).await?;
+    let had_data = crate::personal_data::forget_person(
+        None,
+        &pool,
+        telegram_user_id,
+        crate::event_store::Actor::System("cli"),
+    )
+    .await?;
+    if had_data {
+        println!("telegram user {telegram_user_id}: personal data forgotten");
+    } else {
+        println!(
+            "telegram user {telegram_user_id}: no personal data was held; the request is recorded"
+        );
     }
     Ok(())
 }

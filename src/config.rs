@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Args;
 use url::Url;
 
-use crate::secrets::TokenKey;
+use crate::auth::accounts::AdminEmail;
+use crate::secrets::{Redacted, TokenKey};
 
 /// The default when DATABASE_URL is unset: the local PostgreSQL the README assumes.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/botfleet";
@@ -110,6 +111,88 @@ pub struct ServeArgs {
     /// The pause after Telegram answers getUpdates with 409 Conflict, in seconds.
     #[arg(long, env = "POLL_CONFLICT_PAUSE_SECS", default_value_t = 30)]
     pub poll_conflict_pause_secs: u64,
+
+    /// A registered bot (its id) that writes admin notifications to ALERT_TELEGRAM_CHAT_ID.
+    #[arg(long, env = "ALERT_TELEGRAM_BOT_ID")]
+    pub alert_telegram_bot_id: Option<String>,
+
+    /// The Telegram chat (an admin's, or an admin group's) that receives notifications.
+    #[arg(long, env = "ALERT_TELEGRAM_CHAT_ID")]
+    pub alert_telegram_chat_id: Option<i64>,
+
+    /// A URL that receives each notification as a JSON POST.
+    #[arg(long, env = "ALERT_WEBHOOK_URL")]
+    pub alert_webhook_url: Option<String>,
+
+    /// At most one notification per bot and error kind within this many seconds.
+    #[arg(long, env = "ALERT_WINDOW_SECS", default_value_t = 600)]
+    pub alert_window_secs: u64,
+
+    /// How long the first failure waits for others to join its notification, in ms.
+    #[arg(long, env = "ALERT_GATHER_MS", default_value_t = 5_000)]
+    pub alert_gather_ms: u64,
+
+    /// At least 32 bytes of secret: encrypts the admin session cookie and keys its CSRF
+    /// tokens. Changing it logs every admin out.
+    #[arg(long, env = "COOKIE_SECRET", hide_env_values = true)]
+    pub cookie_secret: Option<String>,
+
+    /// The first admin's email: created at start when no admin exists yet.
+    #[arg(long, env = "ADMIN_EMAIL")]
+    pub admin_email: Option<String>,
+
+    /// The first admin's password, from the environment only: a flag would show it in the
+    /// process list.
+    #[arg(skip = std::env::var("ADMIN_PASSWORD").ok())]
+    pub admin_password: Option<String>,
+
+    /// How long an admin session lasts after login, in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 43_200)]
+    pub session_ttl_secs: u64,
+
+    /// Failed logins (per account, and per client address) that lock it.
+    #[arg(long, env = "LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// How long such a lock lasts, in seconds; also the window the failures are counted in.
+    #[arg(long, env = "LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    pub login_lockout_secs: u64,
+
+    /// Admin API requests per minute from one client address (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_IP_PER_MINUTE", default_value_t = 600)]
+    pub rate_limit_ip_per_minute: u32,
+
+    /// Admin API requests per minute in one session (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_SESSION_PER_MINUTE", default_value_t = 300)]
+    pub rate_limit_session_per_minute: u32,
+
+    /// Webhook updates per minute accepted for one bot (0: no limit).
+    #[arg(long, env = "RATE_LIMIT_BOT_PER_MINUTE", default_value_t = 1_200)]
+    pub rate_limit_bot_per_minute: u32,
+
+    /// The largest request body accepted, in bytes.
+    #[arg(long, env = "MAX_REQUEST_BYTES", default_value_t = 1_048_576)]
+    pub max_request_bytes: usize,
+
+    /// Take the client address from the last X-Forwarded-For entry. Only behind a proxy that
+    /// appends it: otherwise any client could pick its own address.
+    #[arg(
+        long,
+        env = "TRUST_FORWARDED_FOR",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub trust_forwarded_for: bool,
+
+    /// /health/queue answers 503 when a subscription is this many events behind.
+    #[arg(long, env = "HEALTH_MAX_LAG", default_value_t = 1_000)]
+    pub health_max_lag: i64,
+
+    /// /health/queue answers 503 when a subscription's oldest unhandled event is this many
+    /// seconds old (the subscription is stuck).
+    #[arg(long, env = "HEALTH_STUCK_SECS", default_value_t = 60)]
+    pub health_stuck_secs: u64,
 }
 
 /// One setting that is missing or malformed.
@@ -151,7 +234,35 @@ pub struct Config {
     pub retry_backoff: crate::effects::backoff::Backoff,
     pub poll_timeout_secs: u32,
     pub poll_conflict_pause: Duration,
+    pub alerts: crate::effects::alerts::AlertSettings,
+    /// At least 32 bytes; keys the session cookie's encryption and the CSRF tokens.
+    pub cookie_secret: Redacted,
+    /// Session cookies are marked Secure when PUBLIC_URL is https.
+    pub secure_cookies: bool,
+    /// From ADMIN_EMAIL and ADMIN_PASSWORD, both or neither.
+    pub first_admin: Option<(AdminEmail, Redacted)>,
+    pub session_ttl: Duration,
+    pub login_max_failures: u32,
+    pub login_lockout: Duration,
+    pub rate_limit_ip_per_minute: u32,
+    pub rate_limit_session_per_minute: u32,
+    pub rate_limit_bot_per_minute: u32,
+    pub max_request_bytes: usize,
+    pub trust_forwarded_for: bool,
+    pub health: HealthThresholds,
 }
+
+/// When /health/queue stops answering 200.
+#[derive(Debug, Clone, Copy)]
+pub struct HealthThresholds {
+    /// Events behind.
+    pub max_lag: i64,
+    /// Age of the oldest event a subscription has not handled.
+    pub stuck_after: Duration,
+}
+
+/// The shortest COOKIE_SECRET accepted, in bytes (what the cookie key derivation needs).
+pub const MIN_COOKIE_SECRET_BYTES: usize = 32;
 
 impl Config {
     pub fn from_args(args: ServeArgs) -> Result<Self, ConfigError> {
@@ -166,6 +277,7 @@ impl Config {
             .filter(|s| !s.is_empty())
             .map(|s| parse_url("PUBLIC_URL", &s))
             .transpose()?;
+        let secure_cookies = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
         let token_key = match args.token_encryption_key.as_deref() {
             None | Some("") => {
                 return Err(ConfigError::new(
@@ -217,7 +329,100 @@ impl Config {
                 ));
             },
             poll_conflict_pause: Duration::from_secs(args.poll_conflict_pause_secs.max(1)),
+            alerts: crate::effects::alerts::AlertSettings {
+                telegram_bot_id: args
+                    .alert_telegram_bot_id
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .map(|id| {
+                        id.parse().map_err(|_| {
+                            ConfigError::new("ALERT_TELEGRAM_BOT_ID", "must be a bot's id (a UUID)")
+                        })
+                    })
+                    .transpose()?,
+                telegram_chat_id: args.alert_telegram_chat_id,
+                webhook_url: args
+                    .alert_webhook_url
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .map(|url| parse_url("ALERT_WEBHOOK_URL", url))
+                    .transpose()?,
+                window: Duration::from_secs(args.alert_window_secs.max(1)),
+                gather: Duration::from_millis(args.alert_gather_ms),
+            },
+            secure_cookies,
+            cookie_secret: cookie_secret(args.cookie_secret)?,
+            first_admin: first_admin(args.admin_email, args.admin_password)?,
+            session_ttl: match args.session_ttl_secs {
+                0 => return Err(ConfigError::new("SESSION_TTL_SECS", "must be at least 1")),
+                secs => Duration::from_secs(secs),
+            },
+            login_max_failures: args.login_max_failures.max(1),
+            login_lockout: Duration::from_secs(args.login_lockout_secs.max(1)),
+            rate_limit_ip_per_minute: args.rate_limit_ip_per_minute,
+            rate_limit_session_per_minute: args.rate_limit_session_per_minute,
+            rate_limit_bot_per_minute: args.rate_limit_bot_per_minute,
+            max_request_bytes: match args.max_request_bytes {
+                0..1024 => {
+                    return Err(ConfigError::new(
+                        "MAX_REQUEST_BYTES",
+                        "must be at least 1024 (a Telegram update alone can take a few kB)",
+                    ))
+                }
+                bytes => bytes,
+            },
+            trust_forwarded_for: args.trust_forwarded_for,
+            health: HealthThresholds {
+                max_lag: args.health_max_lag.max(1),
+                stuck_after: Duration::from_secs(args.health_stuck_secs.max(1)),
+            },
         })
+    }
+}
+
+fn cookie_secret(raw: Option<String>) -> Result<Redacted, ConfigError> {
+    const GENERATE: &str = "generate one with `openssl rand -base64 48` and keep it";
+    match raw.filter(|s| !s.is_empty()) {
+        None => Err(ConfigError::new(
+            "COOKIE_SECRET",
+            format!("is required: at least {MIN_COOKIE_SECRET_BYTES} bytes of secret ({GENERATE})"),
+        )),
+        Some(secret) if secret.len() < MIN_COOKIE_SECRET_BYTES => Err(ConfigError::new(
+            "COOKIE_SECRET",
+            format!(
+                "must be at least {MIN_COOKIE_SECRET_BYTES} bytes long, not {} ({GENERATE})",
+                secret.len()
+            ),
+        )),
+        Some(secret) => Ok(Redacted::new(secret)),
+    }
+}
+
+fn first_admin(
+    email: Option<String>,
+    password: Option<String>,
+) -> Result<Option<(AdminEmail, Redacted)>, ConfigError> {
+    match (
+        email.filter(|s| !s.is_empty()),
+        password.filter(|s| !s.is_empty()),
+    ) {
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(ConfigError::new(
+            "ADMIN_PASSWORD",
+            "is required when ADMIN_EMAIL is set",
+        )),
+        (None, Some(_)) => Err(ConfigError::new(
+            "ADMIN_EMAIL",
+            "is required when ADMIN_PASSWORD is set",
+        )),
+        (Some(email), Some(password)) => {
+            let email = AdminEmail::parse(&email)
+                .map_err(|reason| ConfigError::new("ADMIN_EMAIL", reason))?;
+            let password = Redacted::new(password);
+            crate::auth::passwords::check_strength(&password)
+                .map_err(|reason| ConfigError::new("ADMIN_PASSWORD", reason))?;
+            Ok(Some((email, password)))
+        }
     }
 }
 
@@ -228,4 +433,53 @@ fn parse_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::new(setting, "must be an http or https URL"));
     }
     Ok(url)
+}
+
+#[cfg(test)]
+mod admin_settings_tests {
+    use super::{cookie_secret, first_admin};
+
+    #[test]
+    fn the_cookie_secret_is_required_and_at_least_32_bytes() {
+        let missing = cookie_secret(None).unwrap_err();
+        assert_eq!(missing.setting, "COOKIE_SECRET");
+        let short = cookie_secret(Some("x".repeat(31))).unwrap_err();
+        assert_eq!(short.setting, "COOKIE_SECRET");
+        assert!(short
+            .to_string()
+            .starts_with("COOKIE_SECRET must be at least 32 bytes"));
+        assert!(!short.to_string().contains(&"x".repeat(31)), "not echoed");
+        assert!(cookie_secret(Some("x".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn the_first_admin_needs_both_settings_and_a_long_password() {
+        assert!(first_admin(None, None).unwrap().is_none());
+        let pair = |e: &str, p: &str| first_admin(Some(e.to_owned()), Some(p.to_owned()));
+        assert_eq!(
+            first_admin(Some("a@example.com".into()), None)
+                .unwrap_err()
+                .setting,
+            "ADMIN_PASSWORD"
+        );
+        assert_eq!(
+            first_admin(None, Some("long enough password".into()))
+                .unwrap_err()
+                .setting,
+            "ADMIN_EMAIL"
+        );
+        assert_eq!(
+            pair("not an email", "long enough password")
+                .unwrap_err()
+                .setting,
+            "ADMIN_EMAIL"
+        );
+        assert_eq!(
+            pair("a@example.com", "short").unwrap_err().setting,
+            "ADMIN_PASSWORD"
+        );
+        assert!(pair("a@example.com", "long enough password")
+            .unwrap()
+            .is_some());
+    }
 }

@@ -10,7 +10,11 @@
 //!   the aggregates' events (with correlation, causation and actor metadata) to Postgres.
 //! - [`subscriptions`]: catch-up subscriptions over the global event order; they run the
 //!   projectors of the `projections` crate with durable checkpoints.
-//! - [`api`]: the admin HTTP API (poem-openapi), whose reads come from the read models.
+//! - [`api`]: the admin HTTP API (poem-openapi), whose reads come from the read models, and
+//!   the open endpoints (Telegram's webhook, health, metrics).
+//! - [`auth`]: admin accounts, server-side sessions and the failed-login throttle.
+//! - [`health`], [`metrics`], [`rate_limit`]: what operators watch, and what keeps one client
+//!   or one bot from taking the whole service.
 //! - [`secrets`]: sealing bot tokens before they enter an event.
 //!
 //! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
@@ -18,13 +22,18 @@
 
 pub mod api;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
 pub mod effects;
 pub mod event_store;
+pub mod health;
 pub mod intake;
 pub mod llm;
+pub mod metrics;
+pub mod personal_data;
+pub mod rate_limit;
 pub mod secrets;
 pub mod subscriptions;
 pub mod telegram;

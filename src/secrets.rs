@@ -62,6 +62,11 @@ impl TokenKey {
         Self(key)
     }
 
+    /// A subkey bound to one purpose, for another module's cipher.
+    pub fn derive_for(&self, purpose: &str) -> [u8; 32] {
+        self.derive(purpose)
+    }
+
     /// A subkey bound to one purpose.
     fn derive(&self, purpose: &str) -> [u8; 32] {
         hmac_sha256(&self.0, purpose.as_bytes())

@@ -10,7 +10,10 @@
 
 pub mod bot;
 pub mod chat;
+pub mod person;
+pub mod personal;
 pub mod text;
+pub mod upcasting;
 
 /// The version written into `events.event_version` for every event of the current schema.
 /// An incompatible change bumps it and adds an upcaster for the old one.

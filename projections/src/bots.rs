@@ -125,6 +125,14 @@ impl Projector for BotProjector {
                 .execute(&mut *tx)
                 .await?;
             }
+            BotEvent::BotIdentified { username } => {
+                sqlx::query("UPDATE bots SET username = $2, version = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(username)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             BotEvent::BotErrorCleared => {
                 sqlx::query(
                     "UPDATE bots SET last_error_kind = NULL, last_error_message = NULL,
@@ -191,12 +199,13 @@ pub struct BotRow {
     pub last_error_kind: Option<String>,
     pub last_error_message: Option<String>,
     pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub username: Option<String>,
 }
 
 const BOT_COLUMNS: &str =
     "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
     error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version,
-    webhook_url, last_error_kind, last_error_message, last_error_at";
+    webhook_url, last_error_kind, last_error_message, last_error_at, username";
 
 pub async fn find_bot(
     conn: impl sqlx::PgExecutor<'_>,

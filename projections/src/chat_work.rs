@@ -1,5 +1,6 @@
 //! The `chat_work` read model: which chats have unfinished turns, and from when they may be
-//! worked on. It is the effect runner's index; the chat's events stay the truth.
+//! worked on. It is the effect runner's index; the chat's events stay the truth. A chat's row
+//! stays when its turns are done (`open_turns` = 0), so a retried turn can reopen it.
 
 use aggregates::chat::{Chat, ChatEvent};
 use cqrs_es::Aggregate;
@@ -33,11 +34,29 @@ impl Projector for ChatWorkProjector {
         let chat_id = event.aggregate_uuid()?;
         let at = event.recorded_at;
         match event.decode::<ChatEvent>()? {
-            ChatEvent::MessageReceived { bot_id, .. } => {
+            ChatEvent::AdminMessageQueued { .. } => {
+                sqlx::query(
+                    "UPDATE chat_work SET open_turns = open_turns + 1,
+                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END
+                     WHERE chat_id = $1",
+                )
+                .bind(chat_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(WORK_CHANNEL)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ChatEvent::MessageReceived { bot_id, .. }
+            | ChatEvent::CallbackQueryReceived { bot_id, .. } => {
                 sqlx::query(
                     "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at)
                      VALUES ($1, $2, 1, $3)
-                     ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1",
+                     ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1,
+                        available_at = CASE WHEN chat_work.open_turns = 0 THEN EXCLUDED.available_at
+                                            ELSE chat_work.available_at END",
                 )
                 .bind(chat_id)
                 .bind(bot_id)
@@ -50,19 +69,33 @@ impl Projector for ChatWorkProjector {
                     .execute(&mut *tx)
                     .await?;
             }
-            ChatEvent::ResponseSent { .. } | ChatEvent::TurnFailed { .. } => {
+            ChatEvent::TurnRetried { .. } => {
+                // The chat's row outlives its turns, so it is there to be reopened.
                 sqlx::query(
-                    "UPDATE chat_work SET open_turns = open_turns - 1, available_at = $2
+                    "UPDATE chat_work SET open_turns = open_turns + 1,
+                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END
                      WHERE chat_id = $1",
                 )
                 .bind(chat_id)
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("DELETE FROM chat_work WHERE chat_id = $1 AND open_turns <= 0")
-                    .bind(chat_id)
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(WORK_CHANNEL)
                     .execute(&mut *tx)
                     .await?;
+            }
+            ChatEvent::ResponseSent { .. }
+            | ChatEvent::TurnFailed { .. }
+            | ChatEvent::CallbackAnswered { .. } => {
+                sqlx::query(
+                    "UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = $2
+                     WHERE chat_id = $1",
+                )
+                .bind(chat_id)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
             }
             ChatEvent::AttemptFailed { retry_at, .. } => {
                 sqlx::query("UPDATE chat_work SET available_at = $2 WHERE chat_id = $1")
@@ -71,7 +104,11 @@ impl Projector for ChatWorkProjector {
                     .execute(&mut *tx)
                     .await?;
             }
-            ChatEvent::ResponseGenerated { .. } | ChatEvent::ConversationReset { .. } => {}
+            ChatEvent::ResponseGenerated { .. }
+            | ChatEvent::ConversationReset { .. }
+            | ChatEvent::MessageEdited { .. }
+            | ChatEvent::ChatBlocked { .. }
+            | ChatEvent::ChatMigrated { .. } => {}
         }
         Ok(())
     }

@@ -1,7 +1,13 @@
 //! The `chats`, `telegram_users` and `messages` read models: conversations as admins see
 //! them, with token usage and cost on every response.
 
-use aggregates::chat::{Chat, ChatEvent, ResponseKind};
+use aggregates::chat::{turn_id, Chat, ChatEvent, ResponseKind, TelegramChat, TelegramUser};
+use aggregates::personal::PersonalText;
+
+/// A personal value as its column stores it (`NULL` stays `NULL`).
+fn column(value: &Option<PersonalText>) -> Option<String> {
+    value.as_ref().map(PersonalText::to_column)
+}
 use cqrs_es::Aggregate;
 use sqlx::PgConnection;
 
@@ -39,62 +45,142 @@ impl Projector for ChatProjector {
                 from,
                 text,
                 sent_at: _,
+                media,
             } => {
-                let user_id = from.as_ref().map(|u| u.id);
+                let incoming = Incoming {
+                    chat_id,
+                    bot_id,
+                    update_id,
+                    chat: &chat,
+                    from: from.as_ref(),
+                    at,
+                    version,
+                };
+                incoming
+                    .record(tx, &text.to_column(), media.as_deref())
+                    .await?;
+            }
+            ChatEvent::CallbackQueryReceived {
+                bot_id,
+                update_id,
+                query_id: _,
+                data,
+                chat,
+                from,
+            } => {
+                let incoming = Incoming {
+                    chat_id,
+                    bot_id,
+                    update_id,
+                    chat: &chat,
+                    from: from.as_ref(),
+                    at,
+                    version,
+                };
+                let text = PersonalText::plain(format!("[button] {}", data.unwrap_or_default()));
+                incoming
+                    .record(tx, &text.to_column(), Some("callback_query"))
+                    .await?;
+            }
+            ChatEvent::CallbackAnswered { update_id, text } => {
                 sqlx::query(
-                    "INSERT INTO chats (id, bot_id, telegram_chat_id, chat_type, title, username,
-                        telegram_user_id, message_count, created_at, last_activity_at, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)
-                     ON CONFLICT (id) DO UPDATE SET
-                        chat_type = EXCLUDED.chat_type, title = EXCLUDED.title,
-                        username = EXCLUDED.username,
-                        telegram_user_id = COALESCE(EXCLUDED.telegram_user_id, chats.telegram_user_id),
-                        message_count = chats.message_count + 1,
-                        last_activity_at = EXCLUDED.last_activity_at, version = EXCLUDED.version",
+                    "INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
+                        created_at, sent_at)
+                     VALUES ($1, $2, 'bot', $3, 'sent', 'callback_answer', $4, $4)",
                 )
                 .bind(chat_id)
-                .bind(bot_id)
-                .bind(chat.id)
-                .bind(&chat.kind)
-                .bind(&chat.title)
-                .bind(&chat.username)
-                .bind(user_id)
+                .bind(update_id)
+                .bind(PersonalText::plain(text).to_column())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                set_user_message(tx, chat_id, update_id, "answered", None).await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::MessageEdited {
+                update_id: _,
+                message_id,
+                text,
+            } => {
+                // The edited message is the user message whose update carried this message id.
+                sqlx::query(
+                    "UPDATE messages m SET text = $3, edited_at = $4
+                     FROM events e
+                     WHERE m.chat_id = $1 AND m.role = 'user'
+                       AND e.aggregate_type = 'Chat' AND e.aggregate_id = $1::text
+                       AND e.event_type = 'MessageReceived'
+                       AND (e.payload -> 'MessageReceived' ->> 'message_id')::bigint = $2
+                       AND (e.payload -> 'MessageReceived' ->> 'update_id')::bigint = m.update_id",
+                )
+                .bind(chat_id)
+                .bind(message_id)
+                .bind(text.to_column())
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::ChatBlocked { .. } => {
+                sqlx::query("UPDATE chats SET blocked = true, version = $2 WHERE id = $1")
+                    .bind(chat_id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            ChatEvent::ChatMigrated { to_chat_id } => {
+                sqlx::query(
+                    "UPDATE chats SET telegram_chat_id = $2, chat_type = 'supergroup', version = $3
+                     WHERE id = $1",
+                )
+                .bind(chat_id)
+                .bind(to_chat_id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            ChatEvent::AdminMessageQueued {
+                update_id,
+                text,
+                admin,
+            } => {
+                sqlx::query(
+                    "INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
+                        model, created_at, turn_id)
+                     VALUES ($1, $2, 'admin', $3, 'generated', 'admin', $4, $5, $6)",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(text.to_column())
+                .bind(&admin)
+                .bind(at)
+                .bind(turn_id(chat_id, update_id))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query(
+                    "UPDATE chats SET message_count = message_count + 1, last_activity_at = $2,
+                        version = $3 WHERE id = $1",
+                )
+                .bind(chat_id)
                 .bind(at)
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
-                if let Some(user) = from {
-                    sqlx::query(
-                        "INSERT INTO telegram_users (id, is_bot, first_name, last_name, username,
-                            language_code, first_seen_at, last_seen_at)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                         ON CONFLICT (id) DO UPDATE SET
-                            is_bot = EXCLUDED.is_bot, first_name = EXCLUDED.first_name,
-                            last_name = EXCLUDED.last_name, username = EXCLUDED.username,
-                            language_code = EXCLUDED.language_code,
-                            last_seen_at = EXCLUDED.last_seen_at",
-                    )
-                    .bind(user.id)
-                    .bind(user.is_bot)
-                    .bind(&user.first_name)
-                    .bind(&user.last_name)
-                    .bind(&user.username)
-                    .bind(&user.language_code)
-                    .bind(at)
+            }
+            ChatEvent::TurnRetried { update_id } => {
+                set_user_message(tx, chat_id, update_id, "received", None).await?;
+                sqlx::query("UPDATE chats SET blocked = false WHERE id = $1")
+                    .bind(chat_id)
                     .execute(&mut *tx)
                     .await?;
-                }
                 sqlx::query(
-                    "INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id, created_at)
-                     VALUES ($1, $2, 'user', $3, 'received', $4, $5)",
+                    "DELETE FROM messages WHERE chat_id = $1 AND update_id = $2 AND role = 'bot'
+                        AND status <> 'sent' AND response_kind = 'error_message'",
                 )
                 .bind(chat_id)
                 .bind(update_id)
-                .bind(text)
-                .bind(user_id)
-                .bind(at)
                 .execute(&mut *tx)
                 .await?;
+                touch_chat(tx, chat_id, at, version).await?;
             }
             ChatEvent::ResponseGenerated {
                 update_id,
@@ -115,6 +201,8 @@ impl Projector for ChatProjector {
                     ),
                     ResponseKind::Command { .. } => ("command", None, None, None, 0),
                     ResponseKind::ErrorMessage { .. } => ("error_message", None, None, None, 0),
+                    ResponseKind::Notice => ("notice", None, None, None, 0),
+                    ResponseKind::Admin { .. } => ("admin", None, None, None, 0),
                 };
                 let tokens = |f: fn(&aggregates::chat::TokenUsage) -> u64| {
                     usage.as_ref().map(|u| f(u) as i64)
@@ -127,7 +215,7 @@ impl Projector for ChatProjector {
                 )
                 .bind(chat_id)
                 .bind(update_id)
-                .bind(&response.text)
+                .bind(response.text.to_column())
                 .bind(kind)
                 .bind(&model)
                 .bind(&response_id)
@@ -161,7 +249,7 @@ impl Projector for ChatProjector {
             } => {
                 sqlx::query(
                     "UPDATE messages SET status = 'sent', telegram_message_ids = $3, sent_at = $4
-                     WHERE chat_id = $1 AND update_id = $2 AND role = 'bot'",
+                     WHERE chat_id = $1 AND update_id = $2 AND role IN ('bot', 'admin')",
                 )
                 .bind(chat_id)
                 .bind(update_id)
@@ -199,14 +287,116 @@ impl Projector for ChatProjector {
                 touch_chat(tx, chat_id, at, version).await?;
             }
             ChatEvent::TurnFailed {
-                update_id, error, ..
+                update_id,
+                step,
+                class,
+                error,
             } => {
                 set_user_message(tx, chat_id, update_id, "failed", Some(&error)).await?;
+                sqlx::query(
+                    "UPDATE messages SET failure_class = $3, failure_step = $4, failed_at = $5
+                     WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
+                )
+                .bind(chat_id)
+                .bind(update_id)
+                .bind(serde_plain(&class))
+                .bind(serde_plain(&step))
+                .bind(at)
+                .execute(&mut *tx)
+                .await?;
                 touch_chat(tx, chat_id, at, version).await?;
             }
         }
         Ok(())
     }
+}
+
+/// A message or callback from a person: the chat, the person and the message row.
+struct Incoming<'a> {
+    chat_id: uuid::Uuid,
+    bot_id: uuid::Uuid,
+    update_id: i64,
+    chat: &'a TelegramChat,
+    from: Option<&'a TelegramUser>,
+    at: chrono::DateTime<chrono::Utc>,
+    version: i64,
+}
+
+impl Incoming<'_> {
+    async fn record(
+        &self,
+        tx: &mut PgConnection,
+        text: &str,
+        media: Option<&str>,
+    ) -> Result<(), sqlx::Error> {
+        let user_id = self.from.map(|u| u.id);
+        sqlx::query(
+            "INSERT INTO chats (id, bot_id, telegram_chat_id, chat_type, title, username,
+                telegram_user_id, message_count, created_at, last_activity_at, version)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)
+             ON CONFLICT (id) DO UPDATE SET
+                chat_type = EXCLUDED.chat_type, title = EXCLUDED.title,
+                username = EXCLUDED.username,
+                telegram_user_id = COALESCE(EXCLUDED.telegram_user_id, chats.telegram_user_id),
+                message_count = chats.message_count + 1, blocked = false,
+                last_activity_at = EXCLUDED.last_activity_at, version = EXCLUDED.version",
+        )
+        .bind(self.chat_id)
+        .bind(self.bot_id)
+        .bind(self.chat.id)
+        .bind(&self.chat.kind)
+        .bind(column(&self.chat.title))
+        .bind(column(&self.chat.username))
+        .bind(user_id)
+        .bind(self.at)
+        .bind(self.version)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(user) = self.from {
+            sqlx::query(
+                "INSERT INTO telegram_users (id, is_bot, first_name, last_name, username,
+                    language_code, first_seen_at, last_seen_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+                 ON CONFLICT (id) DO UPDATE SET
+                    is_bot = EXCLUDED.is_bot, first_name = EXCLUDED.first_name,
+                    last_name = EXCLUDED.last_name, username = EXCLUDED.username,
+                    language_code = EXCLUDED.language_code,
+                    last_seen_at = EXCLUDED.last_seen_at",
+            )
+            .bind(user.id)
+            .bind(user.is_bot)
+            .bind(user.first_name.to_column())
+            .bind(column(&user.last_name))
+            .bind(column(&user.username))
+            .bind(&user.language_code)
+            .bind(self.at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id,
+                created_at, turn_id, media)
+             VALUES ($1, $2, 'user', $3, 'received', $4, $5, $6, $7)",
+        )
+        .bind(self.chat_id)
+        .bind(self.update_id)
+        .bind(text)
+        .bind(user_id)
+        .bind(self.at)
+        .bind(turn_id(self.chat_id, self.update_id))
+        .bind(media)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// The snake_case name serde gives a unit enum variant (`terminal`, `send`).
+fn serde_plain<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 async fn set_user_message(

@@ -15,6 +15,7 @@
 pub mod bots;
 pub mod chat_work;
 pub mod chats;
+pub mod decode;
 pub mod recorded;
 
 pub use recorded::{RecordedEvent, StreamPosition};

@@ -42,12 +42,14 @@ pub struct RecordedEvent {
 }
 
 impl RecordedEvent {
-    /// Decodes the payload into an aggregate's event type.
+    /// Decodes the payload into an aggregate's event type, upcasting an older version first.
     pub fn decode<E: DeserializeOwned>(&self) -> Result<E, ProjectionError> {
-        serde_json::from_value(self.payload.clone()).map_err(|source| ProjectionError::Decode {
-            event_type: self.event_type.clone(),
-            position: self.position.global_position,
-            source,
+        serde_json::from_value(crate::decode::upcast(self)).map_err(|source| {
+            ProjectionError::Decode {
+                event_type: self.event_type.clone(),
+                position: self.position.global_position,
+                source,
+            }
         })
     }
 

@@ -10,7 +10,6 @@ use aggregates::text::InvalidField;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use poem::Request;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
@@ -18,7 +17,7 @@ use projections::bots::{self as read_model, BotRow};
 use uuid::Uuid;
 
 use super::errors::ApiFailure;
-use super::guard::AdminActor;
+use super::guard::AdminSession;
 use super::strict_json::Strict;
 use super::{ApiTags, AppState};
 use crate::event_store::{Committed, EventMetadata};
@@ -62,6 +61,9 @@ pub struct BotView {
     /// What currently stops the bot from working, if anything.
     #[oai(skip_serializing_if_is_none)]
     pub last_error: Option<BotErrorView>,
+    /// The bot's @username on Telegram, once learned.
+    #[oai(skip_serializing_if_is_none)]
+    pub username: Option<String>,
 }
 
 /// A problem that stops a bot from working, until it is resolved.
@@ -103,6 +105,7 @@ impl From<BotRow> for BotView {
                 _ => None,
             },
             webhook_url: row.webhook_url,
+            username: row.username,
         }
     }
 }
@@ -186,12 +189,11 @@ impl BotsApi {
     #[oai(path = "/bots", method = "get")]
     async fn list(
         &self,
-        request: &Request,
+        _auth: AdminSession,
         include_deleted: Query<Option<bool>>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<BotListResponse, ApiFailure> {
-        AdminActor::from_request(request)?;
         let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(1..=MAX_PAGE_SIZE).contains(&limit) {
             return Err(ApiFailure::invalid(InvalidField::new(
@@ -221,20 +223,42 @@ impl BotsApi {
     }
 
     /// Get a bot
+    ///
+    /// With `as_of` (RFC 3339), the bot as it was at that instant, rebuilt from its events.
     #[oai(path = "/bots/:id", method = "get")]
-    async fn get(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
-        AdminActor::from_request(request)?;
-        Ok(BotResponse::Ok(Json(self.read(id.0).await?)))
+    async fn get(
+        &self,
+        _auth: AdminSession,
+        id: Path<Uuid>,
+        as_of: Query<Option<DateTime<Utc>>>,
+    ) -> Result<BotResponse, ApiFailure> {
+        let Some(as_of) = as_of.0 else {
+            return Ok(BotResponse::Ok(Json(self.read(id.0).await?)));
+        };
+        let mut past = crate::event_store::time_travel::view_as_of(
+            &self.state.pool,
+            &projections::bots::BotProjector,
+            <aggregates::bot::Bot as cqrs_es::Aggregate>::TYPE,
+            &id.0.to_string(),
+            as_of,
+        )
+        .await
+        .map_err(|e| ApiFailure::internal("rebuilding a bot's past failed", &e))?;
+        let bot = read_model::find_bot(past.connection(), id.0)
+            .await
+            .map_err(|e| ApiFailure::internal("reading a bot's past failed", &e))?
+            .ok_or_else(|| ApiFailure::not_found("bot at that instant"))?;
+        Ok(BotResponse::Ok(Json(BotView::from(bot))))
     }
 
     /// Register a bot
     #[oai(path = "/bots", method = "post")]
     async fn create(
         &self,
-        request: &Request,
+        auth: AdminSession,
         body: Json<Strict<CreateBotRequest>>,
     ) -> Result<CreateBotResponse, ApiFailure> {
-        let AdminActor(actor) = AdminActor::from_request(request)?;
+        let actor = auth.actor();
         let body = body.0 .0;
         let token = BotToken::parse(&body.token).map_err(ApiFailure::invalid)?;
         let settings = parse_settings(
@@ -272,11 +296,11 @@ impl BotsApi {
     #[oai(path = "/bots/:id", method = "put")]
     async fn update(
         &self,
-        request: &Request,
+        auth: AdminSession,
         id: Path<Uuid>,
         body: Json<Strict<UpdateBotRequest>>,
     ) -> Result<BotResponse, ApiFailure> {
-        let AdminActor(actor) = AdminActor::from_request(request)?;
+        let actor = auth.actor();
         let body = body.0 .0;
         let token = body
             .token
@@ -304,10 +328,10 @@ impl BotsApi {
     #[oai(path = "/bots/:id", method = "delete")]
     async fn delete(
         &self,
-        request: &Request,
+        auth: AdminSession,
         id: Path<Uuid>,
     ) -> Result<DeleteBotResponse, ApiFailure> {
-        let AdminActor(actor) = AdminActor::from_request(request)?;
+        let actor = auth.actor();
         self.command(id.0, BotCommand::Delete, actor).await?;
         Ok(DeleteBotResponse::Deleted)
     }
@@ -316,8 +340,8 @@ impl BotsApi {
     ///
     /// The bot starts answering on Telegram. Enabling an enabled bot changes nothing.
     #[oai(path = "/bots/:id/enable", method = "post")]
-    async fn enable(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
-        let AdminActor(actor) = AdminActor::from_request(request)?;
+    async fn enable(&self, auth: AdminSession, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+        let actor = auth.actor();
         self.command(id.0, BotCommand::Enable, actor).await
     }
 
@@ -325,8 +349,8 @@ impl BotsApi {
     ///
     /// The bot stops answering on Telegram. Disabling a disabled bot changes nothing.
     #[oai(path = "/bots/:id/disable", method = "post")]
-    async fn disable(&self, request: &Request, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
-        let AdminActor(actor) = AdminActor::from_request(request)?;
+    async fn disable(&self, auth: AdminSession, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+        let actor = auth.actor();
         self.command(id.0, BotCommand::Disable, actor).await
     }
 }

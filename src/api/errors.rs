@@ -5,7 +5,7 @@
 use poem::error::{MethodNotAllowedError, NotFoundError};
 use poem::{IntoResponse, Response};
 use poem_openapi::error::{
-    ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
+    AuthorizationError, ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError,
 };
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
@@ -14,6 +14,7 @@ use aggregates::bot::BotError;
 use aggregates::text::InvalidField;
 
 use crate::event_store::CommandError;
+use crate::rate_limit::RetryAfter;
 
 #[derive(Debug, Clone, Object)]
 pub struct ApiError {
@@ -49,6 +50,9 @@ pub enum ApiFailure {
     /// No valid admin session.
     #[oai(status = 401)]
     Unauthorized(Json<ApiError>),
+    /// A state-changing request without the session's `X-CSRF-Token`.
+    #[oai(status = 403)]
+    Forbidden(Json<ApiError>),
     #[oai(status = 404)]
     NotFound(Json<ApiError>),
     /// The request contradicts the current state (e.g. enabling a deleted bot).
@@ -57,6 +61,9 @@ pub enum ApiFailure {
     /// A field's value is not acceptable; `field` names it.
     #[oai(status = 422)]
     Unprocessable(Json<ApiError>),
+    /// Too many requests (or failed logins): wait `Retry-After` seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ApiError>, #[oai(header = "Retry-After")] u64),
     #[oai(status = 500)]
     Internal(Json<ApiError>),
     #[oai(status = 503)]
@@ -75,6 +82,17 @@ impl ApiFailure {
         Self::Unprocessable(Json(
             ApiError::new("invalid_field", field.to_string()).with_field(field.field),
         ))
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::Unauthorized(Json(ApiError::new("unauthorized", message)))
+    }
+
+    pub fn too_many_requests(message: impl Into<String>, retry: RetryAfter) -> Self {
+        Self::TooManyRequests(
+            Json(ApiError::new("too_many_requests", message)),
+            retry.seconds(),
+        )
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
@@ -138,6 +156,12 @@ pub async fn render_framework_error(error: poem::Error) -> Response {
         ApiError::new("malformed_request", format!("path: {}", e.reason)).with_field("path")
     } else if let Some(e) = error.downcast_ref::<ContentTypeError>() {
         ApiError::new("unsupported_media_type", e.to_string())
+    } else if error.is::<AuthorizationError>() {
+        // No session cookie at all: the guard never ran.
+        ApiError::new(
+            "unauthorized",
+            "log in first: this endpoint needs an admin session",
+        )
     } else if error.is::<NotFoundError>() {
         ApiError::new("not_found", "no such route")
     } else if error.is::<MethodNotAllowedError>() {

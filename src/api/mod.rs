@@ -1,8 +1,22 @@
 //! The HTTP API: the admin endpoints (poem-openapi), the OpenAPI document and its viewer.
+//!
+//! Admin operations take a [`guard::AdminSession`] (see there); `/auth/login`, the Telegram
+//! webhook, `/health*`, `/metrics`, `/docs` and `/openapi.yaml` are open. [`routes`] wraps
+//! everything in the request log (request id, metrics), the body size and per-address
+//! limits, and the cookie jar.
 
+pub mod auth;
 pub mod bots;
+pub mod chats;
 pub mod errors;
+pub mod events;
+pub mod failures;
 pub mod guard;
+pub mod health;
+pub mod limits;
+pub mod metrics;
+pub mod observe;
+pub mod session_cookie;
 pub mod strict_json;
 pub mod webhook;
 
@@ -12,7 +26,8 @@ use std::time::Duration;
 use aggregates::bot::Bot;
 use aggregates::chat::Chat;
 use poem::endpoint::make_sync;
-use poem::middleware::Tracing;
+use poem::middleware::CookieJarManager;
+use poem::web::cookie::CookieKey;
 use poem::{EndpointExt, IntoEndpoint, Route};
 use poem_openapi::{OpenApiService, Tags};
 use sqlx::PgPool;
@@ -29,20 +44,55 @@ pub struct AppState {
     pub chats: Arc<CommandGateway<Chat>>,
     pub intake: crate::intake::Intake,
     pub cipher: Arc<TokenCipher>,
+    /// Seals and opens people's names and texts; forgets people.
+    pub vault: Arc<crate::personal_data::PersonalDataVault>,
     /// Lets a write wait until the read model it answers from includes it.
     pub progress: SubscriptionProgress,
     pub read_model_wait: Duration,
+    /// Admin accounts, sessions and the login throttle.
+    pub auth: crate::auth::Auth,
+    /// Encrypts the session cookie (derived from COOKIE_SECRET).
+    pub cookie_key: CookieKey,
+    /// Whether the session cookie is marked Secure (PUBLIC_URL is https).
+    pub secure_cookies: bool,
+    /// The rate and size limits.
+    pub limits: Arc<limits::Limits>,
+    /// When /health/queue reports trouble.
+    pub health: crate::config::HealthThresholds,
 }
 
 #[derive(Tags)]
 pub enum ApiTags {
+    /// Admin login and sessions
+    Auth,
     /// Registering and administering bots
     Bots,
     /// Called by Telegram
     Telegram,
+    /// Chats, their messages, and the Telegram users in them
+    Chats,
+    /// Turns that failed for good, and manual retries
+    Failures,
+    /// The event log, for auditors
+    Audit,
+    /// Health checks and metrics, for operators and their tools (no authentication)
+    Operations,
 }
 
-pub type ApiService = OpenApiService<(bots::BotsApi, webhook::WebhookApi), ()>;
+pub type ApiService = OpenApiService<
+    (
+        auth::AuthApi,
+        bots::BotsApi,
+        chats::ChatsApi,
+        chats::UsersApi,
+        events::EventsApi,
+        failures::FailuresApi,
+        webhook::WebhookApi,
+        health::HealthApi,
+        metrics::MetricsApi,
+    ),
+    (),
+>;
 
 /// The OpenAPI service; also what `botfleet openapi` prints.
 pub fn service(state: AppState) -> ApiService {
@@ -50,16 +100,42 @@ pub fn service(state: AppState) -> ApiService {
         pool: state.pool.clone(),
         intake: state.intake.clone(),
         cipher: state.cipher.clone(),
+        limits: state.limits.clone(),
     };
     OpenApiService::new(
-        (bots::BotsApi { state }, webhook),
+        (
+            auth::AuthApi {
+                state: state.clone(),
+            },
+            bots::BotsApi {
+                state: state.clone(),
+            },
+            chats::ChatsApi {
+                state: state.clone(),
+            },
+            chats::UsersApi {
+                state: state.clone(),
+            },
+            events::EventsApi {
+                state: state.clone(),
+            },
+            failures::FailuresApi {
+                state: state.clone(),
+            },
+            webhook,
+            health::HealthApi {
+                state: state.clone(),
+            },
+            metrics::MetricsApi { state },
+        ),
         "Botfleet",
         env!("CARGO_PKG_VERSION"),
     )
     .description(
         "Admin API of Botfleet, a self-hosted platform for a fleet of LLM-answered Telegram bots. \
-         Errors share one JSON shape: `error` (a stable code), `message`, and `field` when a \
-         request field is at fault.",
+         Admin operations need the session cookie from `POST /auth/login`, and writes also \
+         the session's CSRF token in `X-CSRF-Token`. Errors share one JSON shape: `error` (a \
+         stable code), `message`, and `field` when a request field is at fault.",
     )
 }
 
@@ -68,9 +144,11 @@ pub fn spec_yaml(state: AppState) -> String {
     service(state).spec_yaml()
 }
 
-/// Every route the server answers.
+/// Every route the server answers, inside its middleware (outermost last).
 pub fn routes(state: AppState) -> impl poem::Endpoint {
-    let api = service(state);
+    let cookie_key = state.cookie_key.clone();
+    let limits = state.limits.clone();
+    let api = service(state.clone());
     let docs = api.swagger_ui();
     let spec = api.spec_yaml();
     Route::new()
@@ -84,7 +162,13 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
                     .body(spec.clone())
             }),
         )
+        // Sees the matched route pattern, for the metrics' labels.
+        .with(observe::RecordRoute)
         .catch_all_error(errors::render_framework_error)
-        .with(Tracing)
+        // The guard's checker reads the state from the request.
+        .data(state)
+        .with(CookieJarManager::with_key(cookie_key))
+        .with(limits::RequestLimits(limits))
+        .with(observe::RequestLog)
         .into_endpoint()
 }

@@ -13,15 +13,49 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use super::errors::{ApiError, ApiFailure};
+use super::limits::Limits;
 use super::ApiTags;
 use crate::intake::{Accepted, Intake};
 use crate::secrets::TokenCipher;
-use crate::telegram::updates::Update;
+use crate::telegram::updates::{BotIdentity, Update};
+
+/// The identity of `bot_id` if it is enabled, not deleted, and its token is not known to be
+/// invalid (an invalid token stops the bot's intake until an admin sets a new one).
+pub async fn live_bot_identity(
+    pool: &sqlx::PgPool,
+    bot_id: Uuid,
+) -> Result<Option<BotIdentity>, sqlx::Error> {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT token_hint, username FROM bots
+         WHERE id = $1 AND is_active AND deleted_at IS NULL
+           AND last_error_kind IS DISTINCT FROM $2",
+    )
+    .bind(bot_id)
+    .bind(aggregates::bot::INVALID_TOKEN_ERROR)
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.map(|(hint, username)| BotIdentity {
+        bot_id,
+        telegram_id: telegram_id_from_hint(&hint),
+        username,
+    }))
+}
+
+/// The bot's own Telegram id: the digits before the colon of its (masked) token.
+pub fn telegram_id_from_hint(hint: &str) -> i64 {
+    hint.split(':')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default()
+}
 
 pub struct WebhookApi {
     pub pool: sqlx::PgPool,
     pub intake: Intake,
     pub cipher: Arc<TokenCipher>,
+    /// Holds `per_bot`: one flooded bot is slowed down (Telegram redelivers after a 429)
+    /// instead of crowding out every other bot's updates.
+    pub limits: Arc<Limits>,
 }
 
 #[derive(ApiResponse)]
@@ -57,17 +91,21 @@ impl WebhookApi {
                 format!("not a Telegram update: {e}"),
             )))
         })?;
-        let live: Option<bool> =
-            sqlx::query_scalar("SELECT is_active AND deleted_at IS NULL FROM bots WHERE id = $1")
-                .bind(bot_id.0)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(|e| ApiFailure::internal("reading the bot for a webhook failed", &e))?;
-        if live != Some(true) {
+        let bot = live_bot_identity(&self.pool, bot_id.0)
+            .await
+            .map_err(|e| ApiFailure::internal("reading the bot for a webhook failed", &e))?;
+        let Some(bot) = bot else {
             tracing::info!(bot_id = %bot_id.0, update_id = update.update_id, "update for a bot that is not live; dropped");
             return Ok(WebhookResponse::Ok);
+        };
+        if let Err(retry) = self.limits.per_bot.check(bot_id.0) {
+            tracing::warn!(bot_id = %bot_id.0, update_id = update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
+            return Err(ApiFailure::too_many_requests(
+                "too many updates for this bot; retry later",
+                retry,
+            ));
         }
-        match self.intake.accept(bot_id.0, &update).await {
+        match self.intake.accept(&bot, &update).await {
             Ok(Accepted::Recorded | Accepted::Duplicate | Accepted::Unhandled(_)) => {
                 Ok(WebhookResponse::Ok)
             }

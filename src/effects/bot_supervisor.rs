@@ -52,6 +52,10 @@ struct BotDelivery {
     active: bool,
     webhook_url: Option<String>,
     token_ciphertext: String,
+    token_hint: String,
+    username: Option<String>,
+    /// Telegram refused the token: nothing is attempted until an admin sets a new one.
+    token_invalid: bool,
 }
 
 /// A running poller and the token it polls with (a new token restarts it).
@@ -101,12 +105,18 @@ impl BotSupervisor {
         shutdown: &CancellationToken,
     ) -> Result<(), sqlx::Error> {
         let bots: Vec<BotDelivery> = sqlx::query_as(
-            "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext
+            "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext,
+                    token_hint, username, last_error_kind IS NOT DISTINCT FROM $1 AS token_invalid
              FROM bots
              WHERE (is_active AND deleted_at IS NULL) OR webhook_url IS NOT NULL",
         )
+        .bind(aggregates::bot::INVALID_TOKEN_ERROR)
         .fetch_all(&self.pool)
         .await?;
+        let bots: Vec<BotDelivery> = bots.into_iter().filter(|b| !b.token_invalid).collect();
+        for bot in bots.iter().filter(|b| b.active && b.username.is_none()) {
+            self.learn_username(bot).await;
+        }
 
         let wanted_pollers: HashMap<Uuid, &BotDelivery> = match &self.public_url {
             Some(_) => HashMap::new(),
@@ -179,6 +189,11 @@ impl BotSupervisor {
         let cancel = shutdown.child_token();
         let poller = Poller {
             bot_id: bot.id,
+            identity: crate::telegram::updates::BotIdentity {
+                bot_id: bot.id,
+                telegram_id: crate::api::webhook::telegram_id_from_hint(&bot.token_hint),
+                username: bot.username.clone(),
+            },
             client,
             intake: self.intake.clone(),
             pool: self.pool.clone(),
@@ -194,6 +209,45 @@ impl BotSupervisor {
             task: tokio::spawn(poller.run(cancel.clone())),
             cancel,
         })
+    }
+
+    /// Asks Telegram for the bot's @username (getMe) and records it: group messages that
+    /// mention it are for the bot. A failure is logged and tried again next round.
+    async fn learn_username(&self, bot: &BotDelivery) {
+        let Ok(client) = self.telegram.client(bot.id, &bot.token_ciphertext) else {
+            return;
+        };
+        match client.get_me().await {
+            Ok(me) => {
+                let Some(username) = me.user.username.clone() else {
+                    return;
+                };
+                let metadata = EventMetadata::new_request(Actor::System("bot-supervisor"));
+                let command = BotCommand::RecordIdentity { username };
+                if let Err(e) = self
+                    .bots
+                    .execute(&bot.id.to_string(), command, &metadata)
+                    .await
+                {
+                    tracing::warn!(bot_id = %bot.id, error = ?e, "cannot record the bot's username");
+                }
+            }
+            Err(error) => {
+                let failure = classify(&error);
+                tracing::warn!(bot_id = %bot.id, error = %failure.message, "getMe failed");
+                if failure.invalid_token {
+                    let metadata = EventMetadata::new_request(Actor::System("bot-supervisor"));
+                    let command = BotCommand::RecordError {
+                        kind: aggregates::bot::INVALID_TOKEN_ERROR.to_owned(),
+                        message: failure.message,
+                    };
+                    let _ = self
+                        .bots
+                        .execute(&bot.id.to_string(), command, &metadata)
+                        .await;
+                }
+            }
+        }
     }
 
     /// Sets or deletes one bot's webhook under its lease, and records the outcome.

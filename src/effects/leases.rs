@@ -67,7 +67,7 @@ impl Leases {
         sqlx::query_scalar(
             "WITH due AS (
                 SELECT w.chat_id FROM chat_work w
-                WHERE w.available_at <= now()
+                WHERE w.open_turns > 0 AND w.available_at <= now()
                   AND NOT EXISTS (SELECT 1 FROM leases l
                                   WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
                 ORDER BY w.available_at
@@ -93,7 +93,7 @@ impl Leases {
     pub async fn next_due_in(&self) -> Result<Option<Duration>, sqlx::Error> {
         let millis: Option<f64> = sqlx::query_scalar(
             "SELECT extract(epoch FROM (min(available_at) - now())) * 1000 FROM chat_work
-             WHERE available_at > now()",
+             WHERE open_turns > 0 AND available_at > now()",
         )
         .fetch_one(&self.pool)
         .await?;

@@ -6,7 +6,9 @@
 //! - [`turns`]: one chat's turns, in order: generate the response, send it, record both.
 //! - [`bot_supervisor`]: webhooks set and deleted, pollers started and stopped.
 //! - [`backoff`]: when a failed attempt may be tried again.
+//! - [`alerts`]: admin notifications of final errors, deduplicated per bot and kind.
 
+pub mod alerts;
 pub mod backoff;
 pub mod bot_supervisor;
 pub mod chat_runner;

@@ -12,13 +12,15 @@ use std::time::Duration;
 use aggregates::bot::{Bot, BotCommand};
 use aggregates::chat::{
     BotCommandName, Chat, ChatCommand, ChatError, FailureClass, GeneratedResponse, OpenTurn,
-    ResponseKind, TokenUsage, TurnStep,
+    ResponseKind, TokenUsage, TurnKind, TurnStep,
 };
 use chrono::Utc;
 use projections::bots::{find_bot, BotRow};
 use sqlx::PgPool;
+use teloxide_core::payloads::{AnswerCallbackQuerySetters, SendMessageSetters};
 use teloxide_core::requests::Requester;
-use teloxide_core::types::ChatId;
+use teloxide_core::types::{ChatAction, ChatId, ParseMode};
+use teloxide_core::{ApiError, RequestError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -27,7 +29,10 @@ use super::backoff::Backoff;
 use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
 use crate::intake::update_correlation_id;
 use crate::llm::{ErrorClass, HistoryTurn, LanguageModel, LlmRequest, PriceTable};
-use crate::telegram::failures::classify;
+use crate::personal_data::PersonalDataVault;
+use crate::telegram::failures::{classify, TelegramFailure};
+use crate::telegram::markdown::to_telegram_html;
+use crate::telegram::pacing::SendPacer;
 use crate::telegram::split::{split_message, TELEGRAM_MESSAGE_LIMIT};
 use crate::telegram::TelegramClients;
 
@@ -38,8 +43,23 @@ Commands:\n\
 /help — this help\n\
 /refresh — start a new conversation (I forget the earlier messages)";
 
-/// The reply to `/refresh`.
+/// The reply to `/refresh` (and to the `refresh` button).
 pub const REFRESH_TEXT: &str = "Done: a new conversation starts with your next message.";
+
+/// The reply to a photo, sticker, voice message or any other non-text message.
+pub const MEDIA_NOTICE: &str =
+    "Sorry, I can only read text messages. Please write your question as text.";
+
+/// The answer to a button press whose data this bot does not know.
+pub const UNKNOWN_BUTTON_NOTICE: &str = "Sorry, this button no longer does anything.";
+
+/// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
+const TYPING_REFRESH: Duration = Duration::from_secs(4);
+
+tokio::task_local! {
+    /// The bot whose turn is being worked, for metrics recorded deep in the steps.
+    static TURN_BOT: Uuid;
+}
 
 /// At most this many turns of one chat in a row, so one busy chat cannot hold a slot forever.
 const TURNS_PER_CLAIM: usize = 16;
@@ -54,6 +74,9 @@ pub struct TurnWorker {
     /// Attempts at one step before the turn fails for good.
     pub max_attempts: u32,
     pub backoff: Backoff,
+    pub pacer: Arc<SendPacer>,
+    /// Opens the chat's sealed texts for the LLM and Telegram, and seals the answers.
+    pub vault: Arc<PersonalDataVault>,
 }
 
 /// What to do after a step.
@@ -68,8 +91,8 @@ enum Next {
 pub enum TurnError {
     #[error("the chat's events could not be read or written")]
     Chat(#[from] CommandError<ChatError>),
-    #[error("the bot could not be read")]
-    Bot(#[from] sqlx::Error),
+    #[error("the bot or a personal data key could not be read")]
+    Database(#[from] sqlx::Error),
 }
 
 impl TurnWorker {
@@ -88,9 +111,10 @@ impl TurnWorker {
             let (Some(turn), Some(bot_id)) = (chat.next_turn().cloned(), chat.bot_id) else {
                 return Ok(());
             };
-            let span = tracing::info_span!("turn", %chat_id, %bot_id, update_id = turn.update_id, step = ?turn.step());
-            match self
-                .step(chat_id, bot_id, &chat, &turn)
+            let correlation_id = update_correlation_id(bot_id, turn.update_id);
+            let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
+            match TURN_BOT
+                .scope(bot_id, self.step(chat_id, bot_id, &chat, &turn))
                 .instrument(span)
                 .await?
             {
@@ -124,15 +148,44 @@ impl TurnWorker {
                     step: turn.step(),
                     class: FailureClass::Terminal,
                     error: "the bot is disabled or deleted".into(),
+                    blocks_chat: false,
                 },
                 &metadata,
             )
             .await?;
             return Ok(Next::Continue);
         };
-        match &turn.response {
-            None => self.generate(chat_id, &bot, chat, turn, &metadata).await,
-            Some(response) => {
+        if chat.blocked {
+            // Telegram refused this chat; nothing more is attempted until its user writes.
+            self.record(
+                chat_id,
+                ChatCommand::FailTurn {
+                    update_id: turn.update_id,
+                    step: turn.step(),
+                    class: FailureClass::Terminal,
+                    error: "the chat is blocked: Telegram refuses messages to it".into(),
+                    blocks_chat: false,
+                },
+                &metadata,
+            )
+            .await?;
+            return Ok(Next::Continue);
+        }
+        match (&turn.kind, &turn.response) {
+            (TurnKind::Callback { query_id, data }, _) => {
+                self.answer_callback(chat_id, &bot, turn, query_id, data.as_deref(), &metadata)
+                    .await
+            }
+            (TurnKind::Media { .. }, None) => {
+                let notice = GeneratedResponse {
+                    text: self.vault.seal(subject(chat, turn), MEDIA_NOTICE).await?,
+                    kind: ResponseKind::Notice,
+                };
+                self.record_response(chat_id, turn, notice, false, &metadata)
+                    .await
+            }
+            (TurnKind::Message, None) => self.generate(chat_id, &bot, chat, turn, &metadata).await,
+            (_, Some(response)) => {
                 self.send(chat_id, &bot, chat, turn, response, &metadata)
                     .await
             }
@@ -146,12 +199,22 @@ impl TurnWorker {
         command: ChatCommand,
         metadata: &EventMetadata,
     ) -> Result<(), TurnError> {
+        // Kept for the metrics: a turn that fails is counted once its failure is recorded.
+        let failed_class = match &command {
+            ChatCommand::FailTurn { class, .. } => Some(*class),
+            _ => None,
+        };
         match self
             .chats
             .execute(&chat_id.to_string(), command, metadata)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                if let (Some(class), Ok(bot_id)) = (failed_class, TURN_BOT.try_with(|bot| *bot)) {
+                    crate::metrics::turn_failed(bot_id, &format!("{class:?}").to_lowercase());
+                }
+                Ok(())
+            }
             Err(CommandError::Rejected(reason)) => {
                 tracing::info!(%reason, "step already recorded; moving on");
                 Ok(())
@@ -168,29 +231,111 @@ impl TurnWorker {
         turn: &OpenTurn,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
-        let command = BotCommandName::parse(&turn.user_text, None);
+        let Some(user_text) = self.vault.open(&turn.user_text).await? else {
+            return self.forgotten(chat_id, turn, metadata).await;
+        };
+        let command = BotCommandName::parse(&user_text, None);
         let (text, kind, reset) = match command {
             Some(BotCommandName::Start) => (bot.start_message.clone(), command, false),
             Some(BotCommandName::Help) => (HELP_TEXT.to_owned(), command, false),
             Some(BotCommandName::Refresh) => (REFRESH_TEXT.to_owned(), command, true),
-            None => return self.ask_llm(chat_id, bot, chat, turn, metadata).await,
+            None => {
+                return self
+                    .ask_llm(chat_id, bot, chat, turn, user_text, metadata)
+                    .await
+            }
         };
         let response = GeneratedResponse {
-            text,
+            text: self.vault.seal(subject(chat, turn), &text).await?,
             kind: ResponseKind::Command {
                 command: kind.expect("a command"),
             },
         };
+        self.record_response(chat_id, turn, response, reset, metadata)
+            .await
+    }
+
+    /// The person asked to be forgotten while the turn waited: nothing is left to answer.
+    async fn forgotten(
+        &self,
+        chat_id: Uuid,
+        turn: &OpenTurn,
+        metadata: &EventMetadata,
+    ) -> Result<Next, TurnError> {
+        let fail = ChatCommand::FailTurn {
+            update_id: turn.update_id,
+            step: turn.step(),
+            class: FailureClass::Terminal,
+            error: "the person's data was forgotten".into(),
+            blocks_chat: false,
+        };
+        self.record(chat_id, fail, metadata).await?;
+        Ok(Next::Continue)
+    }
+
+    async fn record_response(
+        &self,
+        chat_id: Uuid,
+        turn: &OpenTurn,
+        response: GeneratedResponse,
+        reset_conversation: bool,
+        metadata: &EventMetadata,
+    ) -> Result<Next, TurnError> {
         self.record(
             chat_id,
             ChatCommand::RecordResponse {
                 update_id: turn.update_id,
                 response,
-                reset_conversation: reset,
+                reset_conversation,
             },
             metadata,
         )
         .await?;
+        Ok(Next::Continue)
+    }
+
+    /// Answers a button press promptly with answerCallbackQuery; the `refresh` button resets
+    /// the conversation.
+    async fn answer_callback(
+        &self,
+        chat_id: Uuid,
+        bot: &BotRow,
+        turn: &OpenTurn,
+        query_id: &str,
+        data: Option<&str>,
+        metadata: &EventMetadata,
+    ) -> Result<Next, TurnError> {
+        let refresh = data == Some("refresh");
+        let text = if refresh {
+            REFRESH_TEXT
+        } else {
+            UNKNOWN_BUTTON_NOTICE
+        };
+        let outcome = match self.telegram.client(bot.id, &bot.token_ciphertext) {
+            Ok(client) => client
+                .answer_callback_query(teloxide_core::types::CallbackQueryId(query_id.to_owned()))
+                .text(text)
+                .await
+                .map(|_| ())
+                .map_err(|e| classify(&e)),
+            Err(e) => Err(TelegramFailure::fatal(e.to_string())),
+        };
+        let command = match outcome {
+            Ok(()) => ChatCommand::RecordCallbackAnswered {
+                update_id: turn.update_id,
+                text: text.to_owned(),
+                reset_conversation: refresh,
+            },
+            // A callback query expires within seconds: a late retry would only fail again.
+            Err(failure) => ChatCommand::FailTurn {
+                update_id: turn.update_id,
+                step: TurnStep::Send,
+                class: FailureClass::Terminal,
+                error: failure.message,
+                blocks_chat: false,
+            },
+        };
+        self.record(chat_id, command, metadata).await?;
         Ok(Next::Continue)
     }
 
@@ -200,26 +345,34 @@ impl TurnWorker {
         bot: &BotRow,
         chat: &Chat,
         turn: &OpenTurn,
+        user_text: String,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
+        let mut history = Vec::with_capacity(chat.conversation.history.len());
+        for (user, assistant) in &chat.conversation.history {
+            // A forgotten exchange is left out of the prompt.
+            if let (Some(user), Some(assistant)) = (
+                self.vault.open(user).await?,
+                self.vault.open(assistant).await?,
+            ) {
+                history.push(HistoryTurn { user, assistant });
+            }
+        }
         let request = LlmRequest {
             model: bot.model.clone(),
             instructions: bot.instructions.clone(),
-            user_text: turn.user_text.clone(),
+            user_text,
             previous_response_id: chat.conversation.previous_response_id.clone(),
-            history: chat
-                .conversation
-                .history
-                .iter()
-                .map(|(user, assistant)| HistoryTurn {
-                    user: user.clone(),
-                    assistant: assistant.clone(),
-                })
-                .collect(),
+            history,
         };
+        let typing = self.show_typing(bot, chat);
         let started = std::time::Instant::now();
         let result = self.llm.respond(&request).await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
+        if let Some(typing) = typing {
+            typing.abort();
+        }
+        crate::metrics::llm_call(&bot.model, elapsed_ms as f64 / 1000.0, result.is_ok());
         match result {
             Ok(reply) => {
                 let usage = TokenUsage {
@@ -238,8 +391,23 @@ impl TurnWorker {
                     0
                 });
                 tracing::info!(elapsed_ms, cost_micro_usd = cost, "LLM answered");
+                crate::metrics::tokens(
+                    priced_model,
+                    usage.input_tokens,
+                    usage.cached_input_tokens,
+                    usage.output_tokens,
+                    usage.reasoning_tokens,
+                );
+                crate::metrics::cost(priced_model, cost);
+                if bot.last_error_kind.as_deref() == Some("llm") {
+                    let clear = BotCommand::ClearError;
+                    let _ = self
+                        .bots
+                        .execute(&bot.id.to_string(), clear, metadata)
+                        .await;
+                }
                 let response = GeneratedResponse {
-                    text: reply.text,
+                    text: self.vault.seal(subject(chat, turn), &reply.text).await?,
                     kind: ResponseKind::Llm {
                         model: reply.model,
                         response_id: reply.response_id,
@@ -296,7 +464,10 @@ impl TurnWorker {
                     ChatCommand::RecordResponse {
                         update_id: turn.update_id,
                         response: GeneratedResponse {
-                            text: bot.error_message.clone(),
+                            text: self
+                                .vault
+                                .seal(subject(chat, turn), &bot.error_message)
+                                .await?,
                             kind: ResponseKind::ErrorMessage {
                                 class,
                                 error: error.to_string(),
@@ -312,6 +483,23 @@ impl TurnWorker {
         }
     }
 
+    /// Keeps the "typing…" indicator up while the LLM works.
+    fn show_typing(&self, bot: &BotRow, chat: &Chat) -> Option<tokio::task::JoinHandle<()>> {
+        let chat_id = chat.telegram_chat.as_ref()?.id;
+        let client = self.telegram.client(bot.id, &bot.token_ciphertext).ok()?;
+        Some(tokio::spawn(async move {
+            loop {
+                if let Err(e) = client
+                    .send_chat_action(ChatId(chat_id), ChatAction::Typing)
+                    .await
+                {
+                    tracing::debug!(error = %e, "typing indicator failed");
+                }
+                tokio::time::sleep(TYPING_REFRESH).await;
+            }
+        }))
+    }
+
     async fn send(
         &self,
         chat_id: Uuid,
@@ -324,76 +512,39 @@ impl TurnWorker {
         let Some(telegram_chat) = &chat.telegram_chat else {
             return Ok(Next::Pause);
         };
+        let is_group = matches!(telegram_chat.kind.as_str(), "group" | "supergroup");
         let client = match self.telegram.client(bot.id, &bot.token_ciphertext) {
             Ok(client) => client,
             Err(e) => {
-                self.record(
-                    chat_id,
-                    ChatCommand::FailTurn {
-                        update_id: turn.update_id,
-                        step: TurnStep::Send,
-                        class: FailureClass::Fatal,
-                        error: e.to_string(),
-                    },
-                    metadata,
-                )
-                .await?;
+                let fail = ChatCommand::FailTurn {
+                    update_id: turn.update_id,
+                    step: TurnStep::Send,
+                    class: FailureClass::Fatal,
+                    error: e.to_string(),
+                    blocks_chat: false,
+                };
+                self.record(chat_id, fail, metadata).await?;
                 return Ok(Next::Continue);
             }
         };
+        let Some(text) = self.vault.open(&response.text).await? else {
+            return self.forgotten(chat_id, turn, metadata).await;
+        };
         let mut message_ids = Vec::new();
-        for part in split_message(&response.text, TELEGRAM_MESSAGE_LIMIT) {
-            match client.send_message(ChatId(telegram_chat.id), part).await {
-                Ok(message) => message_ids.push(i64::from(message.id.0)),
-                Err(error) => {
-                    let failure = classify(&error);
-                    let attempt = turn.attempts + 1;
-                    let retry =
-                        failure.class == FailureClass::Retryable && attempt < self.max_attempts;
-                    tracing::warn!(attempt, retry, error = %failure.message, "sending to Telegram failed");
-                    if retry {
-                        let retry_at =
-                            Utc::now() + self.backoff.pause(attempt, failure.retry_after);
-                        self.record(
-                            chat_id,
-                            ChatCommand::RecordAttemptFailure {
-                                update_id: turn.update_id,
-                                step: TurnStep::Send,
-                                class: FailureClass::Retryable,
-                                error: failure.message,
-                                retry_at: Some(retry_at),
-                            },
-                            metadata,
-                        )
-                        .await?;
-                        return Ok(Next::Pause);
-                    }
-                    if failure.invalid_token {
-                        self.record_bot_error(
-                            bot.id,
-                            "telegram_invalid_token",
-                            &failure.message,
-                            metadata,
-                        )
+        for part in split_message(&text, TELEGRAM_MESSAGE_LIMIT) {
+            self.pacer
+                .wait_turn(bot.id, telegram_chat.id, is_group)
+                .await;
+            match send_formatted(&client, telegram_chat.id, &part).await {
+                Ok(message_id) => {
+                    crate::metrics::telegram_call("sendMessage", 200);
+                    message_ids.push(message_id)
+                }
+                Err(failure) => {
+                    crate::metrics::telegram_call("sendMessage", failure.code);
+                    return self
+                        .send_failed(chat_id, bot, turn, failure, metadata)
                         .await;
-                    }
-                    let class = if failure.class == FailureClass::Retryable {
-                        FailureClass::Terminal
-                    } else {
-                        failure.class
-                    };
-                    self.record(
-                        chat_id,
-                        ChatCommand::FailTurn {
-                            update_id: turn.update_id,
-                            step: TurnStep::Send,
-                            class,
-                            error: failure.message,
-                        },
-                        metadata,
-                    )
-                    .await?;
-                    return Ok(Next::Continue);
                 }
             }
         }
@@ -407,6 +558,68 @@ impl TurnWorker {
             metadata,
         )
         .await?;
+        crate::metrics::turn_completed(bot.id);
+        Ok(Next::Continue)
+    }
+
+    async fn send_failed(
+        &self,
+        chat_id: Uuid,
+        bot: &BotRow,
+        turn: &OpenTurn,
+        failure: TelegramFailure,
+        metadata: &EventMetadata,
+    ) -> Result<Next, TurnError> {
+        if let Some(to_chat_id) = failure.migrated_to {
+            // The group is a supergroup now: move the chat and send again at once.
+            self.record(
+                chat_id,
+                ChatCommand::RecordMigration { to_chat_id },
+                metadata,
+            )
+            .await?;
+            return Ok(Next::Continue);
+        }
+        if let Some(pause) = failure.retry_after {
+            self.pacer.pause_bot(bot.id, pause);
+        }
+        let attempt = turn.attempts + 1;
+        let retry = failure.class == FailureClass::Retryable && attempt < self.max_attempts;
+        tracing::warn!(attempt, retry, error = %failure.message, "sending to Telegram failed");
+        if retry {
+            let retry_at = Utc::now() + self.backoff.pause(attempt, failure.retry_after);
+            let record = ChatCommand::RecordAttemptFailure {
+                update_id: turn.update_id,
+                step: TurnStep::Send,
+                class: FailureClass::Retryable,
+                error: failure.message,
+                retry_at: Some(retry_at),
+            };
+            self.record(chat_id, record, metadata).await?;
+            return Ok(Next::Pause);
+        }
+        if failure.invalid_token {
+            self.record_bot_error(
+                bot.id,
+                aggregates::bot::INVALID_TOKEN_ERROR,
+                &failure.message,
+                metadata,
+            )
+            .await;
+        }
+        let class = match failure.class {
+            FailureClass::Retryable => FailureClass::Terminal,
+            class => class,
+        };
+        let fail = ChatCommand::FailTurn {
+            update_id: turn.update_id,
+            step: TurnStep::Send,
+            class,
+            error: failure.message,
+            // Blocked, kicked, deactivated, not found: the chat itself is out of reach.
+            blocks_chat: failure.class == FailureClass::Terminal,
+        };
+        self.record(chat_id, fail, metadata).await?;
         Ok(Next::Continue)
     }
 
@@ -434,4 +647,36 @@ impl TurnWorker {
 /// How long a chat's claim lasts without renewal; renewed at a third of it.
 pub fn heartbeat_interval(lease: Duration) -> Duration {
     lease / 3
+}
+
+/// Sends one part as Telegram HTML converted from the LLM's Markdown; when Telegram cannot
+/// parse the entities, sends the same part again as plain text.
+async fn send_formatted(
+    client: &teloxide_core::Bot,
+    chat_id: i64,
+    part: &str,
+) -> Result<i64, TelegramFailure> {
+    let formatted = client
+        .send_message(ChatId(chat_id), to_telegram_html(part))
+        .parse_mode(ParseMode::Html)
+        .await;
+    let message = match formatted {
+        Ok(message) => message,
+        Err(RequestError::Api(ApiError::CantParseEntities(reason))) => {
+            tracing::info!(%reason, "Telegram refused the formatting; sending plain text");
+            client
+                .send_message(ChatId(chat_id), part)
+                .await
+                .map_err(|e| classify(&e))?
+        }
+        Err(e) => return Err(classify(&e)),
+    };
+    Ok(i64::from(message.id.0))
+}
+
+/// Whose personal data a turn's texts are: the person who wrote, else the chat.
+fn subject(chat: &Chat, turn: &OpenTurn) -> i64 {
+    turn.from_user_id
+        .or_else(|| chat.telegram_chat.as_ref().map(|c| c.id))
+        .unwrap_or_default()
 }

@@ -92,10 +92,34 @@ where
     A::Command: Clone,
     A::Error: 'static,
 {
+    /// A gateway that loads aggregates by replaying all their events.
     pub fn new(pool: PgPool, services: A::Services) -> Self {
         let repository = PostgresEventRepository::new(pool.clone());
+        Self::over(
+            PersistedEventStore::new_event_store(repository),
+            services,
+            pool,
+        )
+    }
+
+    /// A gateway that keeps a snapshot of each aggregate every `every` events and loads from
+    /// it, so a command costs the same on a long stream as on a short one.
+    pub fn with_snapshots(pool: PgPool, services: A::Services, every: usize) -> Self {
+        let repository = PostgresEventRepository::new(pool.clone());
+        Self::over(
+            PersistedEventStore::new_snapshot_store(repository, every),
+            services,
+            pool,
+        )
+    }
+
+    fn over(
+        store: PersistedEventStore<PostgresEventRepository, A>,
+        services: A::Services,
+        pool: PgPool,
+    ) -> Self {
         Self {
-            store: PersistedEventStore::new_event_store(repository),
+            store: store.with_upcasters(aggregates::upcasting::all()),
             services,
             pool,
             turns: AggregateTurns::default(),

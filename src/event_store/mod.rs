@@ -1,7 +1,9 @@
 //! Appending to the event store: commands in, events out, each with its metadata.
 
 mod gateway;
+pub mod history;
 mod metadata;
+pub mod time_travel;
 
 pub use gateway::{CommandError, CommandGateway, Committed};
 pub use metadata::{Actor, EventMetadata};

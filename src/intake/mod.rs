@@ -12,7 +12,8 @@ use aggregates::chat::{chat_aggregate_id, Chat, ChatCommand, ChatError};
 use uuid::Uuid;
 
 use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
-use crate::telegram::updates::{Update, UpdateContent};
+use crate::personal_data::PersonalDataVault;
+use crate::telegram::updates::{BotIdentity, Update, UpdateContent};
 
 /// The namespace of update correlation ids: UUIDv5 of `bot id:update id`.
 const UPDATE_CORRELATION_NAMESPACE: Uuid =
@@ -41,42 +42,88 @@ pub enum Accepted {
 #[derive(Clone)]
 pub struct Intake {
     chats: Arc<CommandGateway<Chat>>,
+    /// Seals names and texts before they enter an event.
+    vault: Arc<PersonalDataVault>,
+}
+
+/// Why an update could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error(transparent)]
+    Command(#[from] CommandError<ChatError>),
+    #[error("personal data could not be sealed")]
+    Sealing(#[from] sqlx::Error),
 }
 
 impl Intake {
-    pub fn new(chats: Arc<CommandGateway<Chat>>) -> Self {
-        Self { chats }
+    pub fn new(chats: Arc<CommandGateway<Chat>>, vault: Arc<PersonalDataVault>) -> Self {
+        Self { chats, vault }
     }
 
     pub async fn accept(
         &self,
-        bot_id: Uuid,
+        bot: &BotIdentity,
         update: &Update,
-    ) -> Result<Accepted, CommandError<ChatError>> {
-        let message = match update.content(bot_id) {
-            UpdateContent::Text(message) => message,
+    ) -> Result<Accepted, IntakeError> {
+        let person = |user: Option<&aggregates::chat::TelegramUser>| {
+            user.map_or(Actor::System("telegram"), |u| Actor::TelegramUser(u.id))
+        };
+        let (telegram_chat_id, command, actor) = match update.content(bot) {
+            UpdateContent::Message(message) => {
+                let actor = person(message.from.as_ref());
+                let message = self.vault.seal_message(*message).await?;
+                (message.chat.id, ChatCommand::ReceiveMessage(message), actor)
+            }
+            UpdateContent::Callback(callback) => {
+                let actor = person(callback.from.as_ref());
+                let mut callback = *callback;
+                let subject = PersonalDataVault::subject_of(&callback.chat, callback.from.as_ref());
+                callback.chat = self.vault.seal_chat(subject, callback.chat).await?;
+                if let Some(user) = callback.from.take() {
+                    callback.from = Some(self.vault.seal_user(user).await?);
+                }
+                (
+                    callback.chat.id,
+                    ChatCommand::ReceiveCallback(callback),
+                    actor,
+                )
+            }
+            UpdateContent::Edit {
+                chat,
+                from_id,
+                message_id,
+                text,
+            } => (
+                chat.id,
+                ChatCommand::RecordEdit {
+                    update_id: update.update_id,
+                    message_id,
+                    text: self.vault.seal(from_id.unwrap_or(chat.id), &text).await?,
+                },
+                Actor::System("telegram"),
+            ),
+            UpdateContent::Migration { chat, to_chat_id } => (
+                chat.id,
+                ChatCommand::RecordMigration { to_chat_id },
+                Actor::System("telegram"),
+            ),
             UpdateContent::Unhandled(what) => {
-                tracing::debug!(%bot_id, update_id = update.update_id, what, "update not handled");
+                tracing::debug!(bot_id = %bot.bot_id, update_id = update.update_id, what, "update not handled");
                 return Ok(Accepted::Unhandled(what));
             }
         };
-        let chat_id = chat_aggregate_id(bot_id, message.chat.id);
-        let correlation = update_correlation_id(bot_id, update.update_id);
-        let actor = message
-            .from
-            .as_ref()
-            .map_or(Actor::System("telegram"), |user| {
-                Actor::TelegramUser(user.id)
-            });
+        let chat_id = chat_aggregate_id(bot.bot_id, telegram_chat_id);
+        let correlation = update_correlation_id(bot.bot_id, update.update_id);
         let committed = self
             .chats
             .execute(
                 &chat_id.to_string(),
-                ChatCommand::ReceiveMessage(*message),
+                command,
                 &EventMetadata::caused_by(correlation, correlation, actor),
             )
             .await?;
         Ok(if committed.appended > 0 {
+            crate::metrics::update_received(bot.bot_id);
             Accepted::Recorded
         } else {
             Accepted::Duplicate

@@ -34,6 +34,8 @@ pub fn allowed_updates() -> Vec<AllowedUpdate> {
 
 pub struct Poller {
     pub bot_id: Uuid,
+    /// Who the bot is on Telegram, to tell which group messages are meant for it.
+    pub identity: crate::telegram::updates::BotIdentity,
     pub client: teloxide_core::Bot,
     pub intake: Intake,
     pub pool: PgPool,
@@ -102,6 +104,7 @@ impl Poller {
 
     /// One getUpdates round: fetch, append, store the offset. Errors say how long to pause.
     async fn poll_once(&mut self, cancel: &CancellationToken) -> Result<(), Duration> {
+        self.refresh_identity().await;
         let offset = self.load_offset().await.map_err(|e| {
             tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot read the polling offset");
             Duration::from_secs(1)
@@ -156,7 +159,7 @@ impl Poller {
                 .ok()
                 .and_then(|value| serde_json::from_value::<Update>(value).ok());
             if let Some(parsed) = parsed {
-                if let Err(e) = self.intake.accept(self.bot_id, &parsed).await {
+                if let Err(e) = self.intake.accept(&self.identity, &parsed).await {
                     // Not confirmed: the update comes again with the next getUpdates.
                     tracing::error!(bot_id = %self.bot_id, update_id, error = ?e, "cannot record a polled update");
                     break;
@@ -177,6 +180,18 @@ impl Poller {
         // Still ours? Renewing after each round keeps the lease while polling goes well.
         let _ = self.leases.renew(&bot_resource(self.bot_id)).await;
         Ok(())
+    }
+
+    /// The bot's @username may be learned while polling runs: read it each round.
+    async fn refresh_identity(&mut self) {
+        let username: Result<Option<Option<String>>, _> =
+            sqlx::query_scalar("SELECT username FROM bots WHERE id = $1")
+                .bind(self.bot_id)
+                .fetch_optional(&self.pool)
+                .await;
+        if let Ok(Some(username)) = username {
+            self.identity.username = username;
+        }
     }
 
     async fn load_offset(&self) -> Result<Option<i64>, sqlx::Error> {

@@ -21,9 +21,16 @@ pub struct TelegramFailure {
     /// The group became a supergroup with this id.
     pub migrated_to: Option<i64>,
     pub message: String,
+    /// The HTTP status Telegram most likely answered (teloxide keeps only the description);
+    /// 0 when no answer arrived. For metrics.
+    pub code: u16,
 }
 
 impl TelegramFailure {
+    pub fn fatal(message: String) -> Self {
+        Self::new(FailureClass::Fatal, message)
+    }
+
     fn new(class: FailureClass, message: String) -> Self {
         Self {
             class,
@@ -32,6 +39,11 @@ impl TelegramFailure {
             conflict: false,
             migrated_to: None,
             message,
+            code: match class {
+                FailureClass::Terminal => 403,
+                FailureClass::Fatal => 400,
+                FailureClass::Retryable => 0,
+            },
         }
     }
 }
@@ -41,10 +53,12 @@ pub fn classify(error: &RequestError) -> TelegramFailure {
     match error {
         RequestError::RetryAfter(seconds) => TelegramFailure {
             retry_after: Some(seconds.duration()),
+            code: 429,
             ..TelegramFailure::new(FailureClass::Retryable, message)
         },
         RequestError::MigrateToChatId(chat_id) => TelegramFailure {
             migrated_to: Some(chat_id.0),
+            code: 400,
             ..TelegramFailure::new(FailureClass::Retryable, message)
         },
         RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
@@ -58,10 +72,12 @@ fn classify_api(error: &ApiError, message: String) -> TelegramFailure {
     match error {
         ApiError::InvalidToken => TelegramFailure {
             invalid_token: true,
+            code: 401,
             ..TelegramFailure::new(FailureClass::Fatal, message)
         },
         ApiError::TerminatedByOtherGetUpdates | ApiError::CantGetUpdates => TelegramFailure {
             conflict: true,
+            code: 409,
             ..TelegramFailure::new(FailureClass::Retryable, message)
         },
         // The chat cannot be reached: no retry will change that until its user writes again.

@@ -4,9 +4,13 @@
 //! - [`updates`]: the parts of an incoming update Botfleet reads.
 //! - [`failures`]: what a failed call means for the turn (retry, give up, stop the bot).
 //! - [`split`]: long replies become several messages, cut at natural boundaries.
+//! - [`markdown`]: the LLM's Markdown as Telegram HTML.
+//! - [`pacing`]: Telegram's flood limits per chat, group and bot.
 
 pub mod clients;
 pub mod failures;
+pub mod markdown;
+pub mod pacing;
 pub mod split;
 pub mod updates;
 

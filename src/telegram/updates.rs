@@ -1,7 +1,8 @@
 //! The parts of a Telegram update Botfleet reads, parsed leniently: an update of a kind it
 //! does not handle is still an update (acknowledged, not recorded), never an error.
 
-use aggregates::chat::{IncomingMessage, TelegramChat, TelegramUser};
+use aggregates::chat::{IncomingCallback, IncomingMessage, TelegramChat, TelegramUser};
+use aggregates::personal::PersonalText;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -11,7 +12,7 @@ pub struct Update {
     pub update_id: i64,
     pub message: Option<Message>,
     pub edited_message: Option<Message>,
-    pub callback_query: Option<serde_json::Value>,
+    pub callback_query: Option<CallbackQuery>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -22,6 +23,21 @@ pub struct Message {
     pub chat: Chat,
     pub from: Option<User>,
     pub text: Option<String>,
+    pub reply_to_message: Option<Box<Message>>,
+    /// Sent in a group that became a supergroup.
+    pub migrate_to_chat_id: Option<i64>,
+    // What a non-text message carries instead of text; only their presence matters.
+    pub photo: Option<serde_json::Value>,
+    pub sticker: Option<serde_json::Value>,
+    pub voice: Option<serde_json::Value>,
+    pub video: Option<serde_json::Value>,
+    pub video_note: Option<serde_json::Value>,
+    pub audio: Option<serde_json::Value>,
+    pub animation: Option<serde_json::Value>,
+    pub document: Option<serde_json::Value>,
+    pub location: Option<serde_json::Value>,
+    pub contact: Option<serde_json::Value>,
+    pub poll: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,49 +60,283 @@ pub struct User {
     pub language_code: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+pub struct CallbackQuery {
+    pub id: String,
+    pub from: User,
+    pub message: Option<Message>,
+    pub data: Option<String>,
+}
+
+/// Who the bot is on Telegram: needed to tell whether a group message is meant for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotIdentity {
+    pub bot_id: Uuid,
+    /// The bot's own Telegram user id (the digits of its token).
+    pub telegram_id: i64,
+    /// Its @username, once learned from getMe.
+    pub username: Option<String>,
+}
+
 /// What an update asks of Botfleet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateContent {
-    /// A text message to answer.
-    Text(Box<IncomingMessage>),
-    /// Nothing Botfleet answers yet; the reason is logged.
+    /// A message to answer (text, or media answered with a notice).
+    Message(Box<IncomingMessage>),
+    Callback(Box<IncomingCallback>),
+    /// A message edited after it was received: recorded, not answered.
+    Edit {
+        chat: TelegramChat,
+        /// Whose text it is.
+        from_id: Option<i64>,
+        message_id: i64,
+        text: String,
+    },
+    /// The group became a supergroup.
+    Migration {
+        chat: TelegramChat,
+        to_chat_id: i64,
+    },
+    /// Nothing Botfleet records; the reason is logged.
     Unhandled(&'static str),
 }
 
+impl Message {
+    fn media_kind(&self) -> Option<&'static str> {
+        [
+            ("photo", &self.photo),
+            ("sticker", &self.sticker),
+            ("voice", &self.voice),
+            ("video", &self.video),
+            ("video_note", &self.video_note),
+            ("audio", &self.audio),
+            ("animation", &self.animation),
+            ("document", &self.document),
+            ("location", &self.location),
+            ("contact", &self.contact),
+            ("poll", &self.poll),
+        ]
+        .into_iter()
+        .find_map(|(kind, value)| value.as_ref().map(|_| kind))
+    }
+
+    fn telegram_chat(&self) -> TelegramChat {
+        TelegramChat {
+            id: self.chat.id,
+            kind: self.chat.kind.clone(),
+            title: self.chat.title.clone().map(PersonalText::Plain),
+            username: self.chat.username.clone().map(PersonalText::Plain),
+        }
+    }
+}
+
+impl User {
+    fn telegram_user(&self) -> TelegramUser {
+        TelegramUser {
+            id: self.id,
+            is_bot: self.is_bot,
+            first_name: PersonalText::plain(self.first_name.clone()),
+            last_name: self.last_name.clone().map(PersonalText::Plain),
+            username: self.username.clone().map(PersonalText::Plain),
+            language_code: self.language_code.clone(),
+        }
+    }
+}
+
+fn is_group(kind: &str) -> bool {
+    matches!(kind, "group" | "supergroup")
+}
+
+/// In a group, the bot answers only when addressed: a command (for it), a mention of its
+/// @username, or a reply to one of its messages. Returns the text the LLM should see (the
+/// mention removed), or `None` when the message is not for the bot.
+pub fn addressed_text(message: &Message, text: &str, bot: &BotIdentity) -> Option<String> {
+    if !is_group(&message.chat.kind) {
+        return Some(text.to_owned());
+    }
+    if let Some(command) = text.strip_prefix('/') {
+        let first = command.split_whitespace().next().unwrap_or_default();
+        let addressee = first.split_once('@').map(|(_, name)| name);
+        return match (addressee, &bot.username) {
+            (Some(name), Some(own)) if !name.eq_ignore_ascii_case(own) => None,
+            _ => Some(text.to_owned()),
+        };
+    }
+    let replied_to_bot = message
+        .reply_to_message
+        .as_ref()
+        .and_then(|m| m.from.as_ref())
+        .is_some_and(|u| u.id == bot.telegram_id);
+    let mention = bot.username.as_ref().and_then(|name| {
+        let needle = format!("@{}", name.to_lowercase());
+        text.to_lowercase()
+            .find(&needle)
+            .map(|start| (start, needle.len()))
+    });
+    match mention {
+        Some((start, len)) => {
+            // Lowercasing keeps byte offsets for the ASCII of a @username.
+            let stripped = format!("{}{}", &text[..start], &text[start + len..]);
+            Some(stripped.split_whitespace().collect::<Vec<_>>().join(" "))
+        }
+        None if replied_to_bot => Some(text.to_owned()),
+        None => None,
+    }
+}
+
 impl Update {
-    pub fn content(&self, bot_id: Uuid) -> UpdateContent {
+    pub fn content(&self, bot: &BotIdentity) -> UpdateContent {
+        if let Some(query) = &self.callback_query {
+            let Some(message) = &query.message else {
+                return UpdateContent::Unhandled("inline callback query");
+            };
+            return UpdateContent::Callback(Box::new(IncomingCallback {
+                bot_id: bot.bot_id,
+                update_id: self.update_id,
+                query_id: query.id.clone(),
+                data: query.data.clone(),
+                chat: message.telegram_chat(),
+                from: Some(query.from.telegram_user()),
+            }));
+        }
+        if let Some(edited) = &self.edited_message {
+            return match &edited.text {
+                Some(text) => UpdateContent::Edit {
+                    chat: edited.telegram_chat(),
+                    from_id: edited.from.as_ref().map(|u| u.id),
+                    message_id: edited.message_id,
+                    text: text.clone(),
+                },
+                None => UpdateContent::Unhandled("edited media message"),
+            };
+        }
         let Some(message) = &self.message else {
-            return UpdateContent::Unhandled(if self.edited_message.is_some() {
-                "edited message"
-            } else if self.callback_query.is_some() {
-                "callback query"
-            } else {
-                "update kind"
-            });
+            return UpdateContent::Unhandled("update kind");
         };
-        let Some(text) = &message.text else {
-            return UpdateContent::Unhandled("non-text message");
+        if let Some(to_chat_id) = message.migrate_to_chat_id {
+            return UpdateContent::Migration {
+                chat: message.telegram_chat(),
+                to_chat_id,
+            };
+        }
+        let (text, media) = match (&message.text, message.media_kind()) {
+            (Some(text), _) => match addressed_text(message, text, bot) {
+                Some(text) => (text, None),
+                None => return UpdateContent::Unhandled("group message not addressed to the bot"),
+            },
+            // Media in a group is answered only when it replies to the bot.
+            (None, Some(kind)) => {
+                let replied_to_bot = message
+                    .reply_to_message
+                    .as_ref()
+                    .and_then(|m| m.from.as_ref())
+                    .is_some_and(|u| u.id == bot.telegram_id);
+                if is_group(&message.chat.kind) && !replied_to_bot {
+                    return UpdateContent::Unhandled("group media not addressed to the bot");
+                }
+                (String::new(), Some(kind.to_owned()))
+            }
+            (None, None) => return UpdateContent::Unhandled("service message"),
         };
-        UpdateContent::Text(Box::new(IncomingMessage {
-            bot_id,
+        UpdateContent::Message(Box::new(IncomingMessage {
+            bot_id: bot.bot_id,
             update_id: self.update_id,
             message_id: message.message_id,
-            chat: TelegramChat {
-                id: message.chat.id,
-                kind: message.chat.kind.clone(),
-                title: message.chat.title.clone(),
-                username: message.chat.username.clone(),
-            },
-            from: message.from.as_ref().map(|u| TelegramUser {
-                id: u.id,
-                is_bot: u.is_bot,
-                first_name: u.first_name.clone(),
-                last_name: u.last_name.clone(),
-                username: u.username.clone(),
-                language_code: u.language_code.clone(),
-            }),
-            text: text.clone(),
+            chat: message.telegram_chat(),
+            from: message.from.as_ref().map(User::telegram_user),
+            text: PersonalText::Plain(text),
             sent_at: DateTime::<Utc>::from_timestamp(message.date, 0).unwrap_or_default(),
+            media,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bot() -> BotIdentity {
+        BotIdentity {
+            bot_id: Uuid::from_u128(1),
+            telegram_id: 999,
+            username: Some("HelpBot".into()),
+        }
+    }
+
+    fn group_message(text: &str, reply_from: Option<i64>) -> Update {
+        let mut message = json!({
+            "message_id": 5, "date": 1_764_000_000,
+            "chat": {"id": -100, "type": "supergroup", "title": "Team"},
+            "from": {"id": 42, "is_bot": false, "first_name": "Ann"},
+            "text": text
+        });
+        if let Some(id) = reply_from {
+            message["reply_to_message"] = json!({"message_id": 4, "date": 1, "chat": {"id": -100, "type": "supergroup"},
+                "from": {"id": id, "is_bot": true, "first_name": "X"}, "text": "earlier"});
+        }
+        serde_json::from_value(json!({"update_id": 1, "message": message})).unwrap()
+    }
+
+    fn text_of(content: UpdateContent) -> Option<String> {
+        match content {
+            UpdateContent::Message(m) => m.text.as_plain().map(str::to_owned),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn in_groups_only_messages_addressed_to_the_bot_are_taken() {
+        assert_eq!(
+            text_of(group_message("hello all", None).content(&bot())),
+            None
+        );
+        assert_eq!(
+            text_of(group_message("@helpbot what is 2+2?", None).content(&bot())).as_deref(),
+            Some("what is 2+2?")
+        );
+        assert_eq!(
+            text_of(group_message("and you @HelpBot, think?", None).content(&bot())).as_deref(),
+            Some("and you , think?")
+        );
+        assert_eq!(
+            text_of(group_message("thanks", Some(999)).content(&bot())).as_deref(),
+            Some("thanks")
+        );
+        assert_eq!(
+            text_of(group_message("thanks", Some(7)).content(&bot())),
+            None
+        );
+        assert!(text_of(group_message("/help", None).content(&bot())).is_some());
+        assert!(text_of(group_message("/help@HelpBot", None).content(&bot())).is_some());
+        assert_eq!(
+            text_of(group_message("/help@OtherBot", None).content(&bot())),
+            None
+        );
+    }
+
+    #[test]
+    fn media_callbacks_and_edits_are_told_apart() {
+        let photo: Update = serde_json::from_value(json!({"update_id": 2, "message": {
+            "message_id": 6, "date": 1, "chat": {"id": 42, "type": "private"},
+            "photo": [{"file_id": "x"}]}}))
+        .unwrap();
+        match photo.content(&bot()) {
+            UpdateContent::Message(m) => assert_eq!(m.media.as_deref(), Some("photo")),
+            other => panic!("{other:?}"),
+        }
+        let callback: Update = serde_json::from_value(json!({"update_id": 3, "callback_query": {
+            "id": "q1", "from": {"id": 42, "first_name": "Ann"}, "data": "refresh",
+            "message": {"message_id": 7, "date": 1, "chat": {"id": 42, "type": "private"}}}}))
+        .unwrap();
+        assert!(
+            matches!(callback.content(&bot()), UpdateContent::Callback(c) if c.data.as_deref() == Some("refresh"))
+        );
+        let edit: Update = serde_json::from_value(json!({"update_id": 4, "edited_message": {
+            "message_id": 6, "date": 1, "chat": {"id": 42, "type": "private"}, "text": "fixed"}}))
+        .unwrap();
+        assert!(
+            matches!(edit.content(&bot()), UpdateContent::Edit { text, .. } if text == "fixed")
+        );
     }
 }

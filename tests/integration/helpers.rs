@@ -90,7 +90,81 @@ pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
         retry_backoff_max_ms: 2_000,
         poll_timeout_secs: 1,
         poll_conflict_pause_secs: 1,
+        alert_telegram_bot_id: None,
+        alert_telegram_chat_id: None,
+        alert_webhook_url: None,
+        alert_window_secs: 600,
+        alert_gather_ms: 3_000,
+        cookie_secret: Some(COOKIE_SECRET.to_owned()),
+        admin_email: Some(ADMIN_EMAIL.to_owned()),
+        admin_password: Some(ADMIN_PASSWORD.to_owned()),
+        session_ttl_secs: 3_600,
+        login_max_failures: 5,
+        login_lockout_secs: 900,
+        // Off, so that tests polling with `eventually` are not throttled; the limits tests
+        // turn them on.
+        rate_limit_ip_per_minute: 0,
+        rate_limit_session_per_minute: 0,
+        rate_limit_bot_per_minute: 0,
+        max_request_bytes: 1_048_576,
+        trust_forwarded_for: false,
+        health_max_lag: 1_000,
+        health_stuck_secs: 60,
     }
+}
+
+/// The first admin every test app creates from ADMIN_EMAIL and ADMIN_PASSWORD.
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+pub const COOKIE_SECRET: &str = "a test cookie secret of more than thirty-two bytes";
+
+/// What a successful login hands a client.
+pub struct Login {
+    /// `botfleet_session=…`, as a `Cookie` header carries it.
+    pub cookie: String,
+    pub csrf_token: String,
+    pub body: Value,
+}
+
+/// Logs in at `base` (a running Botfleet) and returns the session.
+pub async fn log_in(base: &str, email: &str, password: &str) -> Login {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("POST /auth/login");
+    let cookie = response
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_owned);
+    let (status, body) = decode(response).await;
+    assert_eq!(status, 200, "login: {body}");
+    Login {
+        cookie: cookie.expect("the login sets a cookie"),
+        csrf_token: body["csrf_token"]
+            .as_str()
+            .expect("a CSRF token")
+            .to_owned(),
+        body,
+    }
+}
+
+/// A client that sends the session cookie and the CSRF token with every request, as a
+/// browser (cookie) and the admin UI (header) would.
+pub fn session_client(login: &Login) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::COOKIE,
+        login.cookie.parse().expect("a cookie header"),
+    );
+    headers.insert("x-csrf-token", login.csrf_token.parse().expect("a header"));
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client")
 }
 
 pub fn test_config(db: &TestDb, token_key: &str) -> Config {
@@ -160,10 +234,13 @@ impl TestApp {
             .expect("the application starts");
         let base = format!("http://{}", app.addr());
         let pool = app.pool().clone();
+        // Every test acts as the first admin, logged in: the tests that predate
+        // authentication keep working unchanged, and the auth tests use their own clients.
+        let login = log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await;
         Self {
             app: Some(app),
             base,
-            http: reqwest::Client::new(),
+            http: session_client(&login),
             pool,
             token_key,
             db,
@@ -263,10 +340,11 @@ impl TestApp {
         eventually(Duration::from_secs(30), "the pipeline settles", || {
             let pool = pool.clone();
             async move {
-                let open: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_work")
-                    .fetch_one(&pool)
-                    .await
-                    .unwrap();
+                let open: i64 =
+                    sqlx::query_scalar("SELECT count(*) FROM chat_work WHERE open_turns > 0")
+                        .fetch_one(&pool)
+                        .await
+                        .unwrap();
                 let behind: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM subscription_checkpoints c
                      WHERE EXISTS (SELECT 1 FROM events e
@@ -303,7 +381,7 @@ impl TestApp {
     }
 }
 
-async fn decode(response: reqwest::Response) -> (u16, Value) {
+pub async fn decode(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     let text = response.text().await.expect("body");
     let body = if text.is_empty() {

@@ -6,9 +6,17 @@
 mod fakes;
 mod helpers;
 
+mod audit;
+mod auth;
 mod bots_api;
+mod chats_api;
+mod erasure;
 mod event_store;
+mod failures;
+mod health;
+mod limits;
 mod llm;
+mod metrics;
 mod openapi;
 mod resilience;
 mod subscriptions;

@@ -8,6 +8,9 @@ use super::events::BotEvent;
 use super::values::SealedToken;
 use super::BotServices;
 
+/// The error kind recorded when Telegram refuses the bot's token; a new token clears it.
+pub const INVALID_TOKEN_ERROR: &str = "telegram_invalid_token";
+
 /// Where a bot is in its life. A new bot is disabled until an admin enables it, so that
 /// nothing answers on Telegram before its settings are reviewed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +36,9 @@ pub struct Bot {
     pub webhook_url: Option<String>,
     /// What stops the bot from working, as (kind, message).
     pub last_error: Option<(String, String)>,
+    /// The bot's @username on Telegram, once learned.
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 impl Bot {
@@ -107,14 +113,25 @@ impl Aggregate for Bot {
                 if token.is_none() && self.settings_equal(&settings) {
                     return Ok(());
                 }
-                BotEvent::BotUpdated {
+                let fixes_token = token.is_some()
+                    && self
+                        .last_error
+                        .as_ref()
+                        .is_some_and(|(kind, _)| kind == INVALID_TOKEN_ERROR);
+                let updated = BotEvent::BotUpdated {
                     name: settings.name.into_inner(),
                     token: token.map(|token| services.sealer.seal(&token)),
                     start_message: settings.start_message.into_inner(),
                     error_message: settings.error_message.into_inner(),
                     model: settings.model.as_str().to_owned(),
                     instructions: settings.instructions.into_inner(),
+                };
+                sink.write(updated, self).await;
+                // A new token is the fix for an invalid one: the bot may work again.
+                if fixes_token {
+                    sink.write(BotEvent::BotErrorCleared, self).await;
                 }
+                return Ok(());
             }
             BotCommand::Enable => {
                 self.ensure_changeable("enabled")?;
@@ -167,6 +184,13 @@ impl Aggregate for Bot {
                 }
                 BotEvent::BotErrorCleared
             }
+            BotCommand::RecordIdentity { username } => {
+                self.ensure_registered()?;
+                if self.username.as_deref() == Some(username.as_str()) {
+                    return Ok(());
+                }
+                BotEvent::BotIdentified { username }
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -216,6 +240,7 @@ impl Aggregate for Bot {
             BotEvent::WebhookDeleted => self.webhook_url = None,
             BotEvent::BotErrorRecorded { kind, message } => self.last_error = Some((kind, message)),
             BotEvent::BotErrorCleared => self.last_error = None,
+            BotEvent::BotIdentified { username } => self.username = Some(username),
         }
     }
 }

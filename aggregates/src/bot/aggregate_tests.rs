@@ -336,3 +336,51 @@ fn an_error_is_recorded_once_until_cleared() {
         .when(BotCommand::ClearError)
         .then_expect_events(vec![]);
 }
+
+#[test]
+fn a_new_token_clears_an_invalid_token_error() {
+    let invalid = BotEvent::BotErrorRecorded {
+        kind: INVALID_TOKEN_ERROR.into(),
+        message: "Invalid bot token".into(),
+    };
+    BotTest::with(services())
+        .given(vec![created(), invalid])
+        .when(BotCommand::Update {
+            token: Some(BotToken::parse(OTHER_TOKEN).unwrap()),
+            settings: settings("Support"),
+        })
+        .then_expect_events(vec![
+            BotEvent::BotUpdated {
+                name: "Support".into(),
+                token: Some(sealed(OTHER_TOKEN)),
+                start_message: "Hello!".into(),
+                error_message: "Sorry, something went wrong.".into(),
+                model: "gpt-5-mini".into(),
+                instructions: "Be brief.".into(),
+            },
+            BotEvent::BotErrorCleared,
+        ]);
+}
+
+#[test]
+fn the_username_is_recorded_when_it_changes() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::RecordIdentity {
+            username: "support_bot".into(),
+        })
+        .then_expect_events(vec![BotEvent::BotIdentified {
+            username: "support_bot".into(),
+        }]);
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::BotIdentified {
+                username: "support_bot".into(),
+            },
+        ])
+        .when(BotCommand::RecordIdentity {
+            username: "support_bot".into(),
+        })
+        .then_expect_events(vec![]);
+}

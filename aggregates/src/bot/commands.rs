@@ -41,4 +41,8 @@ pub enum BotCommand {
     },
     /// The bot works again.
     ClearError,
+    /// Records the bot's @username (a repeat of the known one is no change).
+    RecordIdentity {
+        username: String,
+    },
 }

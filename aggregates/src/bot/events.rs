@@ -41,6 +41,10 @@ pub enum BotEvent {
         message: String,
     },
     BotErrorCleared,
+    /// The bot's @username on Telegram, as getMe reported it.
+    BotIdentified {
+        username: String,
+    },
 }
 
 impl DomainEvent for BotEvent {
@@ -55,6 +59,7 @@ impl DomainEvent for BotEvent {
             BotEvent::WebhookDeleted => "WebhookDeleted",
             BotEvent::BotErrorRecorded { .. } => "BotErrorRecorded",
             BotEvent::BotErrorCleared => "BotErrorCleared",
+            BotEvent::BotIdentified { .. } => "BotIdentified",
         }
         .to_owned()
     }

@@ -7,23 +7,29 @@ use uuid::Uuid;
 
 use super::commands::ChatCommand;
 use super::errors::ChatError;
-use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnStep};
+use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnKind, TurnStep};
 use super::values::TelegramChat;
 use super::ChatServices;
+use crate::personal::PersonalText;
 
 /// How many earlier exchanges a chat keeps for prompts built from its own history.
 pub const HISTORY_WINDOW: usize = 20;
+
+/// How many failed turns a chat keeps, so an admin can retry them.
+pub const FAILED_TURNS_KEPT: usize = 100;
 
 /// A message that has not been answered (or failed) yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenTurn {
     pub update_id: i64,
     pub message_id: i64,
-    pub user_text: String,
+    pub user_text: PersonalText,
     pub from_user_id: Option<i64>,
     pub response: Option<GeneratedResponse>,
     /// Failed attempts at the current step.
     pub attempts: u32,
+    #[serde(default)]
+    pub kind: TurnKind,
 }
 
 impl OpenTurn {
@@ -43,7 +49,7 @@ pub struct Conversation {
     /// The Responses API's last response id, sent as `previous_response_id`.
     pub previous_response_id: Option<String>,
     /// The last exchanges (user text, answer), oldest first, at most [`HISTORY_WINDOW`].
-    pub history: VecDeque<(String, String)>,
+    pub history: VecDeque<(PersonalText, PersonalText)>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +62,15 @@ pub struct Chat {
     pub open_turns: Vec<OpenTurn>,
     pub conversation: Conversation,
     pub messages_received: u64,
+    /// Telegram refuses this chat; cleared when its user writes again.
+    #[serde(default)]
+    pub blocked: bool,
+    /// The last failed turns, newest last, for a manual retry.
+    #[serde(default)]
+    pub failed_turns: Vec<OpenTurn>,
+    /// Admin messages so far; the next one is numbered `-(admin_messages + 1)`.
+    #[serde(default)]
+    pub admin_messages: i64,
 }
 
 impl Chat {
@@ -63,7 +78,12 @@ impl Chat {
     /// since an LLM conversation cannot fork.
     #[must_use]
     pub fn next_turn(&self) -> Option<&OpenTurn> {
-        self.open_turns.first()
+        // A button press expects an answer within seconds and does not continue the
+        // conversation, so it goes before waiting messages.
+        self.open_turns
+            .iter()
+            .find(|t| matches!(t.kind, TurnKind::Callback { .. }))
+            .or_else(|| self.open_turns.first())
     }
 
     fn open_turn(&self, update_id: i64) -> Result<&OpenTurn, ChatError> {
@@ -79,8 +99,19 @@ impl Chat {
             .find(|t| t.update_id == update_id)
     }
 
-    fn close_turn(&mut self, update_id: i64) {
-        self.open_turns.retain(|t| t.update_id != update_id);
+    fn close_turn(&mut self, update_id: i64) -> Option<OpenTurn> {
+        let index = self
+            .open_turns
+            .iter()
+            .position(|t| t.update_id == update_id)?;
+        Some(self.open_turns.remove(index))
+    }
+
+    fn ensure_same_bot(&self, bot_id: Uuid) -> Result<(), ChatError> {
+        if self.bot_id.is_some_and(|bot| bot != bot_id) {
+            return Err(ChatError::OtherBot);
+        }
+        Ok(())
     }
 }
 
@@ -99,9 +130,7 @@ impl Aggregate for Chat {
     ) -> Result<(), Self::Error> {
         let events = match command {
             ChatCommand::ReceiveMessage(message) => {
-                if self.bot_id.is_some_and(|bot| bot != message.bot_id) {
-                    return Err(ChatError::OtherBot);
-                }
+                self.ensure_same_bot(message.bot_id)?;
                 if self.seen_updates.contains(&message.update_id) {
                     return Ok(());
                 }
@@ -113,7 +142,77 @@ impl Aggregate for Chat {
                     from: message.from,
                     text: message.text,
                     sent_at: message.sent_at,
+                    media: message.media,
                 }]
+            }
+            ChatCommand::ReceiveCallback(callback) => {
+                self.ensure_same_bot(callback.bot_id)?;
+                if self.seen_updates.contains(&callback.update_id) {
+                    return Ok(());
+                }
+                vec![ChatEvent::CallbackQueryReceived {
+                    bot_id: callback.bot_id,
+                    update_id: callback.update_id,
+                    query_id: callback.query_id,
+                    data: callback.data,
+                    chat: callback.chat,
+                    from: callback.from,
+                }]
+            }
+            ChatCommand::RecordEdit {
+                update_id,
+                message_id,
+                text,
+            } => {
+                if self.seen_updates.contains(&update_id) {
+                    return Ok(());
+                }
+                vec![ChatEvent::MessageEdited {
+                    update_id,
+                    message_id,
+                    text,
+                }]
+            }
+            ChatCommand::RecordCallbackAnswered {
+                update_id,
+                text,
+                reset_conversation,
+            } => {
+                if !matches!(self.open_turn(update_id)?.kind, TurnKind::Callback { .. }) {
+                    return Err(ChatError::NotACallback(update_id));
+                }
+                let mut events = Vec::with_capacity(2);
+                if reset_conversation {
+                    events.push(ChatEvent::ConversationReset { update_id });
+                }
+                events.push(ChatEvent::CallbackAnswered { update_id, text });
+                events
+            }
+            ChatCommand::RecordMigration { to_chat_id } => {
+                if self
+                    .telegram_chat
+                    .as_ref()
+                    .is_none_or(|c| c.id == to_chat_id)
+                {
+                    return Ok(());
+                }
+                vec![ChatEvent::ChatMigrated { to_chat_id }]
+            }
+            ChatCommand::SendAdminMessage { text, admin } => {
+                if self.telegram_chat.is_none() {
+                    return Err(ChatError::NotStarted);
+                }
+                vec![ChatEvent::AdminMessageQueued {
+                    update_id: -(self.admin_messages + 1),
+                    text,
+                    admin,
+                }]
+            }
+            ChatCommand::RetryTurn { update_id } => {
+                if !self.failed_turns.iter().any(|t| t.update_id == update_id) {
+                    return Err(ChatError::NotFailed(update_id));
+                }
+                vec![ChatEvent::TurnRetried { update_id }]
             }
             ChatCommand::RecordResponse {
                 update_id,
@@ -176,14 +275,22 @@ impl Aggregate for Chat {
                 step,
                 class,
                 error,
+                blocks_chat,
             } => {
                 self.open_turn(update_id)?;
-                vec![ChatEvent::TurnFailed {
+                let mut events = vec![ChatEvent::TurnFailed {
                     update_id,
                     step,
                     class,
-                    error,
-                }]
+                    error: error.clone(),
+                }];
+                if blocks_chat && !self.blocked {
+                    events.push(ChatEvent::ChatBlocked {
+                        update_id,
+                        reason: error,
+                    });
+                }
+                events
             }
         };
         for event in events {
@@ -202,11 +309,13 @@ impl Aggregate for Chat {
                 from,
                 text,
                 sent_at: _,
+                media,
             } => {
                 self.bot_id = Some(bot_id);
                 self.telegram_chat = Some(chat);
                 self.seen_updates.insert(update_id);
                 self.messages_received += 1;
+                self.blocked = false;
                 self.open_turns.push(OpenTurn {
                     update_id,
                     message_id,
@@ -214,7 +323,76 @@ impl Aggregate for Chat {
                     from_user_id: from.map(|u| u.id),
                     response: None,
                     attempts: 0,
+                    kind: media.map_or(TurnKind::Message, |media| TurnKind::Media { media }),
                 });
+            }
+            ChatEvent::CallbackQueryReceived {
+                bot_id,
+                update_id,
+                query_id,
+                data,
+                chat,
+                from,
+            } => {
+                self.bot_id = Some(bot_id);
+                if self.telegram_chat.is_none() {
+                    self.telegram_chat = Some(chat);
+                }
+                self.seen_updates.insert(update_id);
+                self.blocked = false;
+                self.open_turns.push(OpenTurn {
+                    update_id,
+                    message_id: 0,
+                    user_text: PersonalText::plain(data.clone().unwrap_or_default()),
+                    from_user_id: from.map(|u| u.id),
+                    response: None,
+                    attempts: 0,
+                    kind: TurnKind::Callback { query_id, data },
+                });
+            }
+            ChatEvent::CallbackAnswered { update_id, .. } => {
+                self.close_turn(update_id);
+            }
+            ChatEvent::MessageEdited { update_id, .. } => {
+                self.seen_updates.insert(update_id);
+            }
+            ChatEvent::ChatBlocked { .. } => self.blocked = true,
+            ChatEvent::ChatMigrated { to_chat_id } => {
+                if let Some(chat) = &mut self.telegram_chat {
+                    chat.id = to_chat_id;
+                }
+            }
+            ChatEvent::AdminMessageQueued {
+                update_id,
+                text,
+                admin,
+            } => {
+                self.admin_messages += 1;
+                self.open_turns.push(OpenTurn {
+                    update_id,
+                    message_id: 0,
+                    user_text: PersonalText::plain(""),
+                    from_user_id: None,
+                    response: Some(GeneratedResponse {
+                        text,
+                        kind: ResponseKind::Admin { admin },
+                    }),
+                    attempts: 0,
+                    kind: TurnKind::Message,
+                });
+            }
+            ChatEvent::TurnRetried { update_id } => {
+                // An admin's retry overrides a block: they know the chat is reachable again.
+                self.blocked = false;
+                if let Some(index) = self
+                    .failed_turns
+                    .iter()
+                    .position(|t| t.update_id == update_id)
+                {
+                    let mut turn = self.failed_turns.remove(index);
+                    turn.attempts = 0;
+                    self.open_turns.push(turn);
+                }
             }
             ChatEvent::ResponseGenerated {
                 update_id,
@@ -239,8 +417,16 @@ impl Aggregate for Chat {
                     turn.response = Some(response);
                 }
             }
-            ChatEvent::ResponseSent { update_id, .. } | ChatEvent::TurnFailed { update_id, .. } => {
-                self.close_turn(update_id)
+            ChatEvent::ResponseSent { update_id, .. } => {
+                self.close_turn(update_id);
+            }
+            ChatEvent::TurnFailed { update_id, .. } => {
+                if let Some(turn) = self.close_turn(update_id) {
+                    self.failed_turns.push(turn);
+                    if self.failed_turns.len() > FAILED_TURNS_KEPT {
+                        self.failed_turns.remove(0);
+                    }
+                }
             }
             ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
             ChatEvent::AttemptFailed {

@@ -8,6 +8,7 @@ use crate::chat::{
     BotCommandName, ChatCommand, FailureClass, IncomingMessage, ResponseKind, TelegramChat,
     TelegramUser, TokenUsage,
 };
+use crate::personal::PersonalText;
 
 type ChatTest = TestFramework<Chat>;
 
@@ -24,18 +25,19 @@ fn incoming(update_id: i64, text: &str) -> IncomingMessage {
             id: 42,
             kind: "private".into(),
             title: None,
-            username: Some("ann".into()),
+            username: Some(PersonalText::plain("ann")),
         },
         from: Some(TelegramUser {
             id: 42,
             is_bot: false,
-            first_name: "Ann".into(),
+            first_name: PersonalText::plain("Ann"),
             last_name: None,
-            username: Some("ann".into()),
+            username: Some(PersonalText::plain("ann")),
             language_code: Some("en".into()),
         }),
-        text: text.into(),
+        text: PersonalText::plain(text),
         sent_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+        media: None,
     }
 }
 
@@ -49,12 +51,13 @@ fn received(update_id: i64, text: &str) -> ChatEvent {
         from: m.from,
         text: m.text,
         sent_at: m.sent_at,
+        media: m.media,
     }
 }
 
 fn llm_response(text: &str, response_id: &str) -> GeneratedResponse {
     GeneratedResponse {
-        text: text.into(),
+        text: PersonalText::plain(text),
         kind: ResponseKind::Llm {
             model: "gpt-5-mini".into(),
             response_id: Some(response_id.into()),
@@ -184,7 +187,7 @@ fn nothing_is_sent_before_it_is_generated() {
 #[test]
 fn refresh_resets_the_conversation_before_its_reply() {
     let reply = GeneratedResponse {
-        text: "Started afresh.".into(),
+        text: PersonalText::plain("Started afresh."),
         kind: ResponseKind::Command {
             command: BotCommandName::Refresh,
         },
@@ -281,7 +284,10 @@ fn the_state_follows_turns_in_order_and_keeps_the_conversation() {
     );
     assert_eq!(
         chat.conversation.history,
-        [("first".to_owned(), "answer one".to_owned())]
+        [(
+            PersonalText::plain("first"),
+            PersonalText::plain("answer one")
+        )]
     );
     chat.apply(ChatEvent::ConversationReset { update_id: 8 });
     assert_eq!(chat.conversation, Conversation::default());
@@ -295,5 +301,197 @@ fn the_history_window_is_bounded() {
         chat.apply(generated(n, &format!("a{n}"), &format!("resp_{n}")));
     }
     assert_eq!(chat.conversation.history.len(), HISTORY_WINDOW);
-    assert_eq!(chat.conversation.history.front().unwrap().0, "q5");
+    assert_eq!(
+        chat.conversation.history.front().unwrap().0,
+        PersonalText::plain("q5")
+    );
+}
+
+fn failed(update_id: i64) -> ChatEvent {
+    ChatEvent::TurnFailed {
+        update_id,
+        step: TurnStep::Send,
+        class: FailureClass::Terminal,
+        error: "Forbidden: bot was blocked by the user".into(),
+    }
+}
+
+#[test]
+fn a_blocking_failure_blocks_the_chat_until_its_user_writes_again() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
+        .when(ChatCommand::FailTurn {
+            update_id: 7,
+            step: TurnStep::Send,
+            class: FailureClass::Terminal,
+            error: "Forbidden: bot was blocked by the user".into(),
+            blocks_chat: true,
+        })
+        .then_expect_events(vec![
+            failed(7),
+            ChatEvent::ChatBlocked {
+                update_id: 7,
+                reason: "Forbidden: bot was blocked by the user".into(),
+            },
+        ]);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(failed(7));
+    chat.apply(ChatEvent::ChatBlocked {
+        update_id: 7,
+        reason: "blocked".into(),
+    });
+    assert!(chat.blocked);
+    chat.apply(received(8, "hello again"));
+    assert!(!chat.blocked);
+}
+
+#[test]
+fn only_a_failed_turn_can_be_retried_and_it_reopens() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::RetryTurn { update_id: 7 })
+        .then_expect_error(ChatError::NotFailed(7));
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), failed(7)])
+        .when(ChatCommand::RetryTurn { update_id: 7 })
+        .then_expect_events(vec![ChatEvent::TurnRetried { update_id: 7 }]);
+    let mut chat = Chat::default();
+    for event in [
+        received(7, "hi"),
+        failed(7),
+        ChatEvent::TurnRetried { update_id: 7 },
+    ] {
+        chat.apply(event);
+    }
+    assert_eq!(chat.next_turn().unwrap().update_id, 7);
+    assert!(chat.failed_turns.is_empty());
+}
+
+#[test]
+fn a_callback_query_is_accepted_once_and_answered() {
+    let callback = crate::chat::IncomingCallback {
+        bot_id: bot(),
+        update_id: 9,
+        query_id: "q1".into(),
+        data: Some("refresh".into()),
+        chat: incoming(9, "").chat,
+        from: None,
+    };
+    let event = ChatEvent::CallbackQueryReceived {
+        bot_id: bot(),
+        update_id: 9,
+        query_id: "q1".into(),
+        data: Some("refresh".into()),
+        chat: incoming(9, "").chat,
+        from: None,
+    };
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::ReceiveCallback(callback.clone()))
+        .then_expect_events(vec![event.clone()]);
+    ChatTest::with(ChatServices)
+        .given(vec![event.clone()])
+        .when(ChatCommand::ReceiveCallback(callback))
+        .then_expect_events(vec![]);
+    ChatTest::with(ChatServices)
+        .given(vec![event])
+        .when(ChatCommand::RecordCallbackAnswered {
+            update_id: 9,
+            text: "Started afresh.".into(),
+            reset_conversation: true,
+        })
+        .then_expect_events(vec![
+            ChatEvent::ConversationReset { update_id: 9 },
+            ChatEvent::CallbackAnswered {
+                update_id: 9,
+                text: "Started afresh.".into(),
+            },
+        ]);
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::RecordCallbackAnswered {
+            update_id: 7,
+            text: "x".into(),
+            reset_conversation: false,
+        })
+        .then_expect_error(ChatError::NotACallback(7));
+}
+
+#[test]
+fn an_edit_is_recorded_once_and_opens_no_turn() {
+    let edit = ChatCommand::RecordEdit {
+        update_id: 8,
+        message_id: 70,
+        text: PersonalText::plain("hi!"),
+    };
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(edit.clone())
+        .then_expect_events(vec![ChatEvent::MessageEdited {
+            update_id: 8,
+            message_id: 70,
+            text: PersonalText::plain("hi!"),
+        }]);
+    ChatTest::with(ChatServices)
+        .given(vec![
+            received(7, "hi"),
+            ChatEvent::MessageEdited {
+                update_id: 8,
+                message_id: 70,
+                text: PersonalText::plain("hi!"),
+            },
+        ])
+        .when(edit)
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_migration_moves_the_chat_to_its_new_id() {
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::RecordMigration {
+            to_chat_id: -100_42,
+        })
+        .then_expect_events(vec![ChatEvent::ChatMigrated {
+            to_chat_id: -100_42,
+        }]);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(ChatEvent::ChatMigrated {
+        to_chat_id: -100_42,
+    });
+    assert_eq!(chat.telegram_chat.unwrap().id, -100_42);
+}
+
+#[test]
+fn an_admin_message_is_queued_as_a_turn_ready_to_send() {
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::SendAdminMessage {
+            text: PersonalText::plain("hello"),
+            admin: "admin:1".into(),
+        })
+        .then_expect_error(ChatError::NotStarted);
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi")])
+        .when(ChatCommand::SendAdminMessage {
+            text: PersonalText::plain("hello"),
+            admin: "admin:1".into(),
+        })
+        .then_expect_events(vec![ChatEvent::AdminMessageQueued {
+            update_id: -1,
+            text: PersonalText::plain("hello"),
+            admin: "admin:1".into(),
+        }]);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(ChatEvent::AdminMessageQueued {
+        update_id: -1,
+        text: PersonalText::plain("hello"),
+        admin: "admin:1".into(),
+    });
+    let turn = &chat.open_turns[1];
+    assert_eq!(turn.step(), TurnStep::Send);
+    assert_eq!(chat.admin_messages, 1);
 }

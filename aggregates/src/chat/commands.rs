@@ -3,6 +3,7 @@ use uuid::Uuid;
 
 use super::events::{FailureClass, GeneratedResponse, TurnStep};
 use super::values::{TelegramChat, TelegramUser};
+use crate::personal::PersonalText;
 
 /// A text message as the intake read it from a Telegram update.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,14 +13,47 @@ pub struct IncomingMessage {
     pub message_id: i64,
     pub chat: TelegramChat,
     pub from: Option<TelegramUser>,
-    pub text: String,
+    pub text: PersonalText,
     pub sent_at: DateTime<Utc>,
+    /// What was sent instead of text, if anything (`photo`, `sticker`, `voice`…).
+    pub media: Option<String>,
+}
+
+/// A press on an inline keyboard button, as the intake read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncomingCallback {
+    pub bot_id: Uuid,
+    pub update_id: i64,
+    pub query_id: String,
+    pub data: Option<String>,
+    pub chat: TelegramChat,
+    pub from: Option<TelegramUser>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChatCommand {
     /// Accepts a message once per update id; a redelivery changes nothing.
     ReceiveMessage(IncomingMessage),
+    /// Accepts a callback query once per update id.
+    ReceiveCallback(IncomingCallback),
+    /// Records an edit of a received message (once per update id).
+    RecordEdit {
+        update_id: i64,
+        message_id: i64,
+        text: PersonalText,
+    },
+    /// Records that a callback query was answered, resetting the conversation if asked.
+    RecordCallbackAnswered {
+        update_id: i64,
+        text: String,
+        reset_conversation: bool,
+    },
+    /// Replies now go to the supergroup this group became.
+    RecordMigration { to_chat_id: i64 },
+    /// Opens a failed turn again (an admin's manual retry).
+    RetryTurn { update_id: i64 },
+    /// An admin's message to the chat, to be sent by the effect runner.
+    SendAdminMessage { text: PersonalText, admin: String },
     /// Records the response of an open turn; `reset_conversation` for `/refresh`.
     RecordResponse {
         update_id: i64,
@@ -39,11 +73,13 @@ pub enum ChatCommand {
         error: String,
         retry_at: Option<DateTime<Utc>>,
     },
-    /// Ends a turn without delivering a response.
+    /// Ends a turn without delivering a response; `blocks_chat` when Telegram refuses the
+    /// chat itself, so its other turns are not attempted either.
     FailTurn {
         update_id: i64,
         step: TurnStep,
         class: FailureClass,
         error: String,
+        blocks_chat: bool,
     },
 }

@@ -10,4 +10,10 @@ pub enum ChatError {
     NotGenerated(i64),
     #[error("this chat belongs to another bot")]
     OtherBot,
+    #[error("update {0} is not a failed turn of this chat")]
+    NotFailed(i64),
+    #[error("update {0} is not a callback query awaiting an answer")]
+    NotACallback(i64),
+    #[error("the chat has not started: nobody wrote to the bot in it yet")]
+    NotStarted,
 }

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+use crate::personal::PersonalText;
 
 /// The step of a turn an outcome belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,15 +47,39 @@ pub enum ResponseKind {
     Command { command: BotCommandName },
     /// The bot's error message, after the LLM failed for good.
     ErrorMessage { class: FailureClass, error: String },
+    /// A fixed notice, e.g. that the bot reads only text.
+    Notice,
+    /// An admin wrote it (`POST /chats/{id}/messages`).
+    Admin { admin: String },
+}
+
+/// What a turn answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum TurnKind {
+    /// A text message: answered by the LLM or as a command.
+    #[default]
+    Message,
+    /// A photo, sticker, voice message, document…: answered with a notice.
+    Media { media: String },
+    /// A press on an inline keyboard button: answered with answerCallbackQuery.
+    Callback {
+        query_id: String,
+        data: Option<String>,
+    },
 }
 
 /// A response ready to be sent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GeneratedResponse {
-    pub text: String,
+    /// Sealed under the key of the person the chat is with.
+    pub text: PersonalText,
     #[serde(flatten)]
     pub kind: ResponseKind,
 }
+
+/// The version of `MessageReceived` and `ResponseGenerated` since personal data is sealed.
+pub const MESSAGE_RECEIVED_VERSION: &str = "2.0";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatEvent {
@@ -65,9 +90,43 @@ pub enum ChatEvent {
         message_id: i64,
         chat: TelegramChat,
         from: Option<TelegramUser>,
-        text: String,
+        text: PersonalText,
         /// When Telegram says the message was sent.
         sent_at: DateTime<Utc>,
+        /// Absent for a text message; otherwise what was sent instead (`photo`, `sticker`…).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        media: Option<String>,
+    },
+    /// A press on one of the bot's inline keyboard buttons.
+    CallbackQueryReceived {
+        bot_id: Uuid,
+        update_id: i64,
+        query_id: String,
+        data: Option<String>,
+        chat: TelegramChat,
+        from: Option<TelegramUser>,
+    },
+    /// The callback query was answered; `text` is the notice shown to the user.
+    CallbackAnswered { update_id: i64, text: String },
+    /// A message was edited after it was received. It is recorded, not answered again.
+    MessageEdited {
+        update_id: i64,
+        message_id: i64,
+        text: PersonalText,
+    },
+    /// Telegram refuses to deliver to this chat (the user blocked the bot, left, was
+    /// deactivated): no more work for it until the user writes again.
+    ChatBlocked { update_id: i64, reason: String },
+    /// The group became a supergroup: replies go to the new chat id.
+    ChatMigrated { to_chat_id: i64 },
+    /// An admin asked for a failed turn to be tried again.
+    TurnRetried { update_id: i64 },
+    /// An admin wrote to the chat; it is sent like a response. Its `update_id` is negative:
+    /// it numbers the chat's admin messages, never a Telegram update.
+    AdminMessageQueued {
+        update_id: i64,
+        text: PersonalText,
+        admin: String,
     },
     ResponseGenerated {
         update_id: i64,
@@ -102,6 +161,13 @@ impl DomainEvent for ChatEvent {
     fn event_type(&self) -> String {
         match self {
             ChatEvent::MessageReceived { .. } => "MessageReceived",
+            ChatEvent::CallbackQueryReceived { .. } => "CallbackQueryReceived",
+            ChatEvent::CallbackAnswered { .. } => "CallbackAnswered",
+            ChatEvent::MessageEdited { .. } => "MessageEdited",
+            ChatEvent::ChatBlocked { .. } => "ChatBlocked",
+            ChatEvent::ChatMigrated { .. } => "ChatMigrated",
+            ChatEvent::TurnRetried { .. } => "TurnRetried",
+            ChatEvent::AdminMessageQueued { .. } => "AdminMessageQueued",
             ChatEvent::ResponseGenerated { .. } => "ResponseGenerated",
             ChatEvent::ResponseSent { .. } => "ResponseSent",
             ChatEvent::ConversationReset { .. } => "ConversationReset",
@@ -112,6 +178,12 @@ impl DomainEvent for ChatEvent {
     }
 
     fn event_version(&self) -> String {
-        crate::EVENT_VERSION.to_owned()
+        match self {
+            // 2.0: personal texts and names are `PersonalText` (sealed), no longer strings.
+            ChatEvent::MessageReceived { .. } | ChatEvent::ResponseGenerated { .. } => {
+                MESSAGE_RECEIVED_VERSION.to_owned()
+            }
+            _ => crate::EVENT_VERSION.to_owned(),
+        }
     }
 }

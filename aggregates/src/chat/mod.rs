@@ -11,11 +11,16 @@ mod errors;
 mod events;
 mod values;
 
-pub use aggregate::{Chat, Conversation, OpenTurn, HISTORY_WINDOW};
-pub use commands::{ChatCommand, IncomingMessage};
+pub use aggregate::{Chat, Conversation, OpenTurn, FAILED_TURNS_KEPT, HISTORY_WINDOW};
+pub use commands::{ChatCommand, IncomingCallback, IncomingMessage};
 pub use errors::ChatError;
-pub use events::{ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnStep};
-pub use values::{chat_aggregate_id, BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+pub use events::{
+    ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnKind, TurnStep,
+    MESSAGE_RECEIVED_VERSION,
+};
+pub use values::{
+    chat_aggregate_id, turn_id, BotCommandName, TelegramChat, TelegramUser, TokenUsage,
+};
 
 /// The Chat aggregate needs nothing from the outside world: every value arrives in commands.
 #[derive(Debug, Clone, Default)]

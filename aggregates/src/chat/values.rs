@@ -3,6 +3,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::personal::PersonalText;
+
 /// The namespace of chat aggregate ids (UUIDv5 of `bot id:telegram chat id`).
 const CHAT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c0f_ee7a_2b1d_4e6b_9a43_b07f_1ee7_c4a7);
 
@@ -15,14 +17,25 @@ pub fn chat_aggregate_id(bot_id: Uuid, telegram_chat_id: i64) -> Uuid {
     )
 }
 
+/// The namespace of turn ids (UUIDv5 of `chat id:update id`).
+const TURN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7a2c_91d4_0e3b_4f58_a6c1_d2e9_b8f0_3c17);
+
+/// A stable id for one turn (a message and its answer), e.g. for an admin's retry.
+pub fn turn_id(chat_id: Uuid, update_id: i64) -> Uuid {
+    Uuid::new_v5(
+        &TURN_ID_NAMESPACE,
+        format!("{chat_id}:{update_id}").as_bytes(),
+    )
+}
+
 /// The chat as Telegram describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TelegramChat {
     pub id: i64,
     /// `private`, `group`, `supergroup` or `channel`.
     pub kind: String,
-    pub title: Option<String>,
-    pub username: Option<String>,
+    pub title: Option<PersonalText>,
+    pub username: Option<PersonalText>,
 }
 
 /// The person who wrote, as Telegram describes them.
@@ -30,9 +43,9 @@ pub struct TelegramChat {
 pub struct TelegramUser {
     pub id: i64,
     pub is_bot: bool,
-    pub first_name: String,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
+    pub first_name: PersonalText,
+    pub last_name: Option<PersonalText>,
+    pub username: Option<PersonalText>,
     pub language_code: Option<String>,
 }
 

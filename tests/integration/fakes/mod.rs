@@ -1,2 +1,3 @@
 pub mod openai;
 pub mod telegram;
+pub mod webhook;

@@ -19,6 +19,8 @@ pub struct TelegramCall {
     /// Lower case, e.g. `sendmessage` (teloxide sends `SendMessage`; Telegram ignores case).
     pub method: String,
     pub body: Value,
+    /// When the call arrived.
+    pub at: std::time::Instant,
 }
 
 struct ScriptedFailure {
@@ -217,6 +219,7 @@ async fn call(
         token: token.clone(),
         method: method.clone(),
         body: body.clone(),
+        at: std::time::Instant::now(),
     });
     state.changed.notify_waiters();
     let failure = state
@@ -242,6 +245,12 @@ async fn call(
             })
         }
         "getupdates" => Value::Array(updates_for(&state, &token, &body).await),
+        "getme" => json!({
+            "id": token.split(':').next().and_then(|id| id.parse::<i64>().ok()).unwrap_or(1),
+            "is_bot": true, "first_name": "Support", "username": "support_bot",
+            "can_join_groups": true, "can_read_all_group_messages": false,
+            "supports_inline_queries": false, "has_main_web_app": false
+        }),
         _ => json!(true),
     };
     Json(json!({"ok": true, "result": result})).into_response()

@@ -1,0 +1,242 @@
+//! The outside world Botfleet talks to, faked on 127.0.0.1: Telegram's Bot API and OpenAI's
+//! Responses API. Both are poem servers inside the bench process (cheap, many connections),
+//! and both write what they see into the shared [`Timeline`].
+//!
+//! The LLM can be held (requests wait until released), which lets the bench queue turns
+//! without working them, and can take a fixed time per answer, which stands for a real model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::web::{Data, Path};
+use poem::{handler, post, EndpointExt, Response, Route, Server};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::timeline::{answer, seq_of, Timeline};
+
+/// How the fake LLM answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LlmMode {
+    /// Requests wait until the mode changes: turns queue up with their LLM call in flight.
+    Hold,
+    /// Every answer comes this long after its request (zero: at once).
+    Delay(Duration),
+}
+
+/// Binds 127.0.0.1 on a free port and serves `routes` until the handle is aborted.
+async fn serve(routes: impl poem::Endpoint + 'static) -> anyhow::Result<(u16, JoinHandle<()>)> {
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let port = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().map(|a| a.port()))
+        .ok_or_else(|| anyhow::anyhow!("the fake has no socket address"))?;
+    let task = tokio::spawn(async move {
+        let _ = Server::new_with_acceptor(acceptor).run(routes).await;
+    });
+    Ok((port, task))
+}
+
+fn json_response(body: &Value) -> Response {
+    Response::builder()
+        .content_type("application/json")
+        .body(body.to_string())
+}
+
+struct LlmState {
+    timeline: Arc<Timeline>,
+    mode: watch::Sender<LlmMode>,
+    calls: AtomicU64,
+    next_id: AtomicU64,
+}
+
+pub struct FakeOpenAi {
+    /// What OPENAI_BASE_URL is set to: `http://127.0.0.1:PORT/v1`.
+    pub base_url: String,
+    state: Arc<LlmState>,
+    task: JoinHandle<()>,
+}
+
+impl FakeOpenAi {
+    pub async fn start(timeline: Arc<Timeline>, mode: LlmMode) -> anyhow::Result<Self> {
+        let state = Arc::new(LlmState {
+            timeline,
+            mode: watch::channel(mode).0,
+            calls: AtomicU64::new(0),
+            next_id: AtomicU64::new(1),
+        });
+        let routes = Route::new()
+            .at("/v1/responses", post(responses))
+            .data(state.clone());
+        let (port, task) = serve(routes).await?;
+        Ok(Self {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            state,
+            task,
+        })
+    }
+
+    /// Changes how answers are given; held requests are released by any other mode.
+    pub fn set_mode(&self, mode: LlmMode) {
+        self.state.mode.send_replace(mode);
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.state.calls.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `POST /v1/responses`, answered in the shape async-openai 0.43 reads (the same as the
+/// integration tests' fake in tests/integration/fakes/openai.rs).
+#[handler]
+async fn responses(body: Vec<u8>, state: Data<&Arc<LlmState>>) -> Response {
+    let arrived = state.timeline.now();
+    state.calls.fetch_add(1, Ordering::Relaxed);
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    // Botfleet sends the user's text as the plain-string form of `input`.
+    let seq = request["input"].as_str().and_then(seq_of);
+    if let Some(seq) = seq {
+        state.timeline.llm_in.mark(seq, arrived);
+    }
+    let mut mode = state.mode.subscribe();
+    let mode = match mode.wait_for(|m| *m != LlmMode::Hold).await {
+        Ok(mode) => *mode,
+        Err(_) => LlmMode::Delay(Duration::ZERO),
+    };
+    if let LlmMode::Delay(delay) = mode {
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+    }
+    if let Some(seq) = seq {
+        state.timeline.llm_out.mark(seq, state.timeline.now());
+    }
+    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    let text = seq.map_or_else(|| "answer".to_owned(), answer);
+    let now = chrono::Utc::now().timestamp();
+    json_response(&json!({
+        "id": format!("resp_{n}"),
+        "object": "response",
+        "created_at": now,
+        "completed_at": now,
+        "status": "completed",
+        "model": request.get("model").cloned().unwrap_or_else(|| json!("gpt-5-mini")),
+        "previous_response_id": request.get("previous_response_id").cloned().unwrap_or(Value::Null),
+        "store": true,
+        "parallel_tool_calls": true,
+        "tools": [],
+        "output": [{
+            "type": "message",
+            "id": format!("msg_{n}"),
+            "status": "completed",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}]
+        }],
+        "usage": {
+            "input_tokens": 100,
+            "input_tokens_details": {"cached_tokens": 20},
+            "output_tokens": 50,
+            "output_tokens_details": {"reasoning_tokens": 10},
+            "total_tokens": 150
+        }
+    }))
+}
+
+struct TelegramState {
+    timeline: Arc<Timeline>,
+    next_message_id: AtomicU64,
+    /// Calls other than sendMessage, per method (rare: a mutex will do).
+    other_calls: Mutex<BTreeMap<String, u64>>,
+}
+
+pub struct FakeTelegram {
+    /// What TELEGRAM_API_URL is set to.
+    pub base_url: String,
+    state: Arc<TelegramState>,
+    task: JoinHandle<()>,
+}
+
+impl FakeTelegram {
+    pub async fn start(timeline: Arc<Timeline>) -> anyhow::Result<Self> {
+        let state = Arc::new(TelegramState {
+            timeline,
+            next_message_id: AtomicU64::new(1),
+            other_calls: Mutex::default(),
+        });
+        let routes = Route::new()
+            .at("/:bot/:method", post(telegram_call))
+            .data(state.clone());
+        let (port, task) = serve(routes).await?;
+        Ok(Self {
+            base_url: format!("http://127.0.0.1:{port}"),
+            state,
+            task,
+        })
+    }
+
+    /// Calls other than sendMessage (setWebhook, getUpdates, sendChatAction…), per method.
+    pub fn other_calls(&self) -> BTreeMap<String, u64> {
+        self.state
+            .other_calls
+            .lock()
+            .map(|calls| calls.clone())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for FakeTelegram {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `POST /bot{TOKEN}/{Method}`; teloxide spells methods in CamelCase, Telegram ignores case.
+#[handler]
+async fn telegram_call(
+    Path((_bot, method)): Path<(String, String)>,
+    body: Vec<u8>,
+    state: Data<&Arc<TelegramState>>,
+) -> Response {
+    let method = method.to_ascii_lowercase();
+    if method != "sendmessage" {
+        if let Ok(mut calls) = state.other_calls.lock() {
+            *calls.entry(method.clone()).or_default() += 1;
+        }
+    }
+    match method.as_str() {
+        "sendmessage" => {
+            let received = state.timeline.now();
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let text = request["text"].as_str().unwrap_or_default();
+            if let Some(seq) = seq_of(text) {
+                state.timeline.sent.mark(seq, received);
+                state.timeline.sent_total.fetch_add(1, Ordering::Relaxed);
+            }
+            let message_id = state.next_message_id.fetch_add(1, Ordering::Relaxed);
+            json_response(&json!({"ok": true, "result": {
+                "message_id": message_id,
+                "date": 1_764_000_000,
+                "chat": {"id": request["chat_id"], "type": "private", "first_name": "A"},
+                "from": {"id": 1, "is_bot": true, "first_name": "Bench", "username": "bench_bot"},
+                "text": text
+            }}))
+        }
+        "getupdates" => {
+            // A long poll with nothing to deliver: updates arrive by webhook in this bench.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            json_response(&json!({"ok": true, "result": []}))
+        }
+        _ => json_response(&json!({"ok": true, "result": true})),
+    }
+}

@@ -1,0 +1,417 @@
+//! Botfleet's pipeline benchmark (issue 7): `cargo bench --bench pipeline`, or `bench/run`,
+//! which first makes sure the tools it needs are there.
+//!
+//! One run, on a fresh database, against the release binary with fake Telegram and OpenAI
+//! servers on 127.0.0.1:
+//!
+//! 1. Intake: webhook updates at fixed rates, open loop, while the fake LLM holds every call,
+//!    so the effect runner cannot compete and the turns queue up (over 10,000 chats).
+//! 2. End to end: the LLM is released and answers at once: the queued turns drain, which
+//!    gives turns per second, and the cost per turn over intake + drain (commits, WAL, CPU),
+//!    and the resident memory with 10,000 chats that each had a turn. Then the LLM takes 1 s
+//!    per answer and updates (each to a new chat) arrive at rising rates until Botfleet
+//!    saturates: its own added latency, and the pickup latency (webhook answered → LLM called).
+//! 3. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
+//!    pg-boss 10 draining no-op jobs.
+//!
+//! Settings (environment, all optional) are listed in [`Plan::from_env`].
+
+mod anchors;
+mod fakes;
+mod load;
+mod measure;
+mod report;
+mod service;
+mod timeline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use botfleet::secrets::{TokenCipher, TokenKey};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+
+use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode};
+use crate::load::WebhookLoad;
+use crate::measure::{cpu_seconds, memory, server_counters, Meters, STATS_SETTLE};
+use crate::report::{Costs, DrainFigures, Report, StepFigures};
+use crate::service::{Admin, Botfleet, Settings};
+use crate::timeline::Timeline;
+
+/// Telegram chat ids of the intake/drain phase: `INTAKE_CHATS + seq % chats`.
+const INTAKE_CHATS: i64 = 1_000_000;
+/// Telegram chat ids of the latency phase: a new chat per update, `LATENCY_CHATS + seq`.
+const LATENCY_CHATS: i64 = 10_000_000;
+
+/// What the run does; every field can be changed from the environment.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub server_url: String,
+    pub database: String,
+    pub bots: usize,
+    pub pool: u32,
+    pub effect_concurrency: usize,
+    pub rust_log: String,
+    pub intake_rates: Vec<f64>,
+    pub intake_step: Duration,
+    pub chats: usize,
+    pub latency_rates: Vec<f64>,
+    pub latency_step: Duration,
+    /// The latency phase goes at least this far, saturated or not (the target's rate).
+    pub latency_required_rate: f64,
+    pub llm_delay: Duration,
+    pub drain_timeout: Duration,
+    pub pgbench_seconds: u32,
+    pub pgboss_jobs: u64,
+    pub pgboss_settings: String,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn env_list(name: &str, default: &[f64]) -> Vec<f64> {
+    std::env::var(name)
+        .ok()
+        .map(|v| v.split(',').filter_map(|r| r.trim().parse().ok()).collect())
+        .filter(|v: &Vec<f64>| !v.is_empty())
+        .unwrap_or_else(|| default.to_vec())
+}
+
+impl Plan {
+    /// `BENCH_DATABASE_SERVER` (postgres://postgres@127.0.0.1:5432), `BENCH_DATABASE`
+    /// (botfleet_bench), `BENCH_BOTS` (50: Botfleet paces each bot's sends to Telegram's 30
+    /// per second, so a few bots would measure that), `BENCH_POOL` (16, Botfleet's default),
+    /// `BENCH_EFFECT_CONCURRENCY` (1024: 500 updates/s with a 1 s LLM keep 500 turns in flight),
+    /// `BENCH_RUST_LOG` (warn), `BENCH_INTAKE_RATES` (250,500,1000,2000), `BENCH_INTAKE_SECS`
+    /// (5), `BENCH_CHATS` (10000), `BENCH_LATENCY_RATES` (50,100,200,300,400,500,750,1000,1500),
+    /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
+    /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (20000), `BENCH_PGBOSS_SETTINGS`
+    /// (4x100,8x250,8x500,16x500).
+    fn from_env() -> Self {
+        Self {
+            server_url: env_or(
+                "BENCH_DATABASE_SERVER",
+                "postgres://postgres@127.0.0.1:5432".to_owned(),
+            ),
+            database: env_or("BENCH_DATABASE", "botfleet_bench".to_owned()),
+            bots: env_or("BENCH_BOTS", 50usize).max(1),
+            pool: env_or("BENCH_POOL", 16),
+            effect_concurrency: env_or("BENCH_EFFECT_CONCURRENCY", 1024),
+            rust_log: env_or("BENCH_RUST_LOG", "warn".to_owned()),
+            intake_rates: env_list("BENCH_INTAKE_RATES", &[250.0, 500.0, 1000.0, 2000.0]),
+            intake_step: Duration::from_secs_f64(env_or("BENCH_INTAKE_SECS", 5.0)),
+            chats: env_or("BENCH_CHATS", 10_000usize).max(1),
+            latency_rates: env_list(
+                "BENCH_LATENCY_RATES",
+                &[
+                    50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 750.0, 1000.0, 1500.0,
+                ],
+            ),
+            latency_step: Duration::from_secs_f64(env_or("BENCH_LATENCY_SECS", 8.0)),
+            latency_required_rate: 500.0,
+            llm_delay: Duration::from_millis(env_or("BENCH_LLM_DELAY_MS", 1000)),
+            drain_timeout: Duration::from_secs(env_or("BENCH_DRAIN_TIMEOUT_SECS", 300)),
+            pgbench_seconds: env_or("BENCH_PGBENCH_SECS", 10),
+            pgboss_jobs: env_or("BENCH_PGBOSS_JOBS", 20_000),
+            pgboss_settings: env_or(
+                "BENCH_PGBOSS_SETTINGS",
+                "4x100,8x250,8x500,16x500".to_owned(),
+            ),
+        }
+    }
+
+    fn database_url(&self) -> String {
+        format!("{}/{}", self.server_url, self.database)
+    }
+
+    /// Sequence numbers the run can use: every update of every step, plus slack.
+    fn capacity(&self) -> usize {
+        let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64();
+        let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
+        (intake + latency) as usize + 1_000
+    }
+}
+
+fn main() -> ExitCode {
+    let plan = Plan::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("the bench's runtime starts");
+    let outcome = runtime.block_on(async {
+        let admin = PgPoolOptions::new()
+            .max_connections(2)
+            .connect(&format!("{}/postgres", plan.server_url))
+            .await
+            .with_context(|| format!("connecting to PostgreSQL at {}", plan.server_url))?;
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Whatever ends the run (its end, an error, Ctrl-C, SIGTERM), Botfleet and the fakes
+        // are dropped with `run`'s future, then the database goes.
+        let result = tokio::select! {
+            result = run(&plan, &admin) => result,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+            _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
+        };
+        drop_database(&admin, &plan.database).await;
+        result
+    });
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pipeline bench failed: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn drop_database(admin: &PgPool, name: &str) {
+    if let Err(e) = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .execute(admin)
+        .await
+    {
+        eprintln!("could not drop the bench database {name}: {e}");
+    }
+}
+
+fn progress(message: impl std::fmt::Display) {
+    eprintln!("-- {message}");
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Whether another `cargo test` runs on the machine (the other figures would then be noisy).
+fn cargo_test_running() -> bool {
+    std::process::Command::new("pgrep")
+        .args(["-f", "cargo test"])
+        .output()
+        .is_ok_and(|out| !out.stdout.is_empty())
+}
+
+async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Meters> {
+    Ok(Meters {
+        at: Instant::now(),
+        server: server_counters(admin, &plan.database).await?,
+        botfleet_cpu: cpu_seconds(pid).unwrap_or_default(),
+        postgres_cpu: measure::postgres_cpu_seconds(),
+    })
+}
+
+async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
+    let work_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-pipeline");
+    std::fs::create_dir_all(&work_dir)?;
+    let mut report = Report::new(plan.clone());
+    report.load_before = load_average();
+    report.cargo_test_seen |= cargo_test_running();
+    report.postgres_version = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(admin)
+        .await?;
+    drop_database(admin, &plan.database).await;
+
+    let timeline = Arc::new(Timeline::new(plan.capacity()));
+    let telegram = FakeTelegram::start(timeline.clone()).await?;
+    let llm = FakeOpenAi::start(timeline.clone(), LlmMode::Hold).await?;
+
+    let token_key = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    };
+    let settings = Settings {
+        database_url: plan.database_url(),
+        token_key: token_key.clone(),
+        telegram_api_url: telegram.base_url.clone(),
+        openai_base_url: llm.base_url.clone(),
+        pool_size: plan.pool,
+        effect_concurrency: plan.effect_concurrency,
+        rust_log: plan.rust_log.clone(),
+        admin_email: "bench@example.com".to_owned(),
+        admin_password: "bench-password-0123456789".to_owned(),
+    };
+    progress(format!("starting {}", service::binary().display()));
+    let mut app = Botfleet::start(&settings, &work_dir).await?;
+    let pid = app.pid();
+    let admin_api = Admin::login(
+        &app.base_url,
+        &settings.admin_email,
+        &settings.admin_password,
+    )
+    .await?;
+    report.logged_in = admin_api.authenticated();
+    let cipher = TokenCipher::new(&TokenKey::from_base64(&token_key).map_err(anyhow::Error::msg)?);
+    let mut bots = Vec::new();
+    for index in 0..plan.bots {
+        let id = admin_api.create_enabled_bot(index).await?;
+        bots.push((id, cipher.webhook_secret(id)));
+    }
+    let load = Arc::new(WebhookLoad::new(&app.base_url, &bots, timeline.clone()));
+    progress(format!(
+        "{} bots enabled; waiting {}s for PostgreSQL's statistics to settle",
+        plan.bots,
+        STATS_SETTLE.as_secs()
+    ));
+    tokio::time::sleep(STATS_SETTLE).await;
+    report.webhooks_set = telegram
+        .other_calls()
+        .get("setwebhook")
+        .copied()
+        .unwrap_or_default();
+
+    // The idle background (pollers, lease renewals, fallback polls), to subtract from the
+    // per-turn costs.
+    let databases_before = measure::commits_by_database(admin).await?;
+    let idle_start = read_meters(admin, plan, pid).await?;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let start = read_meters(admin, plan, pid).await?;
+    report.rss_idle = memory(pid).map(|m| m.0);
+
+    // 1. Intake, with the LLM holding every call.
+    let mut next_seq = 1;
+    let chats = plan.chats;
+    for &rate in &plan.intake_rates {
+        progress(format!("intake: {rate}/s for {:?}", plan.intake_step));
+        let outcome = load
+            .fixed_rate(rate, plan.intake_step, next_seq, move |seq| {
+                INTAKE_CHATS + (seq % chats) as i64
+            })
+            .await?;
+        next_seq = outcome.seqs.end;
+        report
+            .intake
+            .push(StepFigures::intake(rate, &outcome, &timeline));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let queued: usize = report.intake.iter().map(|s| s.accepted).sum();
+    let intake_seqs = 1..next_seq;
+
+    // 2a. The drain: the LLM answers at once from now on.
+    progress(format!("drain: {queued} queued turns, instant LLM"));
+    let released = timeline.now();
+    llm.set_mode(LlmMode::Delay(Duration::ZERO));
+    wait_for_sends(&timeline, queued as u64, plan.drain_timeout).await;
+    let drain = DrainFigures::measure(&timeline, intake_seqs.clone(), released, queued);
+    report.rss_after_drain = memory(pid);
+    progress(format!(
+        "drained {} turns at {:.0}/s; waiting {}s for the statistics",
+        drain.turns,
+        drain.turns_per_sec,
+        STATS_SETTLE.as_secs()
+    ));
+    tokio::time::sleep(STATS_SETTLE).await;
+    let end = read_meters(admin, plan, pid).await?;
+    report.costs = Some(Costs::per_turn(&idle_start, &start, &end, drain.turns));
+    report.drain = Some(drain);
+
+    // 2b. Added latency with a slow LLM, at rising rates, until saturation.
+    llm.set_mode(LlmMode::Delay(plan.llm_delay));
+    for &rate in &plan.latency_rates {
+        progress(format!(
+            "latency: {rate}/s for {:?}, LLM answers in {:?}",
+            plan.latency_step, plan.llm_delay
+        ));
+        let outcome = load
+            .fixed_rate(rate, plan.latency_step, next_seq, |seq| {
+                LATENCY_CHATS + seq as i64
+            })
+            .await?;
+        next_seq = outcome.seqs.end;
+        let expected = timeline.sent_total() + outcome.accepted as u64;
+        // Beyond saturation the tail can be long; a step's turns get 60 s to come out.
+        wait_for_sends(&timeline, expected, Duration::from_secs(60)).await;
+        let step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
+        let saturated = step.saturated();
+        report.latency.push(step);
+        if saturated && rate >= plan.latency_required_rate {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    report.rss_end = memory(pid);
+    report.llm_calls = llm.calls();
+    report.telegram_other_calls = telegram.other_calls();
+    report.botfleet_errors = count_errors(&app.log_path);
+
+    // 3. The anchors, on a quiet server.
+    progress("stopping Botfleet; anchors next");
+    app.stop();
+    drop(app);
+    report.cargo_test_seen |= cargo_test_running();
+    let bench_db = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&plan.database_url())
+        .await?;
+    progress(format!(
+        "pgbench: one-row inserts, {} clients, {} s",
+        plan.pool, plan.pgbench_seconds
+    ));
+    report.pgbench_tps = Some(
+        anchors::pgbench_single_insert(
+            &plan.database_url(),
+            &bench_db,
+            &work_dir,
+            plan.pool,
+            plan.pgbench_seconds,
+        )
+        .await?,
+    );
+    bench_db.close().await;
+    let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
+    anchors::ensure_pgboss(&pgboss_dir).await?;
+    report.pgboss_version = anchors::pgboss_version(&pgboss_dir);
+    progress(format!(
+        "pg-boss {}: {} no-op jobs per setting, settings {}",
+        report.pgboss_version, plan.pgboss_jobs, plan.pgboss_settings
+    ));
+    report.pgboss = anchors::pgboss_drains(
+        &pgboss_dir,
+        &plan.database_url(),
+        plan.pgboss_jobs,
+        &plan.pgboss_settings,
+        plan.pool,
+        Duration::from_secs(240),
+    )
+    .await?;
+    let databases_after = measure::commits_by_database(admin).await?;
+    report.other_databases =
+        measure::other_activity(&databases_before, &databases_after, &plan.database);
+    report.cargo_test_seen |= cargo_test_running();
+    report.load_after = load_average();
+    Ok(report)
+}
+
+/// Waits until the fake Telegram has seen `count` answers in all, or nothing new came for
+/// 30 s, or `timeout` passed.
+async fn wait_for_sends(timeline: &Timeline, count: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    let (mut seen, mut moved) = (timeline.sent_total(), Instant::now());
+    while timeline.sent_total() < count && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let now_seen = timeline.sent_total();
+        if now_seen != seen {
+            (seen, moved) = (now_seen, Instant::now());
+        } else if moved.elapsed() > Duration::from_secs(30) {
+            break;
+        }
+    }
+}
+
+/// ERROR lines in Botfleet's log: a clean run has none.
+fn count_errors(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .map(|text| text.lines().filter(|l| l.contains("ERROR")).count())
+        .unwrap_or_default()
+}

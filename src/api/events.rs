@@ -1,0 +1,190 @@
+//! `/events`: the audit trail. The global feed in commit order, one aggregate's stream, or
+//! one story (everything a Telegram update or an admin request caused, by correlation id).
+
+use aggregates::text::InvalidField;
+use chrono::{DateTime, Utc};
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use projections::{RecordedEvent, StreamPosition};
+use uuid::Uuid;
+
+use super::errors::ApiFailure;
+use super::guard::AdminSession;
+use super::{ApiTags, AppState};
+use crate::event_store::history::{self, HistoryFilter};
+
+const DEFAULT_PAGE_SIZE: u32 = 100;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+/// One event as stored, secrets redacted.
+#[derive(Debug, Clone, Object)]
+pub struct EventView {
+    /// Its place in the commit order: pass the last one as `after` for the next page.
+    pub position: String,
+    pub global_position: i64,
+    pub transaction_id: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    /// Its number in the aggregate's own stream (1, 2, …).
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    /// `event_id`, `correlation_id`, `causation_id` and `actor`.
+    pub metadata: serde_json::Value,
+}
+
+impl From<RecordedEvent> for EventView {
+    fn from(event: RecordedEvent) -> Self {
+        Self {
+            position: event.position.to_string(),
+            global_position: event.position.global_position,
+            transaction_id: event.position.transaction_id.to_string(),
+            payload: history::redact(&event.event_type, event.payload),
+            aggregate_type: event.aggregate_type,
+            aggregate_id: event.aggregate_id,
+            sequence: event.sequence,
+            event_type: event.event_type,
+            event_version: event.event_version,
+            recorded_at: event.recorded_at,
+            metadata: event.metadata,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct EventPage {
+    pub items: Vec<EventView>,
+    /// Pass as `after` for the next page; absent when no more events were found.
+    #[oai(skip_serializing_if_is_none)]
+    pub next_after: Option<String>,
+}
+
+#[derive(ApiResponse)]
+pub enum EventPageResponse {
+    #[oai(status = 200)]
+    Ok(Json<EventPage>),
+}
+
+pub struct EventsApi {
+    pub state: AppState,
+}
+
+fn parse_after(after: Option<&str>) -> Result<Option<StreamPosition>, ApiFailure> {
+    let Some(after) = after else {
+        return Ok(None);
+    };
+    let invalid = || {
+        ApiFailure::invalid(InvalidField::new(
+            "after",
+            "must be a position this API gave out, like 1234/56",
+        ))
+    };
+    let (transaction_id, global_position) = after.split_once('/').ok_or_else(invalid)?;
+    Ok(Some(StreamPosition {
+        transaction_id: transaction_id.parse().map_err(|_| invalid())?,
+        global_position: global_position.parse().map_err(|_| invalid())?,
+    }))
+}
+
+fn page_size(limit: Option<u32>) -> Result<i64, ApiFailure> {
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        return Err(ApiFailure::invalid(InvalidField::new(
+            "limit",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        )));
+    }
+    Ok(i64::from(limit))
+}
+
+impl EventsApi {
+    async fn page(
+        &self,
+        filter: HistoryFilter,
+        limit: i64,
+    ) -> Result<EventPageResponse, ApiFailure> {
+        let events = history::read(&self.state.pool, &filter, limit)
+            .await
+            .map_err(|e| ApiFailure::internal("reading the event log failed", &e))?;
+        let next_after = (events.len() as i64 == limit)
+            .then(|| events.last().map(|e| e.position.to_string()))
+            .flatten();
+        Ok(EventPageResponse::Ok(Json(EventPage {
+            items: events.into_iter().map(EventView::from).collect(),
+            next_after,
+        })))
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Audit")]
+impl EventsApi {
+    /// Read the event log
+    ///
+    /// Every event in commit order, after the `after` position, filtered by aggregate,
+    /// event type, correlation id (one Telegram update's or admin request's whole story) and
+    /// time range (`since`, `until`, RFC 3339). Secrets are redacted.
+    #[oai(path = "/events", method = "get")]
+    #[allow(clippy::too_many_arguments)]
+    async fn list(
+        &self,
+        _auth: AdminSession,
+        after: Query<Option<String>>,
+        aggregate_type: Query<Option<String>>,
+        aggregate_id: Query<Option<String>>,
+        event_type: Query<Option<String>>,
+        correlation_id: Query<Option<Uuid>>,
+        since: Query<Option<DateTime<Utc>>>,
+        until: Query<Option<DateTime<Utc>>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<EventPageResponse, ApiFailure> {
+        let filter = HistoryFilter {
+            after: parse_after(after.0.as_deref())?,
+            aggregate_type: aggregate_type.0,
+            aggregate_id: aggregate_id.0,
+            event_type: event_type.0,
+            correlation_id: correlation_id.0.map(|id| id.to_string()),
+            since: since.0,
+            until: until.0,
+        };
+        self.page(filter, page_size(limit.0)?).await
+    }
+
+    /// Read a bot's events
+    #[oai(path = "/bots/:id/events", method = "get")]
+    async fn bot_events(
+        &self,
+        _auth: AdminSession,
+        id: Path<Uuid>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<EventPageResponse, ApiFailure> {
+        let filter = HistoryFilter {
+            after: parse_after(after.0.as_deref())?,
+            aggregate_type: Some("Bot".to_owned()),
+            aggregate_id: Some(id.0.to_string()),
+            ..HistoryFilter::default()
+        };
+        self.page(filter, page_size(limit.0)?).await
+    }
+
+    /// Read a chat's events
+    #[oai(path = "/chats/:id/events", method = "get")]
+    async fn chat_events(
+        &self,
+        _auth: AdminSession,
+        id: Path<Uuid>,
+        after: Query<Option<String>>,
+        limit: Query<Option<u32>>,
+    ) -> Result<EventPageResponse, ApiFailure> {
+        let filter = HistoryFilter {
+            after: parse_after(after.0.as_deref())?,
+            aggregate_type: Some("Chat".to_owned()),
+            aggregate_id: Some(id.0.to_string()),
+            ..HistoryFilter::default()
+        };
+        self.page(filter, page_size(limit.0)?).await
+    }
+}

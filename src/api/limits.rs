@@ -1,0 +1,157 @@
+//! What a request may cost before a handler sees it: a body size limit for every route, and
+//! a per-address rate limit for the admin API. (The per-session limit needs the session, so
+//! it sits in the guard; the per-bot intake limit sits in the webhook.)
+//!
+//! The limits are token buckets in this process (see `crate::rate_limit`): with several
+//! replicas, each enforces its own.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use poem::error::ReadBodyError;
+use poem::http::StatusCode;
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
+use poem_openapi::payload::Json;
+use uuid::Uuid;
+
+use super::errors::{ApiError, ApiFailure};
+use crate::config::Config;
+use crate::rate_limit::RateLimiter;
+
+/// The limiters, shared by the middleware, the guard and the webhook.
+pub struct Limits {
+    pub per_ip: RateLimiter<IpAddr>,
+    pub per_session: RateLimiter<Uuid>,
+    /// Webhook updates per bot, so that one flooded bot cannot crowd out the others.
+    pub per_bot: RateLimiter<Uuid>,
+    pub max_request_bytes: usize,
+    pub trust_forwarded_for: bool,
+}
+
+impl Limits {
+    pub fn new(config: &Config) -> Self {
+        Self {
+            per_ip: RateLimiter::new(config.rate_limit_ip_per_minute),
+            per_session: RateLimiter::new(config.rate_limit_session_per_minute),
+            per_bot: RateLimiter::new(config.rate_limit_bot_per_minute),
+            max_request_bytes: config.max_request_bytes,
+            trust_forwarded_for: config.trust_forwarded_for,
+        }
+    }
+}
+
+/// The client's address, as the rate limits and the login throttle count it. `None` when
+/// the connection has no IP address (a Unix socket).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+/// Routes open to anyone, which the admin rate limit leaves alone: Telegram's deliveries have
+/// their own per-bot limit, and probes and scrapers must not be turned away.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/telegram/")
+        || path == "/health"
+        || path.starts_with("/health/")
+        || path == "/metrics"
+        || path == "/docs"
+        || path.starts_with("/docs/")
+        || path == "/openapi.yaml"
+}
+
+pub struct RequestLimits(pub Arc<Limits>);
+
+impl<E: Endpoint> Middleware<E> for RequestLimits {
+    type Output = RequestLimitsEndpoint<E>;
+
+    fn transform(&self, inner: E) -> Self::Output {
+        RequestLimitsEndpoint {
+            inner,
+            limits: self.0.clone(),
+        }
+    }
+}
+
+pub struct RequestLimitsEndpoint<E> {
+    inner: E,
+    limits: Arc<Limits>,
+}
+
+impl<E: Endpoint> Endpoint for RequestLimitsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> poem::Result<Response> {
+        let ip = client_ip(&request, self.limits.trust_forwarded_for);
+        request.set_data(ClientIp(ip));
+
+        let max = self.limits.max_request_bytes;
+        let declared: Option<u64> = request
+            .header("content-length")
+            .and_then(|v| v.parse().ok());
+        match declared {
+            Some(length) if length > max as u64 => return Ok(too_large(max)),
+            Some(_) => {}
+            // A chunked body says nothing in advance: read it, up to the limit.
+            None => match request.take_body().into_bytes_limit(max).await {
+                Ok(bytes) => request.set_body(bytes),
+                Err(ReadBodyError::PayloadTooLarge) => return Ok(too_large(max)),
+                Err(e) => return Err(e.into()),
+            },
+        }
+
+        if let (false, Some(ip)) = (is_public(request.uri().path()), ip) {
+            if let Err(retry) = self.limits.per_ip.check(ip) {
+                tracing::info!(%ip, "admin API rate limit reached for an address");
+                return Ok(ApiFailure::too_many_requests(
+                    "too many requests from this address; slow down",
+                    retry,
+                )
+                .into_response());
+            }
+        }
+        self.inner
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+    }
+}
+
+fn too_large(max: usize) -> Response {
+    Json(ApiError::new(
+        "payload_too_large",
+        format!("the request body exceeds the limit of {max} bytes"),
+    ))
+    .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+    .into_response()
+}
+
+/// The peer's address, or with `trust_forwarded_for` the last X-Forwarded-For entry: the one
+/// our own proxy appended (earlier entries are whatever the client claimed).
+fn client_ip(request: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
+    let forwarded = trust_forwarded_for
+        .then(|| request.header("x-forwarded-for"))
+        .flatten()
+        .and_then(|list| list.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok());
+    forwarded.or_else(|| request.remote_addr().as_socket_addr().map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn only_telegram_probes_and_docs_are_public() {
+        for path in [
+            "/telegram/x/webhook",
+            "/health",
+            "/health/db",
+            "/metrics",
+            "/docs",
+            "/openapi.yaml",
+        ] {
+            assert!(is_public(path), "{path}");
+        }
+        for path in ["/bots", "/auth/login", "/chats", "/healthz", "/metricsx"] {
+            assert!(!is_public(path), "{path}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! How far behind the pipeline is: each subscription's checkpoint and lag, and the effect
+//! runner's in-flight and failed counts. `/health/queue` judges it; `/metrics` exposes it.
+//!
+//! A subscription is *lagging* when it is more than `max_lag` events behind, and *stuck*
+//! when the oldest event it has not handled was recorded more than `stuck_after` ago. The
+//! age, not the checkpoint's last move, tells them apart from an idle subscription: one
+//! that had nothing to do for an hour is not stuck the moment an event arrives.
+
+use sqlx::PgPool;
+
+use crate::config::HealthThresholds;
+use crate::subscriptions::checkpoints;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscriptionState {
+    Ok,
+    Lagging,
+    Stuck,
+}
+
+#[derive(Debug, Clone)]
+pub struct SubscriptionStatus {
+    pub name: String,
+    /// `transaction_id/global_position` of the last event handled.
+    pub checkpoint: String,
+    /// Committed events after the checkpoint.
+    pub lag: i64,
+    /// How long the oldest of them has waited, in seconds.
+    pub oldest_pending_secs: Option<f64>,
+    pub state: SubscriptionState,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueueStatus {
+    pub subscriptions: Vec<SubscriptionStatus>,
+    /// Chats with unfinished turns whose lease a runner holds right now.
+    pub in_flight: i64,
+    /// User messages whose turn failed for good.
+    pub failed: i64,
+}
+
+impl QueueStatus {
+    #[must_use]
+    pub fn healthy(&self) -> bool {
+        self.subscriptions
+            .iter()
+            .all(|s| s.state == SubscriptionState::Ok)
+    }
+}
+
+/// Reads the status (a few indexed queries) and updates the matching metrics.
+pub async fn queue_status(
+    pool: &PgPool,
+    thresholds: HealthThresholds,
+) -> Result<QueueStatus, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    let mut subscriptions = Vec::new();
+    for projector in projections::all() {
+        let name = projector.name();
+        let position = checkpoints::load(&mut conn, name).await?;
+        let (lag, oldest_pending_secs): (i64, Option<f64>) = sqlx::query_as(
+            "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+             FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+        )
+        .bind(position.transaction_id.to_string())
+        .bind(position.global_position)
+        .fetch_one(&mut *conn)
+        .await?;
+        let state =
+            if oldest_pending_secs.is_some_and(|age| age > thresholds.stuck_after.as_secs_f64()) {
+                SubscriptionState::Stuck
+            } else if lag > thresholds.max_lag {
+                SubscriptionState::Lagging
+            } else {
+                SubscriptionState::Ok
+            };
+        crate::metrics::subscription_lag(name, lag);
+        subscriptions.push(SubscriptionStatus {
+            name: name.to_owned(),
+            checkpoint: position.to_string(),
+            lag,
+            oldest_pending_secs,
+            state,
+        });
+    }
+    let (in_flight, failed): (i64, i64) = sqlx::query_as(
+        "SELECT
+            (SELECT count(*) FROM chat_work w
+             WHERE w.open_turns > 0 AND EXISTS (SELECT 1 FROM leases l
+                           WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())),
+            (SELECT count(*) FROM messages WHERE role = 'user' AND status = 'failed')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::metrics::effects(in_flight, failed);
+    Ok(QueueStatus {
+        subscriptions,
+        in_flight,
+        failed,
+    })
+}
