@@ -204,7 +204,7 @@ impl Drop for FakeTelegram {
 /// `POST /bot{TOKEN}/{Method}`; teloxide spells methods in CamelCase, Telegram ignores case.
 #[handler]
 async fn telegram_call(
-    Path((_bot, method)): Path<(String, String)>,
+    Path((bot, method)): Path<(String, String)>,
     body: Vec<u8>,
     state: Data<&Arc<TelegramState>>,
 ) -> Response {
@@ -230,6 +230,18 @@ async fn telegram_call(
                 "chat": {"id": request["chat_id"], "type": "private", "first_name": "A"},
                 "from": {"id": 1, "is_bot": true, "first_name": "Bench", "username": "bench_bot"},
                 "text": text
+            }}))
+        }
+        "getme" => {
+            // The bot's id is the token's digits before the colon.
+            let id: i64 = bot
+                .trim_start_matches("bot")
+                .split(':')
+                .next()
+                .and_then(|digits| digits.parse().ok())
+                .unwrap_or(1);
+            json_response(&json!({"ok": true, "result": {
+                "id": id, "is_bot": true, "first_name": "Bench", "username": format!("bench_{id}_bot")
             }}))
         }
         "getupdates" => {

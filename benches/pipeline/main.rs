@@ -65,7 +65,8 @@ pub struct Plan {
     pub llm_delay: Duration,
     pub drain_timeout: Duration,
     pub pgbench_seconds: u32,
-    pub pgboss_jobs: u64,
+    /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
+    pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
 }
 
@@ -92,8 +93,8 @@ impl Plan {
     /// `BENCH_RUST_LOG` (warn), `BENCH_INTAKE_RATES` (250,500,1000,2000), `BENCH_INTAKE_SECS`
     /// (5), `BENCH_CHATS` (10000), `BENCH_LATENCY_RATES` (50,100,200,300,400,500,750,1000,1500),
     /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
-    /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (20000), `BENCH_PGBOSS_SETTINGS`
-    /// (4x100,8x250,8x500,16x500).
+    /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
+    /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size).
     fn from_env() -> Self {
         Self {
             server_url: env_or(
@@ -119,10 +120,12 @@ impl Plan {
             llm_delay: Duration::from_millis(env_or("BENCH_LLM_DELAY_MS", 1000)),
             drain_timeout: Duration::from_secs(env_or("BENCH_DRAIN_TIMEOUT_SECS", 300)),
             pgbench_seconds: env_or("BENCH_PGBENCH_SECS", 10),
-            pgboss_jobs: env_or("BENCH_PGBOSS_JOBS", 20_000),
+            pgboss_jobs: std::env::var("BENCH_PGBOSS_JOBS")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             pgboss_settings: env_or(
                 "BENCH_PGBOSS_SETTINGS",
-                "4x100,8x250,8x500,16x500".to_owned(),
+                "4x500,8x250,8x500,16x500".to_owned(),
             ),
         }
     }
@@ -318,7 +321,11 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
 
     // 2b. Added latency with a slow LLM, at rising rates, until saturation.
     llm.set_mode(LlmMode::Delay(plan.llm_delay));
+    let mut skip_below = 0.0;
     for &rate in &plan.latency_rates {
+        if rate < skip_below {
+            continue;
+        }
         progress(format!(
             "latency: {rate}/s for {:?}, LLM answers in {:?}",
             plan.latency_step, plan.llm_delay
@@ -337,6 +344,10 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         report.latency.push(step);
         if saturated && rate >= plan.latency_required_rate {
             break;
+        }
+        if saturated {
+            // Past saturation, the steps in between say nothing new: go to the target's rate.
+            skip_below = plan.latency_required_rate;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
@@ -372,14 +383,19 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
     anchors::ensure_pgboss(&pgboss_dir).await?;
     report.pgboss_version = anchors::pgboss_version(&pgboss_dir);
+    // The same number of jobs as Botfleet drained turns: a queue's speed depends on its depth.
+    let jobs = plan
+        .pgboss_jobs
+        .unwrap_or_else(|| report.drain.as_ref().map_or(20_000, |d| d.queued as u64));
+    report.pgboss_jobs = jobs;
     progress(format!(
-        "pg-boss {}: {} no-op jobs per setting, settings {}",
-        report.pgboss_version, plan.pgboss_jobs, plan.pgboss_settings
+        "pg-boss {}: {jobs} no-op jobs per setting, settings {}",
+        report.pgboss_version, plan.pgboss_settings
     ));
     report.pgboss = anchors::pgboss_drains(
         &pgboss_dir,
         &plan.database_url(),
-        plan.pgboss_jobs,
+        jobs,
         &plan.pgboss_settings,
         plan.pool,
         Duration::from_secs(240),

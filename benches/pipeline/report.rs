@@ -201,6 +201,7 @@ pub struct Report {
     pub botfleet_errors: usize,
     pub pgbench_tps: Option<f64>,
     pub pgboss_version: String,
+    pub pgboss_jobs: u64,
     pub pgboss: Vec<PgBossDrain>,
 }
 
@@ -227,6 +228,7 @@ impl Report {
             botfleet_errors: 0,
             pgbench_tps: None,
             pgboss_version: String::new(),
+            pgboss_jobs: 0,
             pgboss: Vec::new(),
         }
     }
@@ -429,7 +431,7 @@ impl Display for Report {
             f,
             "   pg-boss {} no-op drain, {} jobs, workers x batch: {} jobs/s",
             self.pgboss_version,
-            plan.pgboss_jobs,
+            self.pgboss_jobs,
             settings.join(", ")
         )?;
 
