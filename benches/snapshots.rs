@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use aggregates::chat::{chat_aggregate_id, Chat, ChatCommand, ChatServices, IncomingMessage, TelegramChat};
+use aggregates::chat::{
+    chat_aggregate_id, Chat, ChatCommand, ChatServices, IncomingMessage, TelegramChat,
+};
 use aggregates::personal::PersonalText;
 use botfleet::event_store::{Actor, CommandGateway, EventMetadata};
 use sqlx::PgPool;
@@ -70,7 +72,11 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
             },
         };
         let version = if sequence % 3 == 0 { "1.0" } else { "2.0" };
-        (cqrs_es::DomainEvent::event_type(&event), version, serde_json::to_value(event).unwrap())
+        (
+            cqrs_es::DomainEvent::event_type(&event),
+            version,
+            serde_json::to_value(event).unwrap(),
+        )
     };
     let mut sequence = 1i64;
     while sequence <= events {
@@ -110,25 +116,39 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 /// Times `SAMPLES` commands on the chat (each a new message, so each appends one event).
-async fn time_commands(gateway: &CommandGateway<Chat>, bot_id: Uuid, chat: i64, first_update: i64) -> (Duration, Duration, Duration) {
+async fn time_commands(
+    gateway: &CommandGateway<Chat>,
+    bot_id: Uuid,
+    chat: i64,
+    first_update: i64,
+) -> (Duration, Duration, Duration) {
     let id = chat_aggregate_id(bot_id, chat).to_string();
     let metadata = EventMetadata::new_request(Actor::System("bench"));
     let mut samples = Vec::with_capacity(SAMPLES);
     for n in 0..SAMPLES as i64 {
         let started = Instant::now();
         gateway
-            .execute(&id, ChatCommand::ReceiveMessage(message(bot_id, chat, first_update + n)), &metadata)
+            .execute(
+                &id,
+                ChatCommand::ReceiveMessage(message(bot_id, chat, first_update + n)),
+                &metadata,
+            )
             .await
             .unwrap();
         samples.push(started.elapsed());
     }
     let first = samples[0];
-    (first, percentile(&mut samples, 0.5), percentile(&mut samples, 0.9))
+    (
+        first,
+        percentile(&mut samples, 0.5),
+        percentile(&mut samples, 0.9),
+    )
 }
 
 #[tokio::main]
 async fn main() {
-    let server = std::env::var("BENCH_DATABASE_SERVER").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+    let server = std::env::var("BENCH_DATABASE_SERVER")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("botfleet_bench_snapshots_{}", Uuid::new_v4().simple());
     let url = format!("{server}/{name}");
     botfleet::app::install_crypto_provider();
@@ -144,7 +164,11 @@ async fn main() {
     println!("cost of one command (ReceiveMessage: load the chat, decide, append), {SAMPLES} samples each");
     println!("{:<34} {:>12} {:>12} {:>12}", "chat", "first", "p50", "p90");
     let plain = CommandGateway::<Chat>::new(pool.clone(), ChatServices);
-    let snapshots = CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, botfleet::app::CHAT_SNAPSHOT_EVERY);
+    let snapshots = CommandGateway::<Chat>::with_snapshots(
+        pool.clone(),
+        ChatServices,
+        botfleet::app::CHAT_SNAPSHOT_EVERY,
+    );
     for (label, gateway, chat, events) in [
         ("10 events, no snapshots", &plain, 1, short),
         ("10,000 events, no snapshots", &plain, 2, long),
@@ -152,10 +176,17 @@ async fn main() {
         ("10,000 events, snapshots every 50", &snapshots, 4, long),
     ] {
         let (first, p50, p90) = time_commands(gateway, bot_id, chat, events / 3 + 1).await;
-        println!("{label:<34} {:>10.2}ms {:>10.2}ms {:>10.2}ms", ms(first), ms(p50), ms(p90));
+        println!(
+            "{label:<34} {:>10.2}ms {:>10.2}ms {:>10.2}ms",
+            ms(first),
+            ms(p50),
+            ms(p90)
+        );
     }
     pool.close().await;
-    let admin = PgPool::connect(&format!("{server}/postgres")).await.unwrap();
+    let admin = PgPool::connect(&format!("{server}/postgres"))
+        .await
+        .unwrap();
     sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .execute(&admin)
         .await

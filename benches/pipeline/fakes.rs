@@ -241,7 +241,9 @@ async fn telegram_call(
                 .and_then(|digits| digits.parse().ok())
                 .unwrap_or(1);
             json_response(&json!({"ok": true, "result": {
-                "id": id, "is_bot": true, "first_name": "Bench", "username": format!("bench_{id}_bot")
+                "id": id, "is_bot": true, "first_name": "Bench", "username": format!("bench_{id}_bot"),
+                "can_join_groups": true, "can_read_all_group_messages": false,
+                "supports_inline_queries": false, "has_main_web_app": false
             }}))
         }
         "getupdates" => {

@@ -299,6 +299,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let queued: usize = report.intake.iter().map(|s| s.accepted).sum();
+    report.rss_after_intake = memory(pid);
     let intake_seqs = 1..next_seq;
 
     // 2a. The drain: the LLM answers at once from now on.

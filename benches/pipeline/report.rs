@@ -193,6 +193,8 @@ pub struct Report {
     pub drain: Option<DrainFigures>,
     pub costs: Option<Costs>,
     pub rss_idle: Option<u64>,
+    /// With EFFECT_CONCURRENCY LLM calls held open and the turns queued.
+    pub rss_after_intake: Option<(u64, u64)>,
     pub rss_after_drain: Option<(u64, u64)>,
     pub rss_end: Option<(u64, u64)>,
     pub latency: Vec<StepFigures>,
@@ -220,6 +222,7 @@ impl Report {
             drain: None,
             costs: None,
             rss_idle: None,
+            rss_after_intake: None,
             rss_after_drain: None,
             rss_end: None,
             latency: Vec::new(),
@@ -397,8 +400,9 @@ impl Display for Report {
         };
         writeln!(
             f,
-            "   Botfleet RSS: idle {:.0} MB; with {} active chats {}; at the end {}",
+            "   Botfleet RSS: idle {:.0} MB; after intake {}; with {} active chats {}; at the end {}",
             self.rss_idle.map_or(0.0, mb),
+            rss(self.rss_after_intake),
             plan.chats,
             rss(self.rss_after_drain),
             rss(self.rss_end)

@@ -6,9 +6,6 @@
 use aggregates::bot::{
     BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
 };
-use aggregates::text::InvalidField;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -18,14 +15,15 @@ use uuid::Uuid;
 
 use super::errors::ApiFailure;
 use super::guard::AdminSession;
+use super::paging::{
+    cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
+};
 use super::strict_json::Strict;
 use super::{ApiTags, AppState};
 use crate::event_store::{Committed, EventMetadata};
 
 const DEFAULT_START_MESSAGE: &str = "Hello! Ask me anything.";
 const DEFAULT_ERROR_MESSAGE: &str = "Sorry, something went wrong. Please try again later.";
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -194,25 +192,19 @@ impl BotsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<BotListResponse, ApiFailure> {
-        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(ApiFailure::invalid(InvalidField::new(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            )));
-        }
-        let after = cursor.0.as_deref().map(decode_cursor).transpose()?;
+        let limit = ADMIN_PAGES.limit(limit.0)?;
+        let after = cursor.0.as_deref().map(decode_bot_cursor).transpose()?;
         let mut rows = read_model::list_bots(
             &self.state.pool,
             include_deleted.0.unwrap_or(false),
             after,
-            i64::from(limit) + 1,
+            limit + 1,
         )
         .await
         .map_err(|e| ApiFailure::internal("listing bots failed", &e))?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
-            rows.last().map(encode_cursor)
+            rows.last().map(encode_bot_cursor)
         } else {
             None
         };
@@ -235,15 +227,14 @@ impl BotsApi {
         let Some(as_of) = as_of.0 else {
             return Ok(BotResponse::Ok(Json(self.read(id.0).await?)));
         };
-        let mut past = crate::event_store::time_travel::view_as_of(
-            &self.state.pool,
+        let mut past = super::events::view_as_of(
+            &self.state,
             &projections::bots::BotProjector,
             <aggregates::bot::Bot as cqrs_es::Aggregate>::TYPE,
-            &id.0.to_string(),
+            id.0,
             as_of,
         )
-        .await
-        .map_err(|e| ApiFailure::internal("rebuilding a bot's past failed", &e))?;
+        .await?;
         let bot = read_model::find_bot(past.connection(), id.0)
             .await
             .map_err(|e| ApiFailure::internal("reading a bot's past failed", &e))?
@@ -446,27 +437,11 @@ fn parse_settings(
     })
 }
 
-fn encode_cursor(row: &BotRow) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}|{}", row.created_at.timestamp_micros(), row.id))
+fn encode_bot_cursor(row: &BotRow) -> String {
+    encode_cursor(&[micros(&row.created_at), row.id.to_string()])
 }
 
-fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiFailure> {
-    let invalid = || {
-        ApiFailure::invalid(InvalidField::new(
-            "cursor",
-            "is not a cursor this API gave out",
-        ))
-    };
-    let text = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let (micros, id) = text.split_once('|').ok_or_else(invalid)?;
-    let at = micros
-        .parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(invalid)?;
-    Ok((at, id.parse().map_err(|_| invalid())?))
+fn decode_bot_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiFailure> {
+    let parts = decode_cursor(cursor, 2)?;
+    Ok((cursor_instant(&parts[0])?, cursor_part(&parts[1])?))
 }

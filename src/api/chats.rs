@@ -2,9 +2,6 @@
 //! item 5, chats-admin.controller), and an admin's own message to a chat.
 
 use aggregates::chat::{ChatCommand, ChatError};
-use aggregates::text::InvalidField;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -13,12 +10,12 @@ use uuid::Uuid;
 
 use super::errors::ApiFailure;
 use super::guard::AdminSession;
+use super::paging::{
+    cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
+};
 use super::strict_json::Strict;
 use super::{ApiTags, AppState};
 use crate::event_store::{CommandError, EventMetadata};
-
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 500;
 
 #[derive(Debug, Clone, Object, sqlx::FromRow)]
 pub struct ChatView {
@@ -173,57 +170,6 @@ pub struct ChatsApi {
     pub state: AppState,
 }
 
-fn page_size(limit: Option<u32>) -> Result<i64, ApiFailure> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiFailure::invalid(InvalidField::new(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE_SIZE}"),
-        )));
-    }
-    Ok(i64::from(limit))
-}
-
-/// An opaque cursor: the parts of the last row's sort key, joined.
-fn encode_cursor(parts: &[String]) -> String {
-    URL_SAFE_NO_PAD.encode(parts.join("|"))
-}
-
-fn decode_cursor(cursor: &str, parts: usize) -> Result<Vec<String>, ApiFailure> {
-    let invalid = || {
-        ApiFailure::invalid(InvalidField::new(
-            "cursor",
-            "is not a cursor this API gave out",
-        ))
-    };
-    let text = URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let fields: Vec<String> = text.split('|').map(str::to_owned).collect();
-    if fields.len() != parts {
-        return Err(invalid());
-    }
-    Ok(fields)
-}
-
-fn micros(at: &DateTime<Utc>) -> String {
-    at.timestamp_micros().to_string()
-}
-
-fn parse_micros(text: &str) -> Result<DateTime<Utc>, ApiFailure> {
-    text.parse()
-        .ok()
-        .and_then(DateTime::from_timestamp_micros)
-        .ok_or_else(|| {
-            ApiFailure::invalid(InvalidField::new(
-                "cursor",
-                "is not a cursor this API gave out",
-            ))
-        })
-}
-
 const CHAT_COLUMNS: &str =
     "id, bot_id, telegram_chat_id, chat_type, title, username, telegram_user_id,
     previous_response_id, message_count, total_cost_micro_usd, blocked, created_at,
@@ -243,17 +189,12 @@ impl ChatsApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ChatListResponse, ApiFailure> {
-        let limit = page_size(limit.0)?;
+        let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = match cursor.0.as_deref() {
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 2)?;
-                let id: Uuid = parts[1].parse().map_err(|_| {
-                    ApiFailure::invalid(InvalidField::new(
-                        "cursor",
-                        "is not a cursor this API gave out",
-                    ))
-                })?;
-                Some((parse_micros(&parts[0])?, id))
+                let id: Uuid = cursor_part(&parts[1])?;
+                Some((cursor_instant(&parts[0])?, id))
             }
             None => None,
         };
@@ -306,15 +247,14 @@ impl ChatsApi {
         let Some(as_of) = as_of.0 else {
             return Ok(ChatResponse::Ok(Json(self.read(id.0).await?)));
         };
-        let mut past = crate::event_store::time_travel::view_as_of(
-            &self.state.pool,
+        let mut past = super::events::view_as_of(
+            &self.state,
             &projections::chats::ChatProjector,
             <aggregates::chat::Chat as cqrs_es::Aggregate>::TYPE,
-            &id.0.to_string(),
+            id.0,
             as_of,
         )
-        .await
-        .map_err(|e| ApiFailure::internal("rebuilding a chat's past failed", &e))?;
+        .await?;
         let chat: ChatView =
             sqlx::query_as(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = $1"))
                 .bind(id.0)
@@ -339,17 +279,12 @@ impl ChatsApi {
         cursor: Query<Option<String>>,
     ) -> Result<MessageListResponse, ApiFailure> {
         self.read(id.0).await?;
-        let limit = page_size(limit.0)?;
+        let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = match cursor.0.as_deref() {
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 3)?;
-                let update_id: i64 = parts[1].parse().map_err(|_| {
-                    ApiFailure::invalid(InvalidField::new(
-                        "cursor",
-                        "is not a cursor this API gave out",
-                    ))
-                })?;
-                Some((parse_micros(&parts[0])?, update_id, parts[2].clone()))
+                let update_id: i64 = cursor_part(&parts[1])?;
+                Some((cursor_instant(&parts[0])?, update_id, parts[2].clone()))
             }
             None => None,
         };
@@ -516,17 +451,12 @@ impl UsersApi {
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<UserListResponse, ApiFailure> {
-        let limit = page_size(limit.0)?;
+        let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = match cursor.0.as_deref() {
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 2)?;
-                let id: i64 = parts[1].parse().map_err(|_| {
-                    ApiFailure::invalid(InvalidField::new(
-                        "cursor",
-                        "is not a cursor this API gave out",
-                    ))
-                })?;
-                Some((parse_micros(&parts[0])?, id))
+                let id: i64 = cursor_part(&parts[1])?;
+                Some((cursor_instant(&parts[0])?, id))
             }
             None => None,
         };

@@ -11,11 +11,9 @@ use uuid::Uuid;
 
 use super::errors::ApiFailure;
 use super::guard::AdminSession;
+use super::paging::EVENT_PAGES;
 use super::{ApiTags, AppState};
 use crate::event_store::history::{self, HistoryFilter};
-
-const DEFAULT_PAGE_SIZE: u32 = 100;
-const MAX_PAGE_SIZE: u32 = 1000;
 
 /// One event as stored, secrets redacted.
 #[derive(Debug, Clone, Object)]
@@ -89,17 +87,6 @@ fn parse_after(after: Option<&str>) -> Result<Option<StreamPosition>, ApiFailure
     }))
 }
 
-fn page_size(limit: Option<u32>) -> Result<i64, ApiFailure> {
-    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-        return Err(ApiFailure::invalid(InvalidField::new(
-            "limit",
-            format!("must be between 1 and {MAX_PAGE_SIZE}"),
-        )));
-    }
-    Ok(i64::from(limit))
-}
-
 impl EventsApi {
     async fn page(
         &self,
@@ -149,7 +136,7 @@ impl EventsApi {
             since: since.0,
             until: until.0,
         };
-        self.page(filter, page_size(limit.0)?).await
+        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
     }
 
     /// Read a bot's events
@@ -167,7 +154,7 @@ impl EventsApi {
             aggregate_id: Some(id.0.to_string()),
             ..HistoryFilter::default()
         };
-        self.page(filter, page_size(limit.0)?).await
+        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
     }
 
     /// Read a chat's events
@@ -185,6 +172,25 @@ impl EventsApi {
             aggregate_id: Some(id.0.to_string()),
             ..HistoryFilter::default()
         };
-        self.page(filter, page_size(limit.0)?).await
+        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
     }
+}
+
+/// An aggregate's read-model rows as they were at `as_of` (see `event_store::time_travel`).
+pub(crate) async fn view_as_of(
+    state: &AppState,
+    projector: &dyn projections::Projector,
+    aggregate_type: &str,
+    aggregate_id: Uuid,
+    as_of: DateTime<Utc>,
+) -> Result<crate::event_store::time_travel::PastView, ApiFailure> {
+    crate::event_store::time_travel::view_as_of(
+        &state.pool,
+        projector,
+        aggregate_type,
+        &aggregate_id.to_string(),
+        as_of,
+    )
+    .await
+    .map_err(|e| ApiFailure::internal("rebuilding the past from events failed", &e))
 }

@@ -9,12 +9,9 @@ use uuid::Uuid;
 
 use super::errors::ApiFailure;
 use super::guard::AdminSession;
+use super::paging::ADMIN_PAGES;
 use super::{ApiTags, AppState};
 use crate::event_store::{CommandError, EventMetadata};
-use aggregates::text::InvalidField;
-
-const DEFAULT_PAGE_SIZE: u32 = 50;
-const MAX_PAGE_SIZE: u32 = 500;
 
 /// A turn that failed for good: its message got no answer.
 #[derive(Debug, Clone, Object, sqlx::FromRow)]
@@ -79,13 +76,7 @@ impl FailuresApi {
         limit: Query<Option<u32>>,
         before: Query<Option<DateTime<Utc>>>,
     ) -> Result<FailureListResponse, ApiFailure> {
-        let limit = limit.0.unwrap_or(DEFAULT_PAGE_SIZE);
-        if !(1..=MAX_PAGE_SIZE).contains(&limit) {
-            return Err(ApiFailure::invalid(InvalidField::new(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE_SIZE}"),
-            )));
-        }
+        let limit = ADMIN_PAGES.limit(limit.0)?;
         let mut items: Vec<FailureView> = sqlx::query_as(
             "SELECT m.turn_id AS id, c.bot_id, m.chat_id, c.telegram_chat_id, m.update_id,
                     m.failure_class AS class, m.failure_step AS step, m.last_error,
@@ -99,7 +90,7 @@ impl FailuresApi {
         )
         .bind(bot_id.0)
         .bind(before.0)
-        .bind(i64::from(limit) + 1)
+        .bind(limit + 1)
         .fetch_all(&self.state.pool)
         .await
         .map_err(|e| ApiFailure::internal("listing failures failed", &e))?;

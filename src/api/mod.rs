@@ -16,6 +16,7 @@ pub mod health;
 pub mod limits;
 pub mod metrics;
 pub mod observe;
+pub mod paging;
 pub mod session_cookie;
 pub mod strict_json;
 pub mod webhook;

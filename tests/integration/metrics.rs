@@ -71,14 +71,28 @@ async fn metrics_expose_the_named_series_after_one_turn() {
     assert!(sample("botfleet_messages_failed "), "{text}");
     // The effect runner's series carry samples from this very turn.
     assert!(
-        sample(&format!("botfleet_turns_completed_total{{bot_id=\"{bot_id}\"}} 1")),
+        sample(&format!(
+            "botfleet_turns_completed_total{{bot_id=\"{bot_id}\"}} 1"
+        )),
         "turns completed:\n{text}"
     );
-    let has = |prefix: &str, part: &str| text.lines().any(|l| l.starts_with(prefix) && l.contains(part));
-    assert!(has("botfleet_llm_request_duration_seconds_count", "gpt-5-mini"), "{text}");
+    let has = |prefix: &str, part: &str| {
+        text.lines()
+            .any(|l| l.starts_with(prefix) && l.contains(part))
+    };
+    assert!(
+        has("botfleet_llm_request_duration_seconds_count", "gpt-5-mini"),
+        "{text}"
+    );
     assert!(has("botfleet_llm_tokens_total{", "gpt-5-mini"), "{text}");
-    assert!(has("botfleet_llm_cost_micro_usd_total{", "gpt-5-mini"), "{text}");
-    assert!(has("botfleet_telegram_calls_total{", "sendMessage"), "{text}");
+    assert!(
+        has("botfleet_llm_cost_micro_usd_total{", "gpt-5-mini"),
+        "{text}"
+    );
+    assert!(
+        has("botfleet_telegram_calls_total{", "sendMessage"),
+        "{text}"
+    );
     for (family, kind) in EFFECT_RUNNER_FAMILIES {
         assert!(
             text.contains(&format!("# TYPE {family} {kind}")),
