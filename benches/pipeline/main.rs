@@ -51,6 +51,7 @@ const LATENCY_CHATS: i64 = 10_000_000;
 pub struct Plan {
     pub server_url: String,
     pub database: String,
+    pub database_options: String,
     pub bots: usize,
     pub pool: u32,
     pub effect_concurrency: usize,
@@ -87,7 +88,9 @@ fn env_list(name: &str, default: &[f64]) -> Vec<f64> {
 
 impl Plan {
     /// `BENCH_DATABASE_SERVER` (postgres://postgres@127.0.0.1:5432), `BENCH_DATABASE`
-    /// (botfleet_bench), `BENCH_BOTS` (50: Botfleet paces each bot's sends to Telegram's 30
+    /// (botfleet_bench), `BENCH_DATABASE_OPTIONS` (sslmode=disable: all three clients on
+    /// loopback without TLS, which is node-postgres's default; empty measures the TLS that
+    /// sqlx and libpq otherwise negotiate), `BENCH_BOTS` (50: Botfleet paces each bot's sends to Telegram's 30
     /// per second, so a few bots would measure that), `BENCH_POOL` (16, Botfleet's default),
     /// `BENCH_EFFECT_CONCURRENCY` (1024: 500 updates/s with a 1 s LLM keep 500 turns in flight),
     /// `BENCH_RUST_LOG` (warn), `BENCH_INTAKE_RATES` (250,500,1000,2000), `BENCH_INTAKE_SECS`
@@ -102,6 +105,7 @@ impl Plan {
                 "postgres://postgres@127.0.0.1:5432".to_owned(),
             ),
             database: env_or("BENCH_DATABASE", "botfleet_bench".to_owned()),
+            database_options: env_or("BENCH_DATABASE_OPTIONS", "sslmode=disable".to_owned()),
             bots: env_or("BENCH_BOTS", 50usize).max(1),
             pool: env_or("BENCH_POOL", 16),
             effect_concurrency: env_or("BENCH_EFFECT_CONCURRENCY", 1024),
@@ -130,8 +134,13 @@ impl Plan {
         }
     }
 
+    /// The bench database's URL, with `BENCH_DATABASE_OPTIONS` (e.g. `sslmode=disable`) for
+    /// Botfleet, pgbench and pg-boss alike.
     fn database_url(&self) -> String {
-        format!("{}/{}", self.server_url, self.database)
+        match self.database_options.as_str() {
+            "" => format!("{}/{}", self.server_url, self.database),
+            options => format!("{}/{}?{options}", self.server_url, self.database),
+        }
     }
 
     /// Sequence numbers the run can use: every update of every step, plus slack.
@@ -293,9 +302,9 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
             })
             .await?;
         next_seq = outcome.seqs.end;
-        report
-            .intake
-            .push(StepFigures::intake(rate, &outcome, &timeline));
+        let mut step = StepFigures::intake(rate, &outcome, &timeline);
+        step.rss_after = memory(pid).map(|m| m.0);
+        report.intake.push(step);
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let queued: usize = report.intake.iter().map(|s| s.accepted).sum();

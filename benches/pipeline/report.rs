@@ -27,6 +27,8 @@ pub struct StepFigures {
     pub added: Option<Percentiles>,
     /// LLM request received − webhook answered.
     pub pickup: Option<Percentiles>,
+    /// Botfleet's resident memory once the step's requests were answered.
+    pub rss_after: Option<u64>,
 }
 
 fn between(from: Option<u64>, to: Option<u64>) -> Option<Duration> {
@@ -50,6 +52,7 @@ impl StepFigures {
             turns_per_sec: 0.0,
             added: None,
             pickup: None,
+            rss_after: None,
         }
     }
 
@@ -290,7 +293,8 @@ impl Display for Report {
         writeln!(
             f,
             "botfleet: pool {}, EFFECT_CONCURRENCY {}, RUST_LOG={}, {} bots in webhook mode ({} \
-             setWebhook), rate limits off, admin login {}; {} ERROR lines in its log",
+             setWebhook), rate limits off, admin login {}; {} ERROR lines in its log; database \
+             options: {}",
             plan.pool,
             plan.effect_concurrency,
             plan.rust_log,
@@ -301,7 +305,11 @@ impl Display for Report {
             } else {
                 "not required"
             },
-            self.botfleet_errors
+            self.botfleet_errors,
+            match plan.database_options.as_str() {
+                "" => "none",
+                options => options,
+            }
         )?;
 
         writeln!(f)?;
@@ -313,12 +321,12 @@ impl Display for Report {
         )?;
         writeln!(
             f,
-            "   offered/s  accepted/s  errors   p50 ms   p99 ms  p99.9 ms   max ms"
+            "   offered/s  accepted/s  errors   p50 ms   p99 ms  p99.9 ms   max ms  RSS MB"
         )?;
         for s in &self.intake {
             writeln!(
                 f,
-                "   {:>9.0}  {:>10.0}  {:>6}  {:>7}  {:>7}  {:>8}  {:>7}",
+                "   {:>9.0}  {:>10.0}  {:>6}  {:>7}  {:>7}  {:>8}  {:>7}  {:>6.0}",
                 s.offered,
                 s.accepted_per_sec,
                 s.failed,
@@ -326,6 +334,7 @@ impl Display for Report {
                 pct(s.ack, |p| p.p99),
                 pct(s.ack, |p| p.p999),
                 pct(s.ack, |p| p.max),
+                s.rss_after.map_or(0.0, mb),
             )?;
         }
 

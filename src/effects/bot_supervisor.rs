@@ -314,7 +314,13 @@ impl BotSupervisor {
             Ok(_) => {
                 let _ = self
                     .bots
-                    .execute(&bot.id.to_string(), BotCommand::ClearError, &metadata)
+                    .execute(
+                        &bot.id.to_string(),
+                        BotCommand::ClearError {
+                            kind: "webhook".to_owned(),
+                        },
+                        &metadata,
+                    )
                     .await;
                 Ok(())
             }

@@ -400,7 +400,9 @@ impl TurnWorker {
                 );
                 crate::metrics::cost(priced_model, cost);
                 if bot.last_error_kind.as_deref() == Some("llm") {
-                    let clear = BotCommand::ClearError;
+                    let clear = BotCommand::ClearError {
+                        kind: "llm".to_owned(),
+                    };
                     let _ = self
                         .bots
                         .execute(&bot.id.to_string(), clear, metadata)

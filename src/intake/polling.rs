@@ -149,7 +149,10 @@ impl Poller {
             }
         };
         if self.may_show_error {
-            self.record(BotCommand::ClearError).await;
+            self.record(BotCommand::ClearError {
+                kind: "telegram_conflict".to_owned(),
+            })
+            .await;
             self.may_show_error = false;
         }
         let mut next_offset = offset;

@@ -190,7 +190,18 @@ async fn a_long_reply_arrives_as_several_messages_that_join_to_the_whole_text() 
         .into_iter()
         .map(|(_, t)| t)
         .collect();
-    assert!(parts.len() >= 3, "{} parts", parts.len());
+    assert!(
+        parts.len() >= 3,
+        "{} parts; events: {:?}; calls: {:?}",
+        parts.len(),
+        app.event_types().await,
+        fakes
+            .telegram
+            .calls()
+            .iter()
+            .map(|c| c.method.clone())
+            .collect::<Vec<_>>()
+    );
     assert!(parts.iter().all(|p| p.chars().count() <= 4096));
     assert_eq!(parts.concat(), long, "nothing was cut");
     let ids: Vec<i64> =
@@ -259,7 +270,7 @@ async fn fifty_identical_failures_make_one_admin_notification() {
     );
     let app = TestApp::spawn_with_fakes(&fakes, |args| {
         args.alert_webhook_url = Some(alerts.url.clone());
-        args.alert_gather_ms = 2_000;
+        args.alert_gather_ms = 5_000;
     })
     .await;
     let bot_id = app.create_enabled_bot("Support", &token(1)).await;

@@ -309,6 +309,12 @@ impl TestApp {
             .to_owned();
         let (status, body) = self.post(&format!("/bots/{id}/enable"), Value::Null).await;
         assert_eq!(status, 200, "{body}");
+        // The answer waits for the read model, but only so long (READ_MODEL_WAIT_MS): on a
+        // loaded machine, make sure the webhook will see the bot live before going on.
+        eventually(Duration::from_secs(30), "the bot shows enabled", || async {
+            self.get(&format!("/bots/{id}")).await.1["status"] == "enabled"
+        })
+        .await;
         id
     }
 
@@ -320,7 +326,8 @@ impl TestApp {
 
     /// Delivers an update to the webhook as Telegram would; returns the status.
     pub async fn deliver(&self, bot_id: &str, update: &Value) -> u16 {
-        self.http
+        let response = self
+            .http
             .post(self.url(&format!("/telegram/{bot_id}/webhook")))
             .header(
                 "X-Telegram-Bot-Api-Secret-Token",
@@ -329,9 +336,16 @@ impl TestApp {
             .json(update)
             .send()
             .await
-            .expect("deliver an update")
-            .status()
-            .as_u16()
+            .expect("deliver an update");
+        let status = response.status().as_u16();
+        // Every delivery a test makes through here is meant to be accepted.
+        assert_eq!(
+            status,
+            200,
+            "the webhook refused an update: {}",
+            response.text().await.unwrap_or_default()
+        );
+        status
     }
 
     /// Waits until no chat has unfinished turns and every projection has read every event.

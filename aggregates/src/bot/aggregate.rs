@@ -177,9 +177,13 @@ impl Aggregate for Bot {
                 }
                 BotEvent::BotErrorRecorded { kind, message }
             }
-            BotCommand::ClearError => {
+            BotCommand::ClearError { kind } => {
                 self.ensure_registered()?;
-                if self.last_error.is_none() {
+                if self
+                    .last_error
+                    .as_ref()
+                    .is_none_or(|(current, _)| *current != kind)
+                {
                     return Ok(());
                 }
                 BotEvent::BotErrorCleared

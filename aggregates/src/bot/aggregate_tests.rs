@@ -328,12 +328,18 @@ fn an_error_is_recorded_once_until_cleared() {
         .when(error)
         .then_expect_events(vec![]);
     BotTest::with(services())
-        .given(vec![created(), recorded])
-        .when(BotCommand::ClearError)
+        .given(vec![created(), recorded.clone()])
+        .when(BotCommand::ClearError {
+            kind: "telegram_conflict".into(),
+        })
         .then_expect_events(vec![BotEvent::BotErrorCleared]);
     BotTest::with(services())
+        .given(vec![created(), recorded])
+        .when(BotCommand::ClearError { kind: "llm".into() })
+        .then_expect_events(vec![]);
+    BotTest::with(services())
         .given(vec![created()])
-        .when(BotCommand::ClearError)
+        .when(BotCommand::ClearError { kind: "llm".into() })
         .then_expect_events(vec![]);
 }
 

@@ -39,8 +39,11 @@ pub enum BotCommand {
         kind: String,
         message: String,
     },
-    /// The bot works again.
-    ClearError,
+    /// What caused an error of this kind works again: clears the bot's error if it is of
+    /// that kind (another kind of error is not this caller's to clear).
+    ClearError {
+        kind: String,
+    },
     /// Records the bot's @username (a repeat of the known one is no change).
     RecordIdentity {
         username: String,
