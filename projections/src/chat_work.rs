@@ -34,21 +34,6 @@ impl Projector for ChatWorkProjector {
         let chat_id = event.aggregate_uuid()?;
         let at = event.recorded_at;
         match event.decode::<ChatEvent>()? {
-            ChatEvent::AdminMessageQueued { .. } => {
-                sqlx::query(
-                    "UPDATE chat_work SET open_turns = open_turns + 1,
-                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END
-                     WHERE chat_id = $1",
-                )
-                .bind(chat_id)
-                .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(WORK_CHANNEL)
-                    .execute(&mut *tx)
-                    .await?;
-            }
             ChatEvent::MessageReceived { bot_id, .. }
             | ChatEvent::CallbackQueryReceived { bot_id, .. } => {
                 sqlx::query(
@@ -63,14 +48,10 @@ impl Projector for ChatWorkProjector {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                // Wakes runners in other processes; this one's are woken by the checkpoint.
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(WORK_CHANNEL)
-                    .execute(&mut *tx)
-                    .await?;
+                announce_work(tx).await?;
             }
-            ChatEvent::TurnRetried { .. } => {
-                // The chat's row outlives its turns, so it is there to be reopened.
+            // The chat's row outlives its turns, so it is there to be reopened.
+            ChatEvent::TurnRetried { .. } | ChatEvent::AdminMessageQueued { .. } => {
                 sqlx::query(
                     "UPDATE chat_work SET open_turns = open_turns + 1,
                         available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END
@@ -80,10 +61,7 @@ impl Projector for ChatWorkProjector {
                 .bind(at)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(WORK_CHANNEL)
-                    .execute(&mut *tx)
-                    .await?;
+                announce_work(tx).await?;
             }
             ChatEvent::ResponseSent { .. }
             | ChatEvent::TurnFailed { .. }
@@ -112,4 +90,13 @@ impl Projector for ChatWorkProjector {
         }
         Ok(())
     }
+}
+
+/// Wakes effect runners in other processes; this one's are woken by the checkpoint.
+async fn announce_work(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(WORK_CHANNEL)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
