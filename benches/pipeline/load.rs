@@ -134,6 +134,41 @@ impl WebhookLoad {
         })
     }
 
+    /// Sends updates `seqs` as fast as Botfleet takes them with `concurrency` requests in
+    /// flight (closed loop: for filling a queue, not for measuring latency); returns how many
+    /// were accepted.
+    pub async fn fill(
+        self: &Arc<Self>,
+        seqs: Range<usize>,
+        concurrency: usize,
+        chat_of: impl Fn(usize) -> i64 + Send + Sync + 'static,
+    ) -> anyhow::Result<usize> {
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(seqs.start));
+        let chat_of = Arc::new(chat_of);
+        let mut senders = tokio::task::JoinSet::new();
+        for _ in 0..concurrency {
+            let (this, next, chat_of, end) =
+                (self.clone(), next.clone(), chat_of.clone(), seqs.end);
+            senders.spawn(async move {
+                let mut accepted = 0;
+                loop {
+                    let seq = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if seq >= end {
+                        return accepted;
+                    }
+                    if this.clone().send(seq, chat_of(seq)).await {
+                        accepted += 1;
+                    }
+                }
+            });
+        }
+        let mut accepted = 0;
+        while let Some(sender) = senders.join_next().await {
+            accepted += sender?;
+        }
+        Ok(accepted)
+    }
+
     async fn send(self: Arc<Self>, seq: usize, chat: i64) -> bool {
         let Ok(_slot) = self.in_flight.acquire().await else {
             return false;

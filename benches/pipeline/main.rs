@@ -1,17 +1,20 @@
 //! Botfleet's pipeline benchmark (issue 7): `cargo bench --bench pipeline`, or `bench/run`,
 //! which first makes sure the tools it needs are there.
 //!
-//! One run, on a fresh database, against the release binary with fake Telegram and OpenAI
-//! servers on 127.0.0.1:
+//! One run against the release binary, with fake Telegram and OpenAI servers on 127.0.0.1
+//! (see the README's "Performance" section for what the figures mean):
 //!
-//! 1. Intake: webhook updates at fixed rates, open loop, while the fake LLM holds every call,
-//!    so the effect runner cannot compete and the turns queue up (over 10,000 chats).
-//! 2. End to end: the LLM is released and answers at once: the queued turns drain, which
-//!    gives turns per second, and the cost per turn over intake + drain (commits, WAL, CPU),
-//!    and the resident memory with 10,000 chats that each had a turn. Then the LLM takes 1 s
-//!    per answer and updates (each to a new chat) arrive at rising rates until Botfleet
-//!    saturates: its own added latency, and the pickup latency (webhook answered → LLM called).
-//! 3. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
+//! 1. Drain, cost and memory, on a fresh database: one update to each of 10,000 chats is
+//!    queued while the fake LLM holds every call, then the LLM answers at once and the queue
+//!    drains: turns per second, what a turn costs (commits, WAL, CPU), and the resident
+//!    memory with 10,000 chats that each had a turn.
+//! 2. Intake, on the same process: webhook updates at fixed rates, open loop, with the LLM
+//!    holding every call again, so the effect runner cannot compete.
+//! 3. Latency, on a new process and a fresh database (nothing left queued): the LLM takes 1 s
+//!    per answer, and updates (each to a new chat) arrive at rising rates until Botfleet
+//!    saturates: its own added latency, and the pickup latency (webhook answered → LLM
+//!    called).
+//! 4. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
 //!    pg-boss 10 draining no-op jobs.
 //!
 //! Settings (environment, all optional) are listed in [`Plan::from_env`].
@@ -41,8 +44,8 @@ use crate::report::{Costs, DrainFigures, Report, StepFigures};
 use crate::service::{Admin, Botfleet, Settings};
 use crate::timeline::Timeline;
 
-/// Telegram chat ids of the intake/drain phase: `INTAKE_CHATS + seq % chats`.
-const INTAKE_CHATS: i64 = 1_000_000;
+/// Telegram chat ids of the drain and intake phases: `CHATS + seq % chats`.
+const CHATS: i64 = 1_000_000;
 /// Telegram chat ids of the latency phase: a new chat per update, `LATENCY_CHATS + seq`.
 const LATENCY_CHATS: i64 = 10_000_000;
 
@@ -143,11 +146,11 @@ impl Plan {
         }
     }
 
-    /// Sequence numbers the run can use: every update of every step, plus slack.
+    /// Sequence numbers the run can use: every update of every phase, plus slack.
     fn capacity(&self) -> usize {
         let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64();
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
-        (intake + latency) as usize + 1_000
+        self.chats + (intake + latency) as usize + 1_000
     }
 }
 
@@ -224,6 +227,47 @@ async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Me
     })
 }
 
+/// A running Botfleet with the bench's bots registered and enabled.
+struct System {
+    app: Botfleet,
+    load: Arc<WebhookLoad>,
+    logged_in: bool,
+}
+
+impl System {
+    /// Starts Botfleet on a fresh database, logs in, and registers and enables the bots.
+    async fn start(
+        plan: &Plan,
+        admin: &PgPool,
+        settings: &Settings,
+        work_dir: &std::path::Path,
+        timeline: &Arc<Timeline>,
+        name: &str,
+    ) -> anyhow::Result<Self> {
+        drop_database(admin, &plan.database).await;
+        progress(format!("starting {}", service::binary().display()));
+        let app = Botfleet::start(settings, work_dir, name).await?;
+        let admin_api = Admin::login(
+            &app.base_url,
+            &settings.admin_email,
+            &settings.admin_password,
+        )
+        .await?;
+        let key = TokenKey::from_base64(&settings.token_key).map_err(anyhow::Error::msg)?;
+        let cipher = TokenCipher::new(&key);
+        let mut bots = Vec::new();
+        for index in 0..plan.bots {
+            let id = admin_api.create_enabled_bot(index).await?;
+            bots.push((id, cipher.webhook_secret(id)));
+        }
+        Ok(Self {
+            load: Arc::new(WebhookLoad::new(&app.base_url, &bots, timeline.clone())),
+            logged_in: admin_api.authenticated(),
+            app,
+        })
+    }
+}
+
 async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     let work_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/bench-pipeline");
     std::fs::create_dir_all(&work_dir)?;
@@ -233,19 +277,17 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     report.postgres_version = sqlx::query_scalar("SHOW server_version")
         .fetch_one(admin)
         .await?;
-    drop_database(admin, &plan.database).await;
+    let databases_before = measure::commits_by_database(admin).await?;
 
     let timeline = Arc::new(Timeline::new(plan.capacity()));
     let telegram = FakeTelegram::start(timeline.clone()).await?;
     let llm = FakeOpenAi::start(timeline.clone(), LlmMode::Hold).await?;
-
-    let token_key = {
-        use base64::Engine;
-        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
-    };
     let settings = Settings {
         database_url: plan.database_url(),
-        token_key: token_key.clone(),
+        token_key: {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+        },
         telegram_api_url: telegram.base_url.clone(),
         openai_base_url: llm.base_url.clone(),
         pool_size: plan.pool,
@@ -254,23 +296,10 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         admin_email: "bench@example.com".to_owned(),
         admin_password: "bench-password-0123456789".to_owned(),
     };
-    progress(format!("starting {}", service::binary().display()));
-    let mut app = Botfleet::start(&settings, &work_dir).await?;
-    let pid = app.pid();
-    let admin_api = Admin::login(
-        &app.base_url,
-        &settings.admin_email,
-        &settings.admin_password,
-    )
-    .await?;
-    report.logged_in = admin_api.authenticated();
-    let cipher = TokenCipher::new(&TokenKey::from_base64(&token_key).map_err(anyhow::Error::msg)?);
-    let mut bots = Vec::new();
-    for index in 0..plan.bots {
-        let id = admin_api.create_enabled_bot(index).await?;
-        bots.push((id, cipher.webhook_secret(id)));
-    }
-    let load = Arc::new(WebhookLoad::new(&app.base_url, &bots, timeline.clone()));
+
+    let system = System::start(plan, admin, &settings, &work_dir, &timeline, "drain").await?;
+    let pid = system.app.pid();
+    report.logged_in = system.logged_in;
     progress(format!(
         "{} bots enabled; waiting {}s for PostgreSQL's statistics to settle",
         plan.bots,
@@ -283,40 +312,28 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         .copied()
         .unwrap_or_default();
 
-    // The idle background (pollers, lease renewals, fallback polls), to subtract from the
-    // per-turn costs.
-    let databases_before = measure::commits_by_database(admin).await?;
+    // The idle background (lease renewals, fallback polls), to subtract from the per-turn
+    // costs.
     let idle_start = read_meters(admin, plan, pid).await?;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let start = read_meters(admin, plan, pid).await?;
     report.rss_idle = memory(pid).map(|m| m.0);
 
-    // 1. Intake, with the LLM holding every call.
-    let mut next_seq = 1;
+    // 1. One turn for each chat, queued behind the held LLM, then drained.
     let chats = plan.chats;
-    for &rate in &plan.intake_rates {
-        progress(format!("intake: {rate}/s for {:?}", plan.intake_step));
-        let outcome = load
-            .fixed_rate(rate, plan.intake_step, next_seq, move |seq| {
-                INTAKE_CHATS + (seq % chats) as i64
-            })
-            .await?;
-        next_seq = outcome.seqs.end;
-        let mut step = StepFigures::intake(rate, &outcome, &timeline);
-        step.rss_after = memory(pid).map(|m| m.0);
-        report.intake.push(step);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    let queued: usize = report.intake.iter().map(|s| s.accepted).sum();
-    report.rss_after_intake = memory(pid);
-    let intake_seqs = 1..next_seq;
-
-    // 2a. The drain: the LLM answers at once from now on.
-    progress(format!("drain: {queued} queued turns, instant LLM"));
+    let chat_of = move |seq: usize| CHATS + (seq % chats) as i64;
+    let fill = 1..1 + chats;
+    progress(format!(
+        "queueing one turn in each of {chats} chats (LLM held)"
+    ));
+    let fill_started = Instant::now();
+    let queued = system.load.fill(fill.clone(), 32, chat_of).await?;
+    report.fill_per_sec = queued as f64 / fill_started.elapsed().as_secs_f64();
+    progress(format!("draining {queued} queued turns, instant LLM"));
     let released = timeline.now();
     llm.set_mode(LlmMode::Delay(Duration::ZERO));
     wait_for_sends(&timeline, queued as u64, plan.drain_timeout).await;
-    let drain = DrainFigures::measure(&timeline, intake_seqs.clone(), released, queued);
+    let drain = DrainFigures::measure(&timeline, fill.clone(), released, queued);
     report.rss_after_drain = memory(pid);
     progress(format!(
         "drained {} turns at {:.0}/s; waiting {}s for the statistics",
@@ -329,8 +346,34 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     report.costs = Some(Costs::per_turn(&idle_start, &start, &end, drain.turns));
     report.drain = Some(drain);
 
-    // 2b. Added latency with a slow LLM, at rising rates, until saturation.
+    // 2. Intake, with the LLM holding every call again.
+    llm.set_mode(LlmMode::Hold);
+    let mut next_seq = fill.end;
+    for &rate in &plan.intake_rates {
+        progress(format!("intake: {rate}/s for {:?}", plan.intake_step));
+        let outcome = system
+            .load
+            .fixed_rate(rate, plan.intake_step, next_seq, chat_of)
+            .await?;
+        next_seq = outcome.seqs.end;
+        let mut step = StepFigures::intake(rate, &outcome, &timeline);
+        step.rss_after = memory(pid).map(|m| m.0);
+        report.intake.push(step);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    report.llm_calls += llm.calls();
+    // What intake queued is not worked: released calls finish during the graceful stop,
+    // and the database goes.
+    llm.set_mode(LlmMode::Delay(Duration::ZERO));
+    let log = system.app.log_path.clone();
+    drop(system);
+    report.botfleet_errors += count_errors(&log);
+
+    // 3. Added latency with a slow LLM, at rising rates, until saturation, on a new process.
     llm.set_mode(LlmMode::Delay(plan.llm_delay));
+    let llm_calls_before = llm.calls();
+    let system = System::start(plan, admin, &settings, &work_dir, &timeline, "latency").await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let mut skip_below = 0.0;
     for &rate in &plan.latency_rates {
         if rate < skip_below {
@@ -340,14 +383,16 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
             "latency: {rate}/s for {:?}, LLM answers in {:?}",
             plan.latency_step, plan.llm_delay
         ));
-        let outcome = load
+        let sent_before = timeline.sent_total();
+        let outcome = system
+            .load
             .fixed_rate(rate, plan.latency_step, next_seq, |seq| {
                 LATENCY_CHATS + seq as i64
             })
             .await?;
         next_seq = outcome.seqs.end;
-        let expected = timeline.sent_total() + outcome.accepted as u64;
         // Beyond saturation the tail can be long; a step's turns get 60 s to come out.
+        let expected = sent_before + outcome.accepted as u64;
         wait_for_sends(&timeline, expected, Duration::from_secs(60)).await;
         let step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
         let saturated = step.saturated();
@@ -361,15 +406,14 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    report.rss_end = memory(pid);
-    report.llm_calls = llm.calls();
+    report.llm_calls += llm.calls() - llm_calls_before;
     report.telegram_other_calls = telegram.other_calls();
-    report.botfleet_errors = count_errors(&app.log_path);
 
-    // 3. The anchors, on a quiet server.
+    // 4. The anchors, on a quiet server.
     progress("stopping Botfleet; anchors next");
-    app.stop();
-    drop(app);
+    let log = system.app.log_path.clone();
+    drop(system);
+    report.botfleet_errors += count_errors(&log);
     report.cargo_test_seen |= cargo_test_running();
     let bench_db = PgPoolOptions::new()
         .max_connections(1)
@@ -393,10 +437,10 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
     anchors::ensure_pgboss(&pgboss_dir).await?;
     report.pgboss_version = anchors::pgboss_version(&pgboss_dir);
-    // The same number of jobs as Botfleet drained turns: a queue's speed depends on its depth.
+    // As many jobs as Botfleet drained turns: a queue's speed depends on its depth.
     let jobs = plan
         .pgboss_jobs
-        .unwrap_or_else(|| report.drain.as_ref().map_or(20_000, |d| d.queued as u64));
+        .unwrap_or_else(|| report.drain.as_ref().map_or(10_000, |d| d.queued as u64));
     report.pgboss_jobs = jobs;
     progress(format!(
         "pg-boss {}: {jobs} no-op jobs per setting, settings {}",

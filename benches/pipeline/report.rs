@@ -196,10 +196,10 @@ pub struct Report {
     pub drain: Option<DrainFigures>,
     pub costs: Option<Costs>,
     pub rss_idle: Option<u64>,
-    /// With EFFECT_CONCURRENCY LLM calls held open and the turns queued.
-    pub rss_after_intake: Option<(u64, u64)>,
+    /// Right after the drain: every one of the chats has had its turn.
     pub rss_after_drain: Option<(u64, u64)>,
-    pub rss_end: Option<(u64, u64)>,
+    /// Updates per second the closed-loop filler got accepted while queueing the drain.
+    pub fill_per_sec: f64,
     pub latency: Vec<StepFigures>,
     pub llm_calls: u64,
     pub telegram_other_calls: std::collections::BTreeMap<String, u64>,
@@ -225,9 +225,8 @@ impl Report {
             drain: None,
             costs: None,
             rss_idle: None,
-            rss_after_intake: None,
             rss_after_drain: None,
-            rss_end: None,
+            fill_per_sec: 0.0,
             latency: Vec::new(),
             llm_calls: 0,
             telegram_other_calls: Default::default(),
@@ -293,7 +292,7 @@ impl Display for Report {
         writeln!(
             f,
             "botfleet: pool {}, EFFECT_CONCURRENCY {}, RUST_LOG={}, {} bots in webhook mode ({} \
-             setWebhook), rate limits off, admin login {}; {} ERROR lines in its log; database \
+             setWebhook), rate limits off, admin login {}; {} ERROR lines in its logs; database \
              options: {}",
             plan.pool,
             plan.effect_concurrency,
@@ -343,10 +342,11 @@ impl Display for Report {
         if let Some(d) = &self.drain {
             writeln!(
                 f,
-                "   drain, instant LLM: {} of {} queued turns in {:.1} s = {:.0} turns/s \
-                 (10th–90th percentile: {:.0}/s)",
+                "   drain, instant LLM: {} of {} queued turns (one per chat; queued at {:.0}/s) in \
+                 {:.1} s = {:.0} turns/s (10th–90th percentile: {:.0}/s)",
                 d.turns,
                 d.queued,
+                self.fill_per_sec,
                 d.elapsed.as_secs_f64(),
                 d.turns_per_sec,
                 d.steady_turns_per_sec
@@ -382,8 +382,8 @@ impl Display for Report {
         writeln!(f)?;
         writeln!(
             f,
-            "3. Cost per turn (intake + drain; Botfleet's idle background subtracted from commits \
-             and CPU)"
+            "3. Cost per turn (queueing and draining the drain's turns; Botfleet's idle background \
+             subtracted from commits and CPU)"
         )?;
         if let Some(c) = &self.costs {
             writeln!(
@@ -409,12 +409,10 @@ impl Display for Report {
         };
         writeln!(
             f,
-            "   Botfleet RSS: idle {:.0} MB; after intake {}; with {} active chats {}; at the end {}",
+            "   Botfleet RSS: idle {:.0} MB; with {} active chats {} (intake steps: see 1.)",
             self.rss_idle.map_or(0.0, mb),
-            rss(self.rss_after_intake),
             plan.chats,
             rss(self.rss_after_drain),
-            rss(self.rss_end)
         )?;
 
         writeln!(f)?;

@@ -46,9 +46,10 @@ fn free_port() -> anyhow::Result<u16> {
 }
 
 impl Botfleet {
-    pub async fn start(settings: &Settings, log_dir: &Path) -> anyhow::Result<Self> {
+    /// Starts `botfleet serve`, logging to `log_dir/botfleet-{name}.log`.
+    pub async fn start(settings: &Settings, log_dir: &Path, name: &str) -> anyhow::Result<Self> {
         let port = free_port()?;
-        let log_path = log_dir.join("botfleet.log");
+        let log_path = log_dir.join(format!("botfleet-{name}.log"));
         let log = File::create(&log_path)?;
         let child = Command::new(binary())
             .arg("serve")
