@@ -390,7 +390,12 @@ impl BotsApi {
             .wait_for("bots", position, self.state.read_model_wait)
             .await;
         if !caught_up {
-            tracing::warn!(%position, "the bots read model did not catch up in time; answering from it anyway");
+            // The write stands; only the answer would be stale. Say so rather than show it.
+            tracing::warn!(%position, "the bots read model did not catch up in time");
+            return Err(ApiFailure::Unavailable(Json(super::errors::ApiError::new(
+                "read_model_lagging",
+                "the change is recorded, but the read model has not caught up yet; read the bot again shortly",
+            ))));
         }
         Ok(())
     }

@@ -129,6 +129,7 @@ fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
         .env("ADMIN_EMAIL", ADMIN_EMAIL)
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("EFFECT_LEASE_MS", "1000")
+        .env("READ_MODEL_WAIT_MS", "30000")
         .env("SUBSCRIPTION_POLL_MS", "200")
         .env("RETRY_BACKOFF_MS", "100")
         .env("POLL_TIMEOUT_SECS", "1")
