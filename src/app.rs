@@ -134,6 +134,7 @@ impl Application {
             progress: state.progress.clone(),
             wakeups: wakeups.clone(),
             poll_interval: config.subscription_poll,
+            fresh_work: state.intake.fresh_work().take_receiver(),
         };
         workers.push(runner.spawn(shutdown.clone()));
         // A poll lasts up to its timeout; the bot's lease must outlive it.

@@ -72,6 +72,8 @@ pub struct Plan {
     /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
     pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
+    /// Which phases run (drain, intake, latency, anchors); all by default.
+    pub phases: Vec<String>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -100,7 +102,10 @@ impl Plan {
     /// (5), `BENCH_CHATS` (10000), `BENCH_LATENCY_RATES` (50,100,200,300,400,500,750,1000,1500),
     /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
     /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
-    /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size).
+    /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size),
+    /// `BENCH_PHASES` (drain,intake,latency,anchors: a subset runs only those, for profiling
+    /// one part; the intake phase runs on the drain phase's process), `BENCH_KEEP_DATABASE`
+    /// (set: the last phase's database is left for inspection).
     fn from_env() -> Self {
         Self {
             server_url: env_or(
@@ -134,6 +139,10 @@ impl Plan {
                 "BENCH_PGBOSS_SETTINGS",
                 "4x500,8x250,8x500,16x500".to_owned(),
             ),
+            phases: env_or("BENCH_PHASES", "drain,intake,latency,anchors".to_owned())
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .collect(),
         }
     }
 
@@ -144,6 +153,10 @@ impl Plan {
             "" => format!("{}/{}", self.server_url, self.database),
             options => format!("{}/{}?{options}", self.server_url, self.database),
         }
+    }
+
+    fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
     }
 
     /// Sequence numbers the run can use: every update of every phase, plus slack.
@@ -176,7 +189,9 @@ fn main() -> ExitCode {
             _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
             _ = terminate.recv() => Err(anyhow::anyhow!("terminated")),
         };
-        drop_database(&admin, &plan.database).await;
+        if std::env::var_os("BENCH_KEEP_DATABASE").is_none() {
+            drop_database(&admin, &plan.database).await;
+        }
         result
     });
     match outcome {
@@ -297,164 +312,172 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         admin_password: "bench-password-0123456789".to_owned(),
     };
 
-    let system = System::start(plan, admin, &settings, &work_dir, &timeline, "drain").await?;
-    let pid = system.app.pid();
-    report.logged_in = system.logged_in;
-    progress(format!(
-        "{} bots enabled; waiting {}s for PostgreSQL's statistics to settle",
-        plan.bots,
-        STATS_SETTLE.as_secs()
-    ));
-    tokio::time::sleep(STATS_SETTLE).await;
-    report.webhooks_set = telegram
-        .other_calls()
-        .get("setwebhook")
-        .copied()
-        .unwrap_or_default();
-
-    // The idle background (lease renewals, fallback polls), to subtract from the per-turn
-    // costs.
-    let idle_start = read_meters(admin, plan, pid).await?;
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    let start = read_meters(admin, plan, pid).await?;
-    report.rss_idle = memory(pid).map(|m| m.0);
-
-    // 1. One turn for each chat, queued behind the held LLM, then drained.
-    let chats = plan.chats;
-    let chat_of = move |seq: usize| CHATS + (seq % chats) as i64;
-    let fill = 1..1 + chats;
-    progress(format!(
-        "queueing one turn in each of {chats} chats (LLM held)"
-    ));
-    let fill_started = Instant::now();
-    let queued = system.load.fill(fill.clone(), 32, chat_of).await?;
-    report.fill_per_sec = queued as f64 / fill_started.elapsed().as_secs_f64();
-    progress(format!("draining {queued} queued turns, instant LLM"));
-    let released = timeline.now();
-    llm.set_mode(LlmMode::Delay(Duration::ZERO));
-    wait_for_sends(&timeline, queued as u64, plan.drain_timeout).await;
-    let drain = DrainFigures::measure(&timeline, fill.clone(), released, queued);
-    report.rss_after_drain = memory(pid);
-    progress(format!(
-        "drained {} turns at {:.0}/s; waiting {}s for the statistics",
-        drain.turns,
-        drain.turns_per_sec,
-        STATS_SETTLE.as_secs()
-    ));
-    tokio::time::sleep(STATS_SETTLE).await;
-    let end = read_meters(admin, plan, pid).await?;
-    report.costs = Some(Costs::per_turn(&idle_start, &start, &end, drain.turns));
-    report.drain = Some(drain);
-
-    // 2. Intake, with the LLM holding every call again.
-    llm.set_mode(LlmMode::Hold);
-    let mut next_seq = fill.end;
-    for &rate in &plan.intake_rates {
-        progress(format!("intake: {rate}/s for {:?}", plan.intake_step));
-        let outcome = system
-            .load
-            .fixed_rate(rate, plan.intake_step, next_seq, chat_of)
-            .await?;
-        next_seq = outcome.seqs.end;
-        let mut step = StepFigures::intake(rate, &outcome, &timeline);
-        step.rss_after = memory(pid).map(|m| m.0);
-        report.intake.push(step);
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    report.llm_calls += llm.calls();
-    // What intake queued is not worked: released calls finish during the graceful stop,
-    // and the database goes.
-    llm.set_mode(LlmMode::Delay(Duration::ZERO));
-    let log = system.app.log_path.clone();
-    drop(system);
-    report.botfleet_errors += count_errors(&log);
-
-    // 3. Added latency with a slow LLM, at rising rates, until saturation, on a new process.
-    llm.set_mode(LlmMode::Delay(plan.llm_delay));
-    let llm_calls_before = llm.calls();
-    let system = System::start(plan, admin, &settings, &work_dir, &timeline, "latency").await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let mut skip_below = 0.0;
-    for &rate in &plan.latency_rates {
-        if rate < skip_below {
-            continue;
-        }
+    let mut next_seq = 1;
+    if plan.runs("drain") || plan.runs("intake") {
+        let system = System::start(plan, admin, &settings, &work_dir, &timeline, "drain").await?;
+        let pid = system.app.pid();
+        report.logged_in = system.logged_in;
         progress(format!(
-            "latency: {rate}/s for {:?}, LLM answers in {:?}",
-            plan.latency_step, plan.llm_delay
+            "{} bots enabled; waiting {}s for PostgreSQL's statistics to settle",
+            plan.bots,
+            STATS_SETTLE.as_secs()
         ));
-        let sent_before = timeline.sent_total();
-        let outcome = system
-            .load
-            .fixed_rate(rate, plan.latency_step, next_seq, |seq| {
-                LATENCY_CHATS + seq as i64
-            })
-            .await?;
-        next_seq = outcome.seqs.end;
-        // Beyond saturation the tail can be long; a step's turns get 60 s to come out.
-        let expected = sent_before + outcome.accepted as u64;
-        wait_for_sends(&timeline, expected, Duration::from_secs(60)).await;
-        let step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
-        let saturated = step.saturated();
-        report.latency.push(step);
-        if saturated && rate >= plan.latency_required_rate {
-            break;
-        }
-        if saturated {
-            // Past saturation, the steps in between say nothing new: go to the target's rate.
-            skip_below = plan.latency_required_rate;
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    report.llm_calls += llm.calls() - llm_calls_before;
-    report.telegram_other_calls = telegram.other_calls();
+        tokio::time::sleep(STATS_SETTLE).await;
+        report.webhooks_set = telegram
+            .other_calls()
+            .get("setwebhook")
+            .copied()
+            .unwrap_or_default();
 
-    // 4. The anchors, on a quiet server.
-    progress("stopping Botfleet; anchors next");
-    let log = system.app.log_path.clone();
-    drop(system);
-    report.botfleet_errors += count_errors(&log);
-    report.cargo_test_seen |= cargo_test_running();
-    let bench_db = PgPoolOptions::new()
-        .max_connections(1)
-        .connect(&plan.database_url())
-        .await?;
-    progress(format!(
-        "pgbench: one-row inserts, {} clients, {} s",
-        plan.pool, plan.pgbench_seconds
-    ));
-    report.pgbench_tps = Some(
-        anchors::pgbench_single_insert(
+        // The idle background (lease renewals, fallback polls), to subtract from the per-turn
+        // costs.
+        let idle_start = read_meters(admin, plan, pid).await?;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let start = read_meters(admin, plan, pid).await?;
+        report.rss_idle = memory(pid).map(|m| m.0);
+
+        let fill = 1..1 + plan.chats;
+        let chats = plan.chats;
+        let chat_of = move |seq: usize| CHATS + (seq % chats) as i64;
+        next_seq = fill.end;
+        if plan.runs("drain") {
+            // 1. One turn for each chat, queued behind the held LLM, then drained.
+            progress(format!(
+                "queueing one turn in each of {chats} chats (LLM held)"
+            ));
+            let fill_started = Instant::now();
+            let queued = system.load.fill(fill.clone(), 32, chat_of).await?;
+            report.fill_per_sec = queued as f64 / fill_started.elapsed().as_secs_f64();
+            progress(format!("draining {queued} queued turns, instant LLM"));
+            let released = timeline.now();
+            llm.set_mode(LlmMode::Delay(Duration::ZERO));
+            wait_for_sends(&timeline, queued as u64, plan.drain_timeout).await;
+            let drain = DrainFigures::measure(&timeline, fill.clone(), released, queued);
+            report.rss_after_drain = memory(pid);
+            progress(format!(
+                "drained {} turns at {:.0}/s; waiting {}s for the statistics",
+                drain.turns,
+                drain.turns_per_sec,
+                STATS_SETTLE.as_secs()
+            ));
+            tokio::time::sleep(STATS_SETTLE).await;
+            let end = read_meters(admin, plan, pid).await?;
+            report.costs = Some(Costs::per_turn(&idle_start, &start, &end, drain.turns));
+            report.drain = Some(drain);
+        }
+        if plan.runs("intake") {
+            // 2. Intake, with the LLM holding every call again.
+            llm.set_mode(LlmMode::Hold);
+            for &rate in &plan.intake_rates {
+                progress(format!("intake: {rate}/s for {:?}", plan.intake_step));
+                let outcome = system
+                    .load
+                    .fixed_rate(rate, plan.intake_step, next_seq, chat_of)
+                    .await?;
+                next_seq = outcome.seqs.end;
+                let mut step = StepFigures::intake(rate, &outcome, &timeline);
+                step.rss_after = memory(pid).map(|m| m.0);
+                report.intake.push(step);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+        report.llm_calls += llm.calls();
+        // What intake queued is not worked: released calls finish during the graceful stop,
+        // and the database goes.
+        llm.set_mode(LlmMode::Delay(Duration::ZERO));
+        let log = system.app.log_path.clone();
+        drop(system);
+        report.botfleet_errors += count_errors(&log);
+    }
+    if plan.runs("latency") {
+        // 3. Added latency with a slow LLM, at rising rates, until saturation, on a new process.
+        llm.set_mode(LlmMode::Delay(plan.llm_delay));
+        let llm_calls_before = llm.calls();
+        let system = System::start(plan, admin, &settings, &work_dir, &timeline, "latency").await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let mut skip_below = 0.0;
+        for &rate in &plan.latency_rates {
+            if rate < skip_below {
+                continue;
+            }
+            progress(format!(
+                "latency: {rate}/s for {:?}, LLM answers in {:?}",
+                plan.latency_step, plan.llm_delay
+            ));
+            let sent_before = timeline.sent_total();
+            let outcome = system
+                .load
+                .fixed_rate(rate, plan.latency_step, next_seq, |seq| {
+                    LATENCY_CHATS + seq as i64
+                })
+                .await?;
+            next_seq = outcome.seqs.end;
+            // Beyond saturation the tail can be long; a step's turns get 60 s to come out.
+            let expected = sent_before + outcome.accepted as u64;
+            wait_for_sends(&timeline, expected, Duration::from_secs(60)).await;
+            let step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
+            let saturated = step.saturated();
+            report.latency.push(step);
+            if saturated && rate >= plan.latency_required_rate {
+                break;
+            }
+            if saturated {
+                // Past saturation, the steps in between say nothing new: go to the target's rate.
+                skip_below = plan.latency_required_rate;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        report.llm_calls += llm.calls() - llm_calls_before;
+        report.telegram_other_calls = telegram.other_calls();
+        let log = system.app.log_path.clone();
+        drop(system);
+        report.botfleet_errors += count_errors(&log);
+    }
+    if plan.runs("anchors") {
+        // 4. The anchors, on a quiet server.
+        progress("Botfleet stopped; anchors next");
+        report.cargo_test_seen |= cargo_test_running();
+        let bench_db = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&plan.database_url())
+            .await?;
+        progress(format!(
+            "pgbench: one-row inserts, {} clients, {} s",
+            plan.pool, plan.pgbench_seconds
+        ));
+        report.pgbench_tps = Some(
+            anchors::pgbench_single_insert(
+                &plan.database_url(),
+                &bench_db,
+                &work_dir,
+                plan.pool,
+                plan.pgbench_seconds,
+            )
+            .await?,
+        );
+        bench_db.close().await;
+        let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
+        anchors::ensure_pgboss(&pgboss_dir).await?;
+        report.pgboss_version = anchors::pgboss_version(&pgboss_dir);
+        // As many jobs as Botfleet drained turns: a queue's speed depends on its depth.
+        let jobs = plan
+            .pgboss_jobs
+            .unwrap_or_else(|| report.drain.as_ref().map_or(10_000, |d| d.queued as u64));
+        report.pgboss_jobs = jobs;
+        progress(format!(
+            "pg-boss {}: {jobs} no-op jobs per setting, settings {}",
+            report.pgboss_version, plan.pgboss_settings
+        ));
+        report.pgboss = anchors::pgboss_drains(
+            &pgboss_dir,
             &plan.database_url(),
-            &bench_db,
-            &work_dir,
+            jobs,
+            &plan.pgboss_settings,
             plan.pool,
-            plan.pgbench_seconds,
+            Duration::from_secs(240),
         )
-        .await?,
-    );
-    bench_db.close().await;
-    let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
-    anchors::ensure_pgboss(&pgboss_dir).await?;
-    report.pgboss_version = anchors::pgboss_version(&pgboss_dir);
-    // As many jobs as Botfleet drained turns: a queue's speed depends on its depth.
-    let jobs = plan
-        .pgboss_jobs
-        .unwrap_or_else(|| report.drain.as_ref().map_or(10_000, |d| d.queued as u64));
-    report.pgboss_jobs = jobs;
-    progress(format!(
-        "pg-boss {}: {jobs} no-op jobs per setting, settings {}",
-        report.pgboss_version, plan.pgboss_settings
-    ));
-    report.pgboss = anchors::pgboss_drains(
-        &pgboss_dir,
-        &plan.database_url(),
-        jobs,
-        &plan.pgboss_settings,
-        plan.pool,
-        Duration::from_secs(240),
-    )
-    .await?;
+        .await?;
+    }
     let databases_after = measure::commits_by_database(admin).await?;
     report.other_databases =
         measure::other_activity(&databases_before, &databases_after, &plan.database);

@@ -1,15 +1,17 @@
 //! Claims chats with due turns and works them, many chats at once, one turn at a time per
 //! chat.
 //!
-//! The runner wakes when its own process's `chat_work` projection moves (within
-//! milliseconds of a message's commit), when another process announces work, when a retry
-//! falls due, or after a slow poll. Several processes on one database share the work: a
+//! The runner takes a chat that this process's intake just recorded a turn for straight
+//! away (the fast path, [`super::fresh_work`]). Otherwise it claims from the `chat_work`
+//! projection: when that projection moves (within milliseconds of a commit), when another
+//! process announces work, when a retry falls due, or after a slow poll. Several processes on one database share the work: a
 //! chat is worked only under its lease.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -29,6 +31,8 @@ pub struct ChatRunner {
     pub progress: SubscriptionProgress,
     pub wakeups: EventWakeups,
     pub poll_interval: Duration,
+    /// Chats this process's intake just gave a turn (the fast path; see [`FreshWork`]).
+    pub fresh_work: Option<mpsc::Receiver<Uuid>>,
 }
 
 impl ChatRunner {
@@ -36,58 +40,167 @@ impl ChatRunner {
         tokio::spawn(async move { self.run(shutdown).await })
     }
 
-    async fn run(self, shutdown: CancellationToken) {
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
-        let mut in_flight = JoinSet::new();
+    async fn run(mut self, shutdown: CancellationToken) {
+        let mut slots = Slots {
+            free: self.concurrency.max(1),
+            working: HashSet::new(),
+            again: HashSet::new(),
+            in_flight: JoinSet::new(),
+            abandon: CancellationToken::new(),
+        };
+        let mut fresh = self.fresh_work.take();
         let mut work_projected = self.progress.subscribe("chat_work");
         let mut work_announced = self.wakeups.subscribe_work();
-        // Stops turns in flight only after the grace period.
-        let abandon = CancellationToken::new();
+        // Whether chat_work may show due chats this process has not claimed yet.
+        let mut claim_due = true;
+        let mut next_due = tokio::time::Instant::now();
         loop {
-            work_projected.borrow_and_update();
-            work_announced.borrow_and_update();
-            let free = slots.available_permits();
-            if free > 0 {
-                match self.leases.claim_due_chats(free as i64).await {
-                    Ok(chats) => {
-                        for chat_id in chats {
-                            let permit =
-                                slots.clone().acquire_owned().await.expect("open semaphore");
-                            let (worker, leases, abandon) =
-                                (self.worker.clone(), self.leases.clone(), abandon.clone());
-                            in_flight.spawn(async move {
-                                work_claimed_chat(worker, leases, chat_id, abandon).await;
-                                drop(permit);
-                            });
-                        }
+            // Finished chats first: their slots are free again, and a chat that got a new
+            // turn while it was worked is claimed again at once.
+            let mut hints = Vec::new();
+            while let Some(Ok(chat_id)) = slots.in_flight.try_join_next() {
+                slots.finished(chat_id);
+                if slots.again.remove(&chat_id) {
+                    hints.push(chat_id);
+                }
+            }
+            if let Some(fresh) = fresh.as_mut() {
+                while let Ok(chat_id) = fresh.try_recv() {
+                    hints.push(chat_id);
+                }
+            }
+            if !hints.is_empty() {
+                self.claim_hinted(&mut slots, hints).await;
+            }
+            if claim_due && slots.free > 0 {
+                match self.claim_due(&mut slots).await {
+                    Ok((backlog, due_in)) => {
+                        // With a backlog, the next free slot claims again; otherwise new work
+                        // comes with the projection, an announcement, or the next due retry.
+                        claim_due = backlog;
+                        next_due = tokio::time::Instant::now() + due_in;
                     }
                     Err(e) => {
                         tracing::warn!(error = ?e, "cannot claim chats; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        next_due = tokio::time::Instant::now() + Duration::from_millis(500);
                     }
                 }
             }
-            let next_due = match self.leases.next_due_in().await {
-                Ok(due) => due.unwrap_or(self.poll_interval).min(self.poll_interval),
-                Err(_) => self.poll_interval,
+            let fresh_hint = async {
+                match fresh.as_mut() {
+                    Some(fresh) => fresh.recv().await,
+                    None => std::future::pending().await,
+                }
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = work_projected.changed() => {}
-                _ = work_announced.changed() => {}
-                Some(_) = in_flight.join_next(), if !in_flight.is_empty() => {}
-                _ = tokio::time::sleep(next_due) => {}
+                _ = work_projected.changed() => claim_due = true,
+                _ = work_announced.changed() => claim_due = true,
+                Some(finished) = slots.in_flight.join_next(), if !slots.in_flight.is_empty() => {
+                    if let Ok(chat_id) = finished {
+                        slots.finished(chat_id);
+                        if slots.again.remove(&chat_id) {
+                            self.claim_hinted(&mut slots, vec![chat_id]).await;
+                        }
+                    }
+                }
+                Some(chat_id) = fresh_hint => {
+                    self.claim_hinted(&mut slots, vec![chat_id]).await;
+                }
+                // With no slot free, a due chat waits for one anyway.
+                _ = tokio::time::sleep_until(next_due), if slots.free > 0 => claim_due = true,
             }
         }
         // Let turns in flight finish, so that no send is interrupted between Telegram's
         // answer and its record; past the grace period, their leases hand them over.
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while in_flight.join_next().await.is_some() {}
+            while slots.in_flight.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
-            abandon.cancel();
-            in_flight.abort_all();
+            slots.abandon.cancel();
+            slots.in_flight.abort_all();
+        }
+    }
+
+    /// Claims due chats from `chat_work` for the free slots; returns whether more may be
+    /// due than there were slots, and when a chat waiting for a retry falls due.
+    async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Duration), sqlx::Error> {
+        let limit = slots.free;
+        let chats = self.leases.claim_due_chats(limit as i64).await?;
+        let backlog = chats.len() == limit;
+        for chat_id in chats {
+            self.start(slots, chat_id);
+        }
+        let due_in = if backlog {
+            Duration::ZERO
+        } else {
+            self.leases
+                .next_due_in()
+                .await?
+                .unwrap_or(self.poll_interval)
+                .min(self.poll_interval)
+        };
+        Ok((backlog, due_in))
+    }
+
+    /// Claims chats that just got a turn, those this process is not working already; a chat
+    /// it is working is claimed again when that work ends.
+    async fn claim_hinted(&self, slots: &mut Slots, hints: Vec<Uuid>) {
+        let mut wanted: Vec<Uuid> = Vec::new();
+        for chat_id in hints {
+            if slots.working.contains(&chat_id) {
+                slots.again.insert(chat_id);
+            } else if wanted.len() < slots.free && !wanted.contains(&chat_id) {
+                wanted.push(chat_id);
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        match self.leases.claim_chats(&wanted).await {
+            Ok(claimed) => {
+                for chat_id in claimed {
+                    self.start(slots, chat_id);
+                }
+            }
+            // The projection path brings the same work.
+            Err(e) => tracing::warn!(error = ?e, "cannot claim fresh chats"),
+        }
+    }
+
+    fn start(&self, slots: &mut Slots, chat_id: Uuid) {
+        if !slots.working.insert(chat_id) {
+            return;
+        }
+        slots.free -= 1;
+        let (worker, leases, abandon) = (
+            self.worker.clone(),
+            self.leases.clone(),
+            slots.abandon.clone(),
+        );
+        slots.in_flight.spawn(async move {
+            work_claimed_chat(worker, leases, chat_id, abandon).await;
+            chat_id
+        });
+    }
+}
+
+/// The chats this process works right now.
+struct Slots {
+    free: usize,
+    working: HashSet<Uuid>,
+    /// Chats that got a new turn while being worked: claimed again when their work ends.
+    again: HashSet<Uuid>,
+    in_flight: JoinSet<Uuid>,
+    /// Stops turns in flight, only after the shutdown's grace period.
+    abandon: CancellationToken,
+}
+
+impl Slots {
+    fn finished(&mut self, chat_id: Uuid) {
+        if self.working.remove(&chat_id) {
+            self.free += 1;
         }
     }
 }

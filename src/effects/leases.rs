@@ -89,6 +89,25 @@ impl Leases {
         .await
     }
 
+    /// Claims those of `chats` that nobody holds a live lease on (the fast path: chats that
+    /// just got a turn in this process).
+    pub async fn claim_chats(&self, chats: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
+        sqlx::query_scalar(
+            "INSERT INTO leases (resource, owner, expires_at)
+             SELECT 'chat:' || id, $2, now() + $3 * interval '1 millisecond'
+             FROM unnest($1::uuid[]) AS id
+             ON CONFLICT (resource) DO UPDATE
+                SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+                WHERE leases.expires_at <= now()
+             RETURNING substr(resource, 6)::uuid",
+        )
+        .bind(chats)
+        .bind(self.owner)
+        .bind(self.millis())
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// When the next chat whose turns wait for a backoff becomes due, if any does.
     pub async fn next_due_in(&self) -> Result<Option<Duration>, sqlx::Error> {
         let millis: Option<f64> = sqlx::query_scalar(

@@ -26,7 +26,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::backoff::Backoff;
-use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
+use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata, LoadedAggregate};
 use crate::intake::update_correlation_id;
 use crate::llm::{ErrorClass, HistoryTurn, LanguageModel, LlmRequest, PriceTable};
 use crate::personal_data::PersonalDataVault;
@@ -60,6 +60,11 @@ tokio::task_local! {
     /// The bot whose turn is being worked, for metrics recorded deep in the steps.
     static TURN_BOT: Uuid;
 }
+
+/// A retry counts as due this much before its time: the runner claims by the database's
+/// clock and decides by this process's, and a small skew must not make it claim and
+/// give back the same chat in a loop.
+const RETRY_CLOCK_TOLERANCE: chrono::TimeDelta = chrono::TimeDelta::milliseconds(250);
 
 /// At most this many turns of one chat in a row, so one busy chat cannot hold a slot forever.
 const TURNS_PER_CLAIM: usize = 16;
@@ -103,18 +108,27 @@ impl TurnWorker {
         chat_id: Uuid,
         lost: &CancellationToken,
     ) -> Result<(), TurnError> {
+        let mut work = self.chats.load_for_commands(&chat_id.to_string()).await?;
+        let mut bots = BotCache::default();
         for _ in 0..TURNS_PER_CLAIM * 2 {
             if lost.is_cancelled() {
                 return Ok(());
             }
-            let chat = self.chats.load(&chat_id.to_string()).await?;
+            let chat = work.state();
             let (Some(turn), Some(bot_id)) = (chat.next_turn().cloned(), chat.bot_id) else {
                 return Ok(());
             };
+            if turn
+                .retry_at
+                .is_some_and(|at| at > Utc::now() + RETRY_CLOCK_TOLERANCE)
+            {
+                // Waiting out its backoff; chat_work brings the chat back when it is due.
+                return Ok(());
+            }
             let correlation_id = update_correlation_id(bot_id, turn.update_id);
             let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
             match TURN_BOT
-                .scope(bot_id, self.step(chat_id, bot_id, &chat, &turn))
+                .scope(bot_id, self.step(&mut work, &mut bots, bot_id, &turn))
                 .instrument(span)
                 .await?
             {
@@ -132,17 +146,19 @@ impl TurnWorker {
 
     async fn step(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
+        bots: &mut BotCache,
         bot_id: Uuid,
-        chat: &Chat,
         turn: &OpenTurn,
     ) -> Result<Next, TurnError> {
         let metadata = Self::metadata(bot_id, turn.update_id);
-        let bot = find_bot(&self.pool, bot_id).await?;
+        // The state the step decides on; `work` moves on as the step records its outcome.
+        let chat = &work.state().clone();
+        let bot = bots.get(&self.pool, bot_id).await?;
         let Some(bot) = bot.filter(|b| b.is_active && b.deleted_at.is_none()) else {
             // Nothing is answered for a disabled or deleted bot, now or later.
             self.record(
-                chat_id,
+                work,
                 ChatCommand::FailTurn {
                     update_id: turn.update_id,
                     step: turn.step(),
@@ -158,7 +174,7 @@ impl TurnWorker {
         if chat.blocked {
             // Telegram refused this chat; nothing more is attempted until its user writes.
             self.record(
-                chat_id,
+                work,
                 ChatCommand::FailTurn {
                     update_id: turn.update_id,
                     step: turn.step(),
@@ -173,7 +189,7 @@ impl TurnWorker {
         }
         match (&turn.kind, &turn.response) {
             (TurnKind::Callback { query_id, data }, _) => {
-                self.answer_callback(chat_id, &bot, turn, query_id, data.as_deref(), &metadata)
+                self.answer_callback(work, &bot, turn, query_id, data.as_deref(), &metadata)
                     .await
             }
             (TurnKind::Media { .. }, None) => {
@@ -181,21 +197,18 @@ impl TurnWorker {
                     text: self.vault.seal(subject(chat, turn), MEDIA_NOTICE).await?,
                     kind: ResponseKind::Notice,
                 };
-                self.record_response(chat_id, turn, notice, false, &metadata)
+                self.record_response(work, turn, notice, false, &metadata)
                     .await
             }
-            (TurnKind::Message, None) => self.generate(chat_id, &bot, chat, turn, &metadata).await,
-            (_, Some(response)) => {
-                self.send(chat_id, &bot, chat, turn, response, &metadata)
-                    .await
-            }
+            (TurnKind::Message, None) => self.generate(work, &bot, chat, turn, &metadata).await,
+            (_, Some(response)) => self.send(work, &bot, chat, turn, response, &metadata).await,
         }
     }
 
     /// Records a step's outcome; a refusal means another runner recorded it first.
     async fn record(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         command: ChatCommand,
         metadata: &EventMetadata,
     ) -> Result<(), TurnError> {
@@ -204,11 +217,7 @@ impl TurnWorker {
             ChatCommand::FailTurn { class, .. } => Some(*class),
             _ => None,
         };
-        match self
-            .chats
-            .execute(&chat_id.to_string(), command, metadata)
-            .await
-        {
+        match self.chats.execute_on(work, command, metadata).await {
             Ok(_) => {
                 if let (Some(class), Ok(bot_id)) = (failed_class, TURN_BOT.try_with(|bot| *bot)) {
                     crate::metrics::turn_failed(bot_id, &format!("{class:?}").to_lowercase());
@@ -225,14 +234,14 @@ impl TurnWorker {
 
     async fn generate(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         bot: &BotRow,
         chat: &Chat,
         turn: &OpenTurn,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
         let Some(user_text) = self.vault.open(&turn.user_text).await? else {
-            return self.forgotten(chat_id, turn, metadata).await;
+            return self.forgotten(work, turn, metadata).await;
         };
         let command = BotCommandName::parse(&user_text, None);
         let (text, kind, reset) = match command {
@@ -241,7 +250,7 @@ impl TurnWorker {
             Some(BotCommandName::Refresh) => (REFRESH_TEXT.to_owned(), command, true),
             None => {
                 return self
-                    .ask_llm(chat_id, bot, chat, turn, user_text, metadata)
+                    .ask_llm(work, bot, chat, turn, user_text, metadata)
                     .await
             }
         };
@@ -251,14 +260,14 @@ impl TurnWorker {
                 command: kind.expect("a command"),
             },
         };
-        self.record_response(chat_id, turn, response, reset, metadata)
+        self.record_response(work, turn, response, reset, metadata)
             .await
     }
 
     /// The person asked to be forgotten while the turn waited: nothing is left to answer.
     async fn forgotten(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         turn: &OpenTurn,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
@@ -269,20 +278,20 @@ impl TurnWorker {
             error: "the person's data was forgotten".into(),
             blocks_chat: false,
         };
-        self.record(chat_id, fail, metadata).await?;
+        self.record(work, fail, metadata).await?;
         Ok(Next::Continue)
     }
 
     async fn record_response(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         turn: &OpenTurn,
         response: GeneratedResponse,
         reset_conversation: bool,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
         self.record(
-            chat_id,
+            work,
             ChatCommand::RecordResponse {
                 update_id: turn.update_id,
                 response,
@@ -298,7 +307,7 @@ impl TurnWorker {
     /// the conversation.
     async fn answer_callback(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         bot: &BotRow,
         turn: &OpenTurn,
         query_id: &str,
@@ -335,13 +344,13 @@ impl TurnWorker {
                 blocks_chat: false,
             },
         };
-        self.record(chat_id, command, metadata).await?;
+        self.record(work, command, metadata).await?;
         Ok(Next::Continue)
     }
 
     async fn ask_llm(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         bot: &BotRow,
         chat: &Chat,
         turn: &OpenTurn,
@@ -418,7 +427,7 @@ impl TurnWorker {
                     },
                 };
                 self.record(
-                    chat_id,
+                    work,
                     ChatCommand::RecordResponse {
                         update_id: turn.update_id,
                         response,
@@ -441,7 +450,7 @@ impl TurnWorker {
                 let retry_at =
                     retry.then(|| Utc::now() + self.backoff.pause(attempt, error.retry_after));
                 self.record(
-                    chat_id,
+                    work,
                     ChatCommand::RecordAttemptFailure {
                         update_id: turn.update_id,
                         step: TurnStep::Generate,
@@ -462,7 +471,7 @@ impl TurnWorker {
                 // The user learns something went wrong, once: the error message is this
                 // turn's response, sent like any other.
                 self.record(
-                    chat_id,
+                    work,
                     ChatCommand::RecordResponse {
                         update_id: turn.update_id,
                         response: GeneratedResponse {
@@ -504,7 +513,7 @@ impl TurnWorker {
 
     async fn send(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         bot: &BotRow,
         chat: &Chat,
         turn: &OpenTurn,
@@ -525,12 +534,12 @@ impl TurnWorker {
                     error: e.to_string(),
                     blocks_chat: false,
                 };
-                self.record(chat_id, fail, metadata).await?;
+                self.record(work, fail, metadata).await?;
                 return Ok(Next::Continue);
             }
         };
         let Some(text) = self.vault.open(&response.text).await? else {
-            return self.forgotten(chat_id, turn, metadata).await;
+            return self.forgotten(work, turn, metadata).await;
         };
         let mut message_ids = Vec::new();
         for part in split_message(&text, TELEGRAM_MESSAGE_LIMIT) {
@@ -544,15 +553,13 @@ impl TurnWorker {
                 }
                 Err(failure) => {
                     crate::metrics::telegram_call("sendMessage", failure.code);
-                    return self
-                        .send_failed(chat_id, bot, turn, failure, metadata)
-                        .await;
+                    return self.send_failed(work, bot, turn, failure, metadata).await;
                 }
             }
         }
         // The window in which a crash makes a resend: between the last send and this record.
         self.record(
-            chat_id,
+            work,
             ChatCommand::RecordSent {
                 update_id: turn.update_id,
                 telegram_message_ids: message_ids,
@@ -566,7 +573,7 @@ impl TurnWorker {
 
     async fn send_failed(
         &self,
-        chat_id: Uuid,
+        work: &mut LoadedAggregate<Chat>,
         bot: &BotRow,
         turn: &OpenTurn,
         failure: TelegramFailure,
@@ -574,12 +581,8 @@ impl TurnWorker {
     ) -> Result<Next, TurnError> {
         if let Some(to_chat_id) = failure.migrated_to {
             // The group is a supergroup now: move the chat and send again at once.
-            self.record(
-                chat_id,
-                ChatCommand::RecordMigration { to_chat_id },
-                metadata,
-            )
-            .await?;
+            self.record(work, ChatCommand::RecordMigration { to_chat_id }, metadata)
+                .await?;
             return Ok(Next::Continue);
         }
         if let Some(pause) = failure.retry_after {
@@ -597,7 +600,7 @@ impl TurnWorker {
                 error: failure.message,
                 retry_at: Some(retry_at),
             };
-            self.record(chat_id, record, metadata).await?;
+            self.record(work, record, metadata).await?;
             return Ok(Next::Pause);
         }
         if failure.invalid_token {
@@ -621,7 +624,7 @@ impl TurnWorker {
             // Blocked, kicked, deactivated, not found: the chat itself is out of reach.
             blocks_chat: failure.class == FailureClass::Terminal,
         };
-        self.record(chat_id, fail, metadata).await?;
+        self.record(work, fail, metadata).await?;
         Ok(Next::Continue)
     }
 
@@ -642,6 +645,29 @@ impl TurnWorker {
             .await
         {
             tracing::warn!(%bot_id, error = ?e, "cannot record the bot's error");
+        }
+    }
+}
+
+/// How long a bot's settings, read once for a claim's steps, are trusted before being read
+/// again: a bot disabled or changed mid-claim is seen within this time.
+const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(1);
+
+/// The bot of the chat being worked, read once for several steps.
+#[derive(Default)]
+struct BotCache {
+    row: Option<(std::time::Instant, Option<BotRow>)>,
+}
+
+impl BotCache {
+    async fn get(&mut self, pool: &PgPool, bot_id: Uuid) -> Result<Option<BotRow>, sqlx::Error> {
+        match &self.row {
+            Some((read_at, row)) if read_at.elapsed() < BOT_ROW_FRESHNESS => Ok(row.clone()),
+            _ => {
+                let row = find_bot(pool, bot_id).await?;
+                self.row = Some((std::time::Instant::now(), row.clone()));
+                Ok(row)
+            }
         }
     }
 }

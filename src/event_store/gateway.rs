@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::persist::PersistedEventStore;
+use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
 use postgres_es::PostgresEventRepository;
 use projections::StreamPosition;
@@ -62,6 +62,24 @@ pub struct CommandGateway<A: Aggregate> {
     /// Commands to one aggregate take turns in this process, so they do not race each other
     /// to the same version and fail; only appends from other processes can conflict.
     turns: AggregateTurns,
+    /// Events between snapshots, when the store keeps them.
+    snapshot_every: Option<usize>,
+}
+
+/// An aggregate loaded once and kept up to date by the commands its holder executes on it,
+/// so that a worker doing several steps in a row reads the stream once, not once per step.
+pub struct LoadedAggregate<A: Aggregate> {
+    context: EventStoreAggregateContext<A>,
+}
+
+impl<A: Aggregate> LoadedAggregate<A> {
+    pub fn state(&self) -> &A {
+        &self.context.aggregate
+    }
+
+    pub fn sequence(&self) -> usize {
+        self.context.current_sequence
+    }
 }
 
 /// One async mutex per aggregate id, kept only while someone holds or waits for it.
@@ -99,6 +117,7 @@ where
             PersistedEventStore::new_event_store(repository),
             services,
             pool,
+            None,
         )
     }
 
@@ -110,6 +129,7 @@ where
             PersistedEventStore::new_snapshot_store(repository, every),
             services,
             pool,
+            Some(every),
         )
     }
 
@@ -117,12 +137,14 @@ where
         store: PersistedEventStore<PostgresEventRepository, A>,
         services: A::Services,
         pool: PgPool,
+        snapshot_every: Option<usize>,
     ) -> Self {
         Self {
             store: store.with_upcasters(aggregates::upcasting::all()),
             services,
             pool,
             turns: AggregateTurns::default(),
+            snapshot_every,
         }
     }
 
@@ -174,6 +196,104 @@ where
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// Loads the aggregate for a holder that will execute several commands on it in a row
+    /// ([`Self::execute_on`]).
+    pub async fn load_for_commands(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
+        let context = self
+            .store
+            .load_aggregate(aggregate_id)
+            .await
+            .map_err(CommandError::from_aggregate)?;
+        Ok(LoadedAggregate { context })
+    }
+
+    /// Like [`Self::execute`], on an aggregate already loaded: decided on the state in memory,
+    /// appended at the version it was loaded at, and applied to it on success. When another
+    /// writer appended in between, the aggregate is loaded again and the command decided anew,
+    /// so the state in memory is never behind what this command saw.
+    pub async fn execute_on(
+        &self,
+        loaded: &mut LoadedAggregate<A>,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed, CommandError<A::Error>>
+    where
+        A: Clone,
+    {
+        let aggregate_id = loaded.context.aggregate_id.clone();
+        let turn = self.turns.lock_for(&aggregate_id);
+        let _turn = turn.lock().await;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let sink = EventSink::default();
+            loaded
+                .context
+                .aggregate
+                .handle(command.clone(), &self.services, &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Committed {
+                    appended: 0,
+                    sequence: loaded.context.current_sequence,
+                });
+            }
+            let context = EventStoreAggregateContext {
+                aggregate_id: aggregate_id.clone(),
+                aggregate: loaded.context.aggregate.clone(),
+                current_sequence: loaded.context.current_sequence,
+                current_snapshot: loaded.context.current_snapshot,
+            };
+            let snapshot_taken = self.snapshot_taken(context.current_sequence, events.len());
+            match self
+                .store
+                .commit(events.clone(), context, metadata.to_map())
+                .await
+            {
+                Ok(envelopes) => {
+                    let appended = envelopes.len();
+                    for event in events {
+                        loaded.context.aggregate.apply(event);
+                    }
+                    loaded.context.current_sequence += appended;
+                    if snapshot_taken {
+                        loaded.context.current_snapshot =
+                            Some(loaded.context.current_snapshot.map_or(1, |s| s + 1));
+                    }
+                    return Ok(Committed {
+                        appended,
+                        sequence: loaded.context.current_sequence,
+                    });
+                }
+                Err(AggregateError::AggregateConflict) => {
+                    tracing::debug!(
+                        aggregate = A::TYPE,
+                        %aggregate_id,
+                        attempt,
+                        "concurrent append, loading again"
+                    );
+                    loaded.context = self
+                        .store
+                        .load_aggregate(&aggregate_id)
+                        .await
+                        .map_err(CommandError::from_aggregate)?;
+                }
+                Err(e) => return Err(CommandError::from_aggregate(e)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Whether appending `count` events after `sequence` makes the store write a snapshot
+    /// (cqrs-es's rule: a snapshot each time the stream crosses a multiple of `every`).
+    fn snapshot_taken(&self, sequence: usize, count: usize) -> bool {
+        self.snapshot_every
+            .is_some_and(|every| count >= every - (sequence % every))
     }
 
     /// The aggregate's state from its events, for reads that need the authoritative state.

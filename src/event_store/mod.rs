@@ -5,5 +5,5 @@ pub mod history;
 mod metadata;
 pub mod time_travel;
 
-pub use gateway::{CommandError, CommandGateway, Committed};
+pub use gateway::{CommandError, CommandGateway, Committed, LoadedAggregate};
 pub use metadata::{Actor, EventMetadata};

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use aggregates::chat::{chat_aggregate_id, Chat, ChatCommand, ChatError};
 use uuid::Uuid;
 
+use crate::effects::fresh_work::FreshWork;
 use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
 use crate::personal_data::PersonalDataVault;
 use crate::telegram::updates::{BotIdentity, Update, UpdateContent};
@@ -44,6 +45,8 @@ pub struct Intake {
     chats: Arc<CommandGateway<Chat>>,
     /// Seals names and texts before they enter an event.
     vault: Arc<PersonalDataVault>,
+    /// Hands chats with a new turn straight to this process's effect runner.
+    fresh_work: FreshWork,
 }
 
 /// Why an update could not be recorded.
@@ -57,7 +60,16 @@ pub enum IntakeError {
 
 impl Intake {
     pub fn new(chats: Arc<CommandGateway<Chat>>, vault: Arc<PersonalDataVault>) -> Self {
-        Self { chats, vault }
+        Self {
+            chats,
+            vault,
+            fresh_work: FreshWork::default(),
+        }
+    }
+
+    /// Where this intake announces chats with a new turn.
+    pub fn fresh_work(&self) -> &FreshWork {
+        &self.fresh_work
     }
 
     pub async fn accept(
@@ -68,7 +80,12 @@ impl Intake {
         let person = |user: Option<&aggregates::chat::TelegramUser>| {
             user.map_or(Actor::System("telegram"), |u| Actor::TelegramUser(u.id))
         };
-        let (telegram_chat_id, command, actor) = match update.content(bot) {
+        let content = update.content(bot);
+        let opens_turn = matches!(
+            content,
+            UpdateContent::Message(_) | UpdateContent::Callback(_)
+        );
+        let (telegram_chat_id, command, actor) = match content {
             UpdateContent::Message(message) => {
                 let actor = person(message.from.as_ref());
                 let message = self.vault.seal_message(*message).await?;
@@ -124,6 +141,9 @@ impl Intake {
             .await?;
         Ok(if committed.appended > 0 {
             crate::metrics::update_received(bot.bot_id);
+            if opens_turn {
+                self.fresh_work.announce(chat_id);
+            }
             Accepted::Recorded
         } else {
             Accepted::Duplicate

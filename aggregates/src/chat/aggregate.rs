@@ -1,5 +1,6 @@
 use std::collections::{BTreeSet, VecDeque};
 
+use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
@@ -30,6 +31,9 @@ pub struct OpenTurn {
     pub attempts: u32,
     #[serde(default)]
     pub kind: TurnKind,
+    /// Not to be tried again before this (the backoff after a retryable failure).
+    #[serde(default)]
+    pub retry_at: Option<DateTime<Utc>>,
 }
 
 impl OpenTurn {
@@ -323,6 +327,7 @@ impl Aggregate for Chat {
                     from_user_id: from.map(|u| u.id),
                     response: None,
                     attempts: 0,
+                    retry_at: None,
                     kind: media.map_or(TurnKind::Message, |media| TurnKind::Media { media }),
                 });
             }
@@ -347,6 +352,7 @@ impl Aggregate for Chat {
                     from_user_id: from.map(|u| u.id),
                     response: None,
                     attempts: 0,
+                    retry_at: None,
                     kind: TurnKind::Callback { query_id, data },
                 });
             }
@@ -378,6 +384,7 @@ impl Aggregate for Chat {
                         kind: ResponseKind::Admin { admin },
                     }),
                     attempts: 0,
+                    retry_at: None,
                     kind: TurnKind::Message,
                 });
             }
@@ -391,6 +398,7 @@ impl Aggregate for Chat {
                 {
                     let mut turn = self.failed_turns.remove(index);
                     turn.attempts = 0;
+                    turn.retry_at = None;
                     self.open_turns.push(turn);
                 }
             }
@@ -402,6 +410,7 @@ impl Aggregate for Chat {
                     return;
                 };
                 turn.attempts = 0;
+                turn.retry_at = None;
                 let user_text = turn.user_text.clone();
                 if let ResponseKind::Llm { response_id, .. } = &response.kind {
                     let conversation = &mut self.conversation;
@@ -430,10 +439,14 @@ impl Aggregate for Chat {
             }
             ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
             ChatEvent::AttemptFailed {
-                update_id, attempt, ..
+                update_id,
+                attempt,
+                retry_at,
+                ..
             } => {
                 if let Some(turn) = self.open_turn_mut(update_id) {
                     turn.attempts = attempt;
+                    turn.retry_at = retry_at;
                 }
             }
         }

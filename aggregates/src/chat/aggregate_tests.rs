@@ -240,6 +240,24 @@ fn failed_attempts_are_counted_per_step() {
 }
 
 #[test]
+fn a_turn_waits_for_its_backoff_until_a_step_succeeds() {
+    let retry_at = chrono::Utc::now() + chrono::TimeDelta::seconds(30);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(ChatEvent::AttemptFailed {
+        update_id: 7,
+        step: TurnStep::Generate,
+        attempt: 1,
+        class: FailureClass::Retryable,
+        error: "HTTP 500".into(),
+        retry_at: Some(retry_at),
+    });
+    assert_eq!(chat.next_turn().unwrap().retry_at, Some(retry_at));
+    chat.apply(generated(7, "hello", "resp_1"));
+    assert_eq!(chat.next_turn().unwrap().retry_at, None);
+}
+
+#[test]
 fn a_generate_failure_after_the_response_is_refused() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
