@@ -29,6 +29,10 @@ use crate::telegram::TelegramClients;
 /// A chat is snapshotted every this many events: loading one replays at most as many.
 pub const CHAT_SNAPSHOT_EVERY: usize = 50;
 
+/// Chats whose latest state is kept in memory, so that a message to an active chat, and the
+/// turn it starts, skip reading the chat's stream (a few kB each).
+pub const RECENT_CHATS: usize = 4096;
+
 /// How long in-flight HTTP requests get to finish at shutdown.
 const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
@@ -49,11 +53,10 @@ pub fn install_crypto_provider() {
 
 /// The state the API works with, over a pool that may or may not be connected yet.
 pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
-    let chats = Arc::new(CommandGateway::<Chat>::with_snapshots(
-        pool.clone(),
-        ChatServices,
-        CHAT_SNAPSHOT_EVERY,
-    ));
+    let chats = Arc::new(
+        CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, CHAT_SNAPSHOT_EVERY)
+            .with_recent(RECENT_CHATS),
+    );
     let vault = Arc::new(crate::personal_data::PersonalDataVault::new(
         pool.clone(),
         &config.token_key,
@@ -128,6 +131,7 @@ impl Application {
                 backoff: config.retry_backoff,
                 pacer: Arc::new(crate::telegram::pacing::SendPacer::default()),
                 vault: state.vault.clone(),
+                bot_rows: Default::default(),
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,

@@ -7,7 +7,7 @@
 //! process announces work, when a retry falls due, or after a slow poll. Several processes on one database share the work: a
 //! chat is worked only under its lease.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,7 +43,7 @@ impl ChatRunner {
     async fn run(mut self, shutdown: CancellationToken) {
         let mut slots = Slots {
             free: self.concurrency.max(1),
-            working: HashSet::new(),
+            working: HashMap::new(),
             again: HashSet::new(),
             in_flight: JoinSet::new(),
             abandon: CancellationToken::new(),
@@ -54,15 +54,16 @@ impl ChatRunner {
         // Whether chat_work may show due chats this process has not claimed yet.
         let mut claim_due = true;
         let mut next_due = tokio::time::Instant::now();
+        let mut finished = Vec::new();
+        let mut hints = Vec::new();
         loop {
-            // Finished chats first: their slots are free again, and a chat that got a new
-            // turn while it was worked is claimed again at once.
-            let mut hints = Vec::new();
-            while let Some(Ok(chat_id)) = slots.in_flight.try_join_next() {
-                slots.finished(chat_id);
-                if slots.again.remove(&chat_id) {
-                    hints.push(chat_id);
-                }
+            // Finished chats first: their leases go back in one statement, their slots are
+            // free again, and a chat that got a new turn while it was worked is claimed again.
+            while let Some(done) = slots.in_flight.try_join_next_with_id() {
+                finished.push(done);
+            }
+            for chat_id in self.finish(&mut slots, &mut finished).await {
+                hints.push(chat_id);
             }
             if let Some(fresh) = fresh.as_mut() {
                 while let Ok(chat_id) = fresh.try_recv() {
@@ -70,7 +71,8 @@ impl ChatRunner {
                 }
             }
             if !hints.is_empty() {
-                self.claim_hinted(&mut slots, hints).await;
+                self.claim_hinted(&mut slots, std::mem::take(&mut hints))
+                    .await;
             }
             if claim_due && slots.free > 0 {
                 match self.claim_due(&mut slots).await {
@@ -96,17 +98,10 @@ impl ChatRunner {
                 _ = shutdown.cancelled() => break,
                 _ = work_projected.changed() => claim_due = true,
                 _ = work_announced.changed() => claim_due = true,
-                Some(finished) = slots.in_flight.join_next(), if !slots.in_flight.is_empty() => {
-                    if let Ok(chat_id) = finished {
-                        slots.finished(chat_id);
-                        if slots.again.remove(&chat_id) {
-                            self.claim_hinted(&mut slots, vec![chat_id]).await;
-                        }
-                    }
+                Some(done) = slots.in_flight.join_next_with_id(), if !slots.in_flight.is_empty() => {
+                    finished.push(done);
                 }
-                Some(chat_id) = fresh_hint => {
-                    self.claim_hinted(&mut slots, vec![chat_id]).await;
-                }
+                Some(chat_id) = fresh_hint => hints.push(chat_id),
                 // With no slot free, a due chat waits for one anyway.
                 _ = tokio::time::sleep_until(next_due), if slots.free > 0 => claim_due = true,
             }
@@ -114,13 +109,51 @@ impl ChatRunner {
         // Let turns in flight finish, so that no send is interrupted between Telegram's
         // answer and its record; past the grace period, their leases hand them over.
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-            while slots.in_flight.join_next().await.is_some() {}
+            while let Some(done) = slots.in_flight.join_next_with_id().await {
+                finished.push(done);
+            }
         })
         .await;
+        self.finish(&mut slots, &mut finished).await;
         if drained.is_err() {
             slots.abandon.cancel();
             slots.in_flight.abort_all();
         }
+    }
+
+    /// Gives back the leases of the chats whose work ended well (one whose work failed keeps
+    /// its lease until it expires: that is its backoff), frees their slots, and returns those
+    /// that got a new turn meanwhile.
+    async fn finish(
+        &self,
+        slots: &mut Slots,
+        finished: &mut Vec<Result<(tokio::task::Id, bool), tokio::task::JoinError>>,
+    ) -> Vec<Uuid> {
+        if finished.is_empty() {
+            return Vec::new();
+        }
+        let mut release = Vec::new();
+        let mut chats = Vec::new();
+        for done in finished.drain(..) {
+            let (task, worked) = match done {
+                Ok((task, worked)) => (task, worked),
+                Err(e) => (e.id(), false),
+            };
+            if let Some(chat_id) = slots.working.remove(&task) {
+                slots.free += 1;
+                if worked {
+                    release.push(chat_resource(chat_id));
+                }
+                chats.push(chat_id);
+            }
+        }
+        if !release.is_empty() {
+            if let Err(e) = self.leases.release_all(&release).await {
+                tracing::warn!(error = ?e, chats = release.len(), "cannot give the leases back; they will expire");
+            }
+        }
+        chats.retain(|chat_id| slots.again.remove(chat_id));
+        chats
     }
 
     /// Claims due chats from `chat_work` for the free slots; returns whether more may be
@@ -149,7 +182,7 @@ impl ChatRunner {
     async fn claim_hinted(&self, slots: &mut Slots, hints: Vec<Uuid>) {
         let mut wanted: Vec<Uuid> = Vec::new();
         for chat_id in hints {
-            if slots.working.contains(&chat_id) {
+            if slots.is_working(chat_id) {
                 slots.again.insert(chat_id);
             } else if wanted.len() < slots.free && !wanted.contains(&chat_id) {
                 wanted.push(chat_id);
@@ -170,7 +203,7 @@ impl ChatRunner {
     }
 
     fn start(&self, slots: &mut Slots, chat_id: Uuid) {
-        if !slots.working.insert(chat_id) {
+        if slots.is_working(chat_id) {
             return;
         }
         slots.free -= 1;
@@ -179,39 +212,40 @@ impl ChatRunner {
             self.leases.clone(),
             slots.abandon.clone(),
         );
-        slots.in_flight.spawn(async move {
-            work_claimed_chat(worker, leases, chat_id, abandon).await;
-            chat_id
-        });
+        let task = slots
+            .in_flight
+            .spawn(async move { work_claimed_chat(worker, leases, chat_id, abandon).await });
+        slots.working.insert(task.id(), chat_id);
     }
 }
 
 /// The chats this process works right now.
 struct Slots {
     free: usize,
-    working: HashSet<Uuid>,
+    /// Each chat by the task working it.
+    working: HashMap<tokio::task::Id, Uuid>,
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
-    in_flight: JoinSet<Uuid>,
+    /// Each task ends with whether its chat's lease can be given back.
+    in_flight: JoinSet<bool>,
     /// Stops turns in flight, only after the shutdown's grace period.
     abandon: CancellationToken,
 }
 
 impl Slots {
-    fn finished(&mut self, chat_id: Uuid) {
-        if self.working.remove(&chat_id) {
-            self.free += 1;
-        }
+    fn is_working(&self, chat_id: Uuid) -> bool {
+        self.working.values().any(|c| *c == chat_id)
     }
 }
 
-/// Works one claimed chat while renewing its lease, then gives the lease back.
+/// Works one claimed chat while renewing its lease; returns whether the lease can be given
+/// back (the runner does that for many chats at once).
 async fn work_claimed_chat(
     worker: Arc<TurnWorker>,
     leases: Leases,
     chat_id: Uuid,
     abandon: CancellationToken,
-) {
+) -> bool {
     let resource = chat_resource(chat_id);
     let lost = abandon.child_token();
     let heartbeat = {
@@ -236,15 +270,12 @@ async fn work_claimed_chat(
     let result = worker.work_chat(chat_id, &lost).await;
     heartbeat.abort();
     match result {
-        Ok(()) => {
-            if let Err(e) = leases.release(&resource).await {
-                tracing::warn!(%resource, error = ?e, "cannot release the lease; it will expire");
-            }
-        }
+        Ok(()) => true,
         // Keeping the lease until it expires is the backoff: the chat is not retried in a
         // tight loop while, say, the database is away.
         Err(e) => {
-            tracing::error!(%chat_id, error = %crate::api::errors::ErrorChain(&e), "working the chat failed; retrying when its lease expires")
+            tracing::error!(%chat_id, error = %crate::api::errors::ErrorChain(&e), "working the chat failed; retrying when its lease expires");
+            false
         }
     }
 }

@@ -133,6 +133,16 @@ impl Leases {
         Ok(renewed.rows_affected() == 1)
     }
 
+    /// Gives back several leases this process holds, in one statement.
+    pub async fn release_all(&self, resources: &[String]) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM leases WHERE resource = ANY($1) AND owner = $2")
+            .bind(resources)
+            .bind(self.owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub async fn release(&self, resource: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM leases WHERE resource = $1 AND owner = $2")
             .bind(resource)

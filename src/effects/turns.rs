@@ -82,6 +82,7 @@ pub struct TurnWorker {
     pub pacer: Arc<SendPacer>,
     /// Opens the chat's sealed texts for the LLM and Telegram, and seals the answers.
     pub vault: Arc<PersonalDataVault>,
+    pub bot_rows: BotCache,
 }
 
 /// What to do after a step.
@@ -108,8 +109,7 @@ impl TurnWorker {
         chat_id: Uuid,
         lost: &CancellationToken,
     ) -> Result<(), TurnError> {
-        let mut work = self.chats.load_for_commands(&chat_id.to_string()).await?;
-        let mut bots = BotCache::default();
+        let mut work = self.chats.load_current(&chat_id.to_string()).await?;
         for _ in 0..TURNS_PER_CLAIM * 2 {
             if lost.is_cancelled() {
                 return Ok(());
@@ -128,7 +128,7 @@ impl TurnWorker {
             let correlation_id = update_correlation_id(bot_id, turn.update_id);
             let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
             match TURN_BOT
-                .scope(bot_id, self.step(&mut work, &mut bots, bot_id, &turn))
+                .scope(bot_id, self.step(&mut work, bot_id, &turn))
                 .instrument(span)
                 .await?
             {
@@ -147,14 +147,13 @@ impl TurnWorker {
     async fn step(
         &self,
         work: &mut LoadedAggregate<Chat>,
-        bots: &mut BotCache,
         bot_id: Uuid,
         turn: &OpenTurn,
     ) -> Result<Next, TurnError> {
         let metadata = Self::metadata(bot_id, turn.update_id);
         // The state the step decides on; `work` moves on as the step records its outcome.
         let chat = &work.state().clone();
-        let bot = bots.get(&self.pool, bot_id).await?;
+        let bot = self.bot_rows.get(&self.pool, bot_id).await?;
         let Some(bot) = bot.filter(|b| b.is_active && b.deleted_at.is_none()) else {
             // Nothing is answered for a disabled or deleted bot, now or later.
             self.record(
@@ -649,26 +648,33 @@ impl TurnWorker {
     }
 }
 
-/// How long a bot's settings, read once for a claim's steps, are trusted before being read
-/// again: a bot disabled or changed mid-claim is seen within this time.
+/// How long the runner trusts the bot settings it read: a bot disabled or changed is seen by
+/// the turns within this time.
 const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(1);
 
-/// The bot of the chat being worked, read once for several steps.
+/// Bots' settings as the runner last read them, shared by all the chats it works.
 #[derive(Default)]
-struct BotCache {
-    row: Option<(std::time::Instant, Option<BotRow>)>,
+pub struct BotCache {
+    rows: std::sync::Mutex<std::collections::HashMap<Uuid, (std::time::Instant, Option<BotRow>)>>,
 }
 
 impl BotCache {
-    async fn get(&mut self, pool: &PgPool, bot_id: Uuid) -> Result<Option<BotRow>, sqlx::Error> {
-        match &self.row {
-            Some((read_at, row)) if read_at.elapsed() < BOT_ROW_FRESHNESS => Ok(row.clone()),
-            _ => {
-                let row = find_bot(pool, bot_id).await?;
-                self.row = Some((std::time::Instant::now(), row.clone()));
-                Ok(row)
+    async fn get(&self, pool: &PgPool, bot_id: Uuid) -> Result<Option<BotRow>, sqlx::Error> {
+        {
+            let rows = self.rows.lock().expect("bot cache lock");
+            if let Some((read_at, row)) = rows.get(&bot_id) {
+                if read_at.elapsed() < BOT_ROW_FRESHNESS {
+                    return Ok(row.clone());
+                }
             }
         }
+        let row = find_bot(pool, bot_id).await?;
+        let mut rows = self.rows.lock().expect("bot cache lock");
+        if rows.len() > 10_000 {
+            rows.retain(|_, (read_at, _)| read_at.elapsed() < BOT_ROW_FRESHNESS);
+        }
+        rows.insert(bot_id, (std::time::Instant::now(), row.clone()));
+        Ok(row)
     }
 }
 

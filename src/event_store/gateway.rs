@@ -64,12 +64,18 @@ pub struct CommandGateway<A: Aggregate> {
     turns: AggregateTurns,
     /// Events between snapshots, when the store keeps them.
     snapshot_every: Option<usize>,
+    /// The latest state of recently used aggregates, when enabled ([`Self::with_recent`]).
+    recent: Option<RecentAggregates<A>>,
 }
 
 /// An aggregate loaded once and kept up to date by the commands its holder executes on it,
 /// so that a worker doing several steps in a row reads the stream once, not once per step.
 pub struct LoadedAggregate<A: Aggregate> {
     context: EventStoreAggregateContext<A>,
+    /// Read from the store just now, rather than taken from memory: a refusal decided on a
+    /// remembered state is decided again on a fresh one, as another process may have moved
+    /// the aggregate on.
+    fresh: bool,
 }
 
 impl<A: Aggregate> LoadedAggregate<A> {
@@ -106,7 +112,7 @@ impl AggregateTurns {
 
 impl<A> CommandGateway<A>
 where
-    A: Aggregate + 'static,
+    A: Aggregate + Clone + 'static,
     A::Command: Clone,
     A::Error: 'static,
 {
@@ -145,7 +151,17 @@ where
             pool,
             turns: AggregateTurns::default(),
             snapshot_every,
+            recent: None,
         }
+    }
+
+    /// Keeps the state of up to `capacity` recently used aggregates in memory, so that a
+    /// command on one of them skips reading its stream. Safe with other writers: an append
+    /// on a state that another process moved on fails on its expected version, and the
+    /// aggregate is then read again.
+    pub fn with_recent(mut self, capacity: usize) -> Self {
+        self.recent = (capacity > 0).then(|| RecentAggregates::new(capacity));
+        self
     }
 
     /// Decides `command` on the aggregate's current state and appends the resulting events
@@ -158,49 +174,44 @@ where
     ) -> Result<Committed, CommandError<A::Error>> {
         let turn = self.turns.lock_for(aggregate_id);
         let _turn = turn.lock().await;
-        for attempt in 1..=MAX_ATTEMPTS {
-            let mut context = self
-                .store
-                .load_aggregate(aggregate_id)
-                .await
-                .map_err(CommandError::from_aggregate)?;
-            let sink = EventSink::default();
-            context
-                .aggregate()
-                .handle(command.clone(), &self.services, &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(Committed {
-                    appended: 0,
-                    sequence: self.current_sequence(aggregate_id).await?,
-                });
-            }
-            match self.store.commit(events, context, metadata.to_map()).await {
-                Ok(envelopes) => {
-                    return Ok(Committed {
-                        appended: envelopes.len(),
-                        sequence: envelopes.last().map(|e| e.sequence).unwrap_or_default(),
-                    });
-                }
-                Err(AggregateError::AggregateConflict) => {
-                    tracing::debug!(
-                        aggregate = A::TYPE,
-                        aggregate_id,
-                        attempt,
-                        "concurrent append, deciding again"
-                    );
-                }
-                Err(e) => return Err(CommandError::from_aggregate(e)),
-            }
-        }
-        Err(CommandError::Conflict)
+        let mut loaded = self.load_for_commands(aggregate_id).await?;
+        self.execute_locked(&mut loaded, command, metadata).await
     }
 
     /// Loads the aggregate for a holder that will execute several commands on it in a row
-    /// ([`Self::execute_on`]).
+    /// ([`Self::execute_on`]); from memory when it was used recently.
     pub async fn load_for_commands(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
+        if let Some(context) = self.recent.as_ref().and_then(|r| r.get(aggregate_id)) {
+            return Ok(LoadedAggregate {
+                context,
+                fresh: false,
+            });
+        }
+        self.load_fresh(aggregate_id).await
+    }
+
+    /// Loads the aggregate's current state, for a holder whose decisions have effects outside
+    /// the store (a message sent to Telegram): a remembered state is used only after checking
+    /// that nobody appended since, which costs one indexed read instead of reading the stream.
+    pub async fn load_current(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
+        if let Some(context) = self.recent.as_ref().and_then(|r| r.get(aggregate_id)) {
+            if self.current_sequence(aggregate_id).await? == context.current_sequence {
+                return Ok(LoadedAggregate {
+                    context,
+                    fresh: true,
+                });
+            }
+        }
+        self.load_fresh(aggregate_id).await
+    }
+
+    async fn load_fresh(
         &self,
         aggregate_id: &str,
     ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
@@ -209,7 +220,10 @@ where
             .load_aggregate(aggregate_id)
             .await
             .map_err(CommandError::from_aggregate)?;
-        Ok(LoadedAggregate { context })
+        Ok(LoadedAggregate {
+            context,
+            fresh: true,
+        })
     }
 
     /// Like [`Self::execute`], on an aggregate already loaded: decided on the state in memory,
@@ -221,26 +235,45 @@ where
         loaded: &mut LoadedAggregate<A>,
         command: A::Command,
         metadata: &EventMetadata,
-    ) -> Result<Committed, CommandError<A::Error>>
-    where
-        A: Clone,
-    {
-        let aggregate_id = loaded.context.aggregate_id.clone();
-        let turn = self.turns.lock_for(&aggregate_id);
+    ) -> Result<Committed, CommandError<A::Error>> {
+        let turn = self.turns.lock_for(&loaded.context.aggregate_id);
         let _turn = turn.lock().await;
+        self.execute_locked(loaded, command, metadata).await
+    }
+
+    /// Decides and appends; the caller holds the aggregate's turn.
+    async fn execute_locked(
+        &self,
+        loaded: &mut LoadedAggregate<A>,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Committed, CommandError<A::Error>> {
+        let aggregate_id = loaded.context.aggregate_id.clone();
         for attempt in 1..=MAX_ATTEMPTS {
+            // cqrs-es aggregates apply their events as they emit them, so the command is
+            // decided on a copy: the state it was loaded at stays as it was, for the commit
+            // (whose snapshot applies the events itself) and for a refusal.
+            let mut decided = loaded.context.aggregate.clone();
             let sink = EventSink::default();
-            loaded
-                .context
-                .aggregate
-                .handle(command.clone(), &self.services, &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
+            if let Err(refusal) = decided.handle(command.clone(), &self.services, &sink).await {
+                if loaded.fresh {
+                    return Err(CommandError::Rejected(refusal));
+                }
+                *loaded = self.load_fresh(&aggregate_id).await?;
+                continue;
+            }
             let events = sink.collect().await;
             if events.is_empty() {
+                // Nothing to append: the caller may wait for the stream's latest position,
+                // which a remembered state may not know.
+                let sequence = if loaded.fresh {
+                    loaded.context.current_sequence
+                } else {
+                    self.current_sequence(&aggregate_id).await?
+                };
                 return Ok(Committed {
                     appended: 0,
-                    sequence: loaded.context.current_sequence,
+                    sequence,
                 });
             }
             let context = EventStoreAggregateContext {
@@ -250,20 +283,17 @@ where
                 current_snapshot: loaded.context.current_snapshot,
             };
             let snapshot_taken = self.snapshot_taken(context.current_sequence, events.len());
-            match self
-                .store
-                .commit(events.clone(), context, metadata.to_map())
-                .await
-            {
+            match self.store.commit(events, context, metadata.to_map()).await {
                 Ok(envelopes) => {
                     let appended = envelopes.len();
-                    for event in events {
-                        loaded.context.aggregate.apply(event);
-                    }
+                    loaded.context.aggregate = decided;
                     loaded.context.current_sequence += appended;
                     if snapshot_taken {
                         loaded.context.current_snapshot =
                             Some(loaded.context.current_snapshot.map_or(1, |s| s + 1));
+                    }
+                    if let Some(recent) = &self.recent {
+                        recent.put(&loaded.context);
                     }
                     return Ok(Committed {
                         appended,
@@ -277,11 +307,7 @@ where
                         attempt,
                         "concurrent append, loading again"
                     );
-                    loaded.context = self
-                        .store
-                        .load_aggregate(&aggregate_id)
-                        .await
-                        .map_err(CommandError::from_aggregate)?;
+                    *loaded = self.load_fresh(&aggregate_id).await?;
                 }
                 Err(e) => return Err(CommandError::from_aggregate(e)),
             }
@@ -296,7 +322,8 @@ where
             .is_some_and(|every| count >= every - (sequence % every))
     }
 
-    /// The aggregate's state from its events, for reads that need the authoritative state.
+    /// The aggregate's state from its events, for reads that need the authoritative state
+    /// (never from memory).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
         let mut context = self
             .store
@@ -345,5 +372,76 @@ where
         .await
         .map_err(|e| CommandError::Store(Box::new(e)))?;
         Ok(sequence.unwrap_or_default() as usize)
+    }
+}
+
+/// The latest known state of recently used aggregates, bounded in number.
+struct RecentAggregates<A: Aggregate> {
+    capacity: usize,
+    entries: std::sync::Mutex<RecentEntries<A>>,
+}
+
+struct RecentEntries<A: Aggregate> {
+    /// Each entry with the tick of its last use.
+    by_id: HashMap<String, (u64, EventStoreAggregateContext<A>)>,
+    tick: u64,
+}
+
+impl<A: Aggregate + Clone> RecentAggregates<A> {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            entries: std::sync::Mutex::new(RecentEntries {
+                by_id: HashMap::new(),
+                tick: 0,
+            }),
+        }
+    }
+
+    fn get(&self, aggregate_id: &str) -> Option<EventStoreAggregateContext<A>> {
+        let mut entries = self.entries.lock().expect("recent aggregates lock");
+        entries.tick += 1;
+        let tick = entries.tick;
+        let (used, context) = entries.by_id.get_mut(aggregate_id)?;
+        *used = tick;
+        Some(EventStoreAggregateContext {
+            aggregate_id: context.aggregate_id.clone(),
+            aggregate: context.aggregate.clone(),
+            current_sequence: context.current_sequence,
+            current_snapshot: context.current_snapshot,
+        })
+    }
+
+    /// Remembers `context` unless a later state of the same aggregate is remembered already.
+    fn put(&self, context: &EventStoreAggregateContext<A>) {
+        let mut entries = self.entries.lock().expect("recent aggregates lock");
+        entries.tick += 1;
+        let tick = entries.tick;
+        if let Some((_, known)) = entries.by_id.get(&context.aggregate_id) {
+            if known.current_sequence > context.current_sequence {
+                return;
+            }
+        }
+        if entries.by_id.len() >= self.capacity
+            && !entries.by_id.contains_key(&context.aggregate_id)
+        {
+            // Forget the least recently used half at once: O(n) now and then, not per use.
+            let mut ticks: Vec<u64> = entries.by_id.values().map(|(t, _)| *t).collect();
+            let (_, median, _) = ticks.select_nth_unstable(self.capacity / 2);
+            let median = *median;
+            entries.by_id.retain(|_, (t, _)| *t > median);
+        }
+        entries.by_id.insert(
+            context.aggregate_id.clone(),
+            (
+                tick,
+                EventStoreAggregateContext {
+                    aggregate_id: context.aggregate_id.clone(),
+                    aggregate: context.aggregate.clone(),
+                    current_sequence: context.current_sequence,
+                    current_snapshot: context.current_snapshot,
+                },
+            ),
+        );
     }
 }

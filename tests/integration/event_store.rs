@@ -144,3 +144,104 @@ async fn the_event_log_refuses_to_be_rewritten() {
     assert_eq!(app.event_count().await, 1);
     app.stop().await;
 }
+
+/// A chat read through its snapshots (and through the in-memory copy of recent chats) is the
+/// same chat as the one its events replay to, however many snapshots were taken on the way.
+#[tokio::test]
+async fn snapshots_and_remembered_chats_equal_a_full_replay() {
+    use aggregates::chat::{
+        Chat, ChatCommand, ChatServices, GeneratedResponse, IncomingMessage, ResponseKind,
+        TelegramChat,
+    };
+    use aggregates::personal::PersonalText;
+    use botfleet::event_store::{Actor, CommandGateway, EventMetadata};
+
+    let db = crate::helpers::TestDb::new();
+    let pool = db.pool().await;
+    let snapshots_every = 5;
+    let remembered =
+        CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, snapshots_every)
+            .with_recent(16);
+    let plain = CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, snapshots_every);
+    let replay = CommandGateway::<Chat>::new(pool.clone(), ChatServices);
+    let chat_id = uuid::Uuid::new_v4().to_string();
+    let metadata = EventMetadata::caused_by(
+        uuid::Uuid::new_v4(),
+        uuid::Uuid::new_v4(),
+        Actor::System("test"),
+    );
+    // 13 turns of three events each cross the snapshot interval several times, at every
+    // offset within a command.
+    for update_id in 1..=13_i64 {
+        let gateway = if update_id % 2 == 0 {
+            &remembered
+        } else {
+            &plain
+        };
+        let message = IncomingMessage {
+            bot_id: uuid::Uuid::from_u128(1),
+            update_id,
+            message_id: update_id,
+            chat: TelegramChat {
+                id: 42,
+                kind: "private".into(),
+                title: None,
+                username: None,
+            },
+            from: None,
+            text: PersonalText::plain(format!("question {update_id}")),
+            sent_at: chrono::Utc::now(),
+            media: None,
+        };
+        gateway
+            .execute(&chat_id, ChatCommand::ReceiveMessage(message), &metadata)
+            .await
+            .expect("message recorded");
+        let response = ChatCommand::RecordResponse {
+            update_id,
+            response: GeneratedResponse {
+                text: PersonalText::plain(format!("answer {update_id}")),
+                kind: ResponseKind::Notice,
+            },
+            reset_conversation: false,
+        };
+        gateway
+            .execute(&chat_id, response, &metadata)
+            .await
+            .expect("response recorded");
+        let sent = ChatCommand::RecordSent {
+            update_id,
+            telegram_message_ids: vec![update_id],
+        };
+        gateway
+            .execute(&chat_id, sent, &metadata)
+            .await
+            .expect("sending recorded");
+        let replayed = replay.load(&chat_id).await.expect("replayed");
+        assert_eq!(
+            plain
+                .load(&chat_id)
+                .await
+                .expect("loaded from the snapshot"),
+            replayed,
+            "after update {update_id}"
+        );
+        assert_eq!(
+            remembered
+                .load_current(&chat_id)
+                .await
+                .expect("remembered, or read again when another writer moved it on")
+                .state(),
+            &replayed,
+            "after update {update_id}"
+        );
+        assert!(replayed.next_turn().is_none(), "every turn is closed");
+    }
+    let snapshots: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM snapshots WHERE aggregate_id = $1")
+            .bind(&chat_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(snapshots, 1, "one snapshot row, updated in place");
+}
