@@ -92,24 +92,35 @@ impl PersonalDataVault {
                 return Ok(key);
             }
         }
+        let mut sealed: Option<String> = None;
         if create {
             let mut fresh = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut fresh);
-            let sealed = seal_bytes(&self.key_sealer, &fresh, &subject.to_be_bytes());
-            sqlx::query(
-                "INSERT INTO personal_keys (subject, sealed_key) VALUES ($1, $2)
-                 ON CONFLICT (subject) DO NOTHING",
+            let proposed = seal_bytes(&self.key_sealer, &fresh, &subject.to_be_bytes());
+            // One round trip: ours when new, the existing one otherwise (when another writer
+            // made it after this statement's snapshot, neither shows: read it below).
+            sealed = sqlx::query_scalar(
+                "WITH made AS (
+                    INSERT INTO personal_keys (subject, sealed_key) VALUES ($1, $2)
+                    ON CONFLICT (subject) DO NOTHING
+                    RETURNING sealed_key
+                 )
+                 SELECT sealed_key FROM made
+                 UNION ALL
+                 SELECT sealed_key FROM personal_keys WHERE subject = $1
+                 LIMIT 1",
             )
             .bind(subject)
-            .bind(sealed)
-            .execute(&self.pool)
+            .bind(proposed)
+            .fetch_optional(&self.pool)
             .await?;
         }
-        let sealed: Option<String> =
-            sqlx::query_scalar("SELECT sealed_key FROM personal_keys WHERE subject = $1")
+        if sealed.is_none() {
+            sealed = sqlx::query_scalar("SELECT sealed_key FROM personal_keys WHERE subject = $1")
                 .bind(subject)
                 .fetch_optional(&self.pool)
                 .await?;
+        }
         let key = sealed
             .and_then(|s| open_bytes(&self.key_sealer, &s, &subject.to_be_bytes()))
             .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
