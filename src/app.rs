@@ -95,10 +95,15 @@ impl Application {
         let shutdown = CancellationToken::new();
 
         let wakeups = EventWakeups::spawn(pool.clone(), shutdown.clone());
-        let mut workers: Vec<JoinHandle<()>> = projections::all()
+        // The admin read models share one runner (one transaction per batch for both); the
+        // effect runner's index, chat_work, has its own, so that it never waits for them.
+        let (runner_index, read_models): (Vec<_>, Vec<_>) = projections::all()
             .into_iter()
-            .map(|projector| {
-                ProjectionRunner::new(pool.clone(), projector, state.progress.clone()).spawn(
+            .partition(|p| p.name() == projections::chat_work::NAME);
+        let mut workers: Vec<JoinHandle<()>> = [read_models, runner_index]
+            .into_iter()
+            .map(|group| {
+                ProjectionRunner::group(pool.clone(), group, state.progress.clone()).spawn(
                     wakeups.clone(),
                     config.subscription_poll,
                     shutdown.clone(),

@@ -11,12 +11,15 @@ use crate::{ProjectionError, Projector, RecordedEvent};
 /// The channel the effect runners LISTEN on: work appeared.
 pub const WORK_CHANNEL: &str = "botfleet_work";
 
+/// The projection's name (its checkpoint's).
+pub const NAME: &str = "chat_work";
+
 pub struct ChatWorkProjector;
 
 #[async_trait::async_trait]
 impl Projector for ChatWorkProjector {
     fn name(&self) -> &'static str {
-        "chat_work"
+        NAME
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -33,19 +36,24 @@ impl Projector for ChatWorkProjector {
         }
         let chat_id = event.aggregate_uuid()?;
         let at = event.recorded_at;
+        // The last event of the chat that changed its work: a runner that worked the chat
+        // through this sequence has nothing left to do there.
+        let sequence = event.sequence;
         match event.decode::<ChatEvent>()? {
             ChatEvent::MessageReceived { bot_id, .. }
             | ChatEvent::CallbackQueryReceived { bot_id, .. } => {
                 sqlx::query(
-                    "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at)
-                     VALUES ($1, $2, 1, $3)
+                    "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
+                     VALUES ($1, $2, 1, $3, $4)
                      ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1,
                         available_at = CASE WHEN chat_work.open_turns = 0 THEN EXCLUDED.available_at
-                                            ELSE chat_work.available_at END",
+                                            ELSE chat_work.available_at END,
+                        last_sequence = EXCLUDED.last_sequence",
                 )
                 .bind(chat_id)
                 .bind(bot_id)
                 .bind(at)
+                .bind(sequence)
                 .execute(&mut *tx)
                 .await?;
                 announce_work(tx).await?;
@@ -54,11 +62,13 @@ impl Projector for ChatWorkProjector {
             ChatEvent::TurnRetried { .. } | ChatEvent::AdminMessageQueued { .. } => {
                 sqlx::query(
                     "UPDATE chat_work SET open_turns = open_turns + 1,
-                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END
+                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END,
+                        last_sequence = $3
                      WHERE chat_id = $1",
                 )
                 .bind(chat_id)
                 .bind(at)
+                .bind(sequence)
                 .execute(&mut *tx)
                 .await?;
                 announce_work(tx).await?;
@@ -67,20 +77,25 @@ impl Projector for ChatWorkProjector {
             | ChatEvent::TurnFailed { .. }
             | ChatEvent::CallbackAnswered { .. } => {
                 sqlx::query(
-                    "UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = $2
+                    "UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = $2,
+                        last_sequence = $3
                      WHERE chat_id = $1",
                 )
                 .bind(chat_id)
                 .bind(at)
+                .bind(sequence)
                 .execute(&mut *tx)
                 .await?;
             }
             ChatEvent::AttemptFailed { retry_at, .. } => {
-                sqlx::query("UPDATE chat_work SET available_at = $2 WHERE chat_id = $1")
-                    .bind(chat_id)
-                    .bind(retry_at.unwrap_or(at))
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "UPDATE chat_work SET available_at = $2, last_sequence = $3 WHERE chat_id = $1",
+                )
+                .bind(chat_id)
+                .bind(retry_at.unwrap_or(at))
+                .bind(sequence)
+                .execute(&mut *tx)
+                .await?;
             }
             ChatEvent::ResponseGenerated { .. }
             | ChatEvent::ConversationReset { .. }

@@ -47,6 +47,7 @@ impl ChatRunner {
             again: HashSet::new(),
             in_flight: JoinSet::new(),
             abandon: CancellationToken::new(),
+            drained: DrainedChats::default(),
         };
         let mut fresh = self.fresh_work.take();
         let mut work_projected = self.progress.subscribe("chat_work");
@@ -127,7 +128,7 @@ impl ChatRunner {
     async fn finish(
         &self,
         slots: &mut Slots,
-        finished: &mut Vec<Result<(tokio::task::Id, bool), tokio::task::JoinError>>,
+        finished: &mut Vec<Result<(tokio::task::Id, Worked), tokio::task::JoinError>>,
     ) -> Vec<Uuid> {
         if finished.is_empty() {
             return Vec::new();
@@ -137,12 +138,15 @@ impl ChatRunner {
         for done in finished.drain(..) {
             let (task, worked) = match done {
                 Ok((task, worked)) => (task, worked),
-                Err(e) => (e.id(), false),
+                Err(e) => (e.id(), Worked::Failed),
             };
             if let Some(chat_id) = slots.working.remove(&task) {
                 slots.free += 1;
-                if worked {
+                if let Worked::Released { drained_at } = worked {
                     release.push(chat_resource(chat_id));
+                    if let Some(sequence) = drained_at {
+                        slots.drained.remember(chat_id, sequence);
+                    }
                 }
                 chats.push(chat_id);
             }
@@ -160,7 +164,11 @@ impl ChatRunner {
     /// due than there were slots, and when a chat waiting for a retry falls due.
     async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Duration), sqlx::Error> {
         let limit = slots.free;
-        let chats = self.leases.claim_due_chats(limit as i64).await?;
+        let (drained, sequences) = slots.drained.current();
+        let chats = self
+            .leases
+            .claim_due_chats(limit as i64, &drained, &sequences)
+            .await?;
         let backlog = chats.len() == limit;
         for chat_id in chats {
             self.start(slots, chat_id);
@@ -226,8 +234,9 @@ struct Slots {
     working: HashMap<tokio::task::Id, Uuid>,
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
-    /// Each task ends with whether its chat's lease can be given back.
-    in_flight: JoinSet<bool>,
+    in_flight: JoinSet<Worked>,
+    /// Chats worked until no turn was left, which chat_work may not show yet.
+    drained: DrainedChats,
     /// Stops turns in flight, only after the shutdown's grace period.
     abandon: CancellationToken,
 }
@@ -238,14 +247,22 @@ impl Slots {
     }
 }
 
-/// Works one claimed chat while renewing its lease; returns whether the lease can be given
-/// back (the runner does that for many chats at once).
+/// How working a claimed chat ended.
+enum Worked {
+    /// The lease can be given back (the runner does that for many chats at once); with the
+    /// chat's sequence when no turn was left.
+    Released { drained_at: Option<usize> },
+    /// Keep the lease until it expires: that is the backoff.
+    Failed,
+}
+
+/// Works one claimed chat while renewing its lease.
 async fn work_claimed_chat(
     worker: Arc<TurnWorker>,
     leases: Leases,
     chat_id: Uuid,
     abandon: CancellationToken,
-) -> bool {
+) -> Worked {
     let resource = chat_resource(chat_id);
     let lost = abandon.child_token();
     let heartbeat = {
@@ -270,12 +287,50 @@ async fn work_claimed_chat(
     let result = worker.work_chat(chat_id, &lost).await;
     heartbeat.abort();
     match result {
-        Ok(()) => true,
+        Ok(drained_at) => Worked::Released { drained_at },
         // Keeping the lease until it expires is the backoff: the chat is not retried in a
         // tight loop while, say, the database is away.
         Err(e) => {
             tracing::error!(%chat_id, error = %crate::api::errors::ErrorChain(&e), "working the chat failed; retrying when its lease expires");
-            false
+            Worked::Failed
         }
+    }
+}
+
+/// Chats this runner worked until no turn was left, with the sequence it got to: the
+/// `chat_work` projection follows the stream a moment behind, and without this the runner
+/// would claim such a chat again, read it, and find nothing to do, over and over under load.
+#[derive(Default)]
+struct DrainedChats {
+    by_chat: HashMap<Uuid, (usize, std::time::Instant)>,
+}
+
+/// How long a drained chat is remembered: far longer than chat_work lags behind.
+const DRAINED_MEMORY: Duration = Duration::from_secs(30);
+
+/// At most this many drained chats are remembered (the oldest are forgotten first).
+const DRAINED_CAPACITY: usize = 4096;
+
+impl DrainedChats {
+    fn remember(&mut self, chat_id: Uuid, sequence: usize) {
+        if self.by_chat.len() >= DRAINED_CAPACITY {
+            self.by_chat
+                .retain(|_, (_, at)| at.elapsed() < DRAINED_MEMORY / 2);
+            if self.by_chat.len() >= DRAINED_CAPACITY {
+                self.by_chat.clear();
+            }
+        }
+        self.by_chat
+            .insert(chat_id, (sequence, std::time::Instant::now()));
+    }
+
+    /// The chats and sequences to leave out of a claim.
+    fn current(&mut self) -> (Vec<Uuid>, Vec<i64>) {
+        self.by_chat
+            .retain(|_, (_, at)| at.elapsed() < DRAINED_MEMORY);
+        self.by_chat
+            .iter()
+            .map(|(chat_id, (sequence, _))| (*chat_id, *sequence as i64))
+            .unzip()
     }
 }

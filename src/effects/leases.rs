@@ -62,14 +62,23 @@ impl Leases {
         Ok(claimed.is_some())
     }
 
-    /// Claims up to `limit` chats that have turns due and no live lease, oldest due first.
-    pub async fn claim_due_chats(&self, limit: i64) -> Result<Vec<Uuid>, sqlx::Error> {
+    /// Claims up to `limit` chats that have turns due and no live lease, oldest due first;
+    /// not those of `drained` that were worked through the sequence chat_work shows (the
+    /// projection has not seen the end of their turns yet).
+    pub async fn claim_due_chats(
+        &self,
+        limit: i64,
+        drained: &[Uuid],
+        drained_sequences: &[i64],
+    ) -> Result<Vec<Uuid>, sqlx::Error> {
         sqlx::query_scalar(
             "WITH due AS (
                 SELECT w.chat_id FROM chat_work w
                 WHERE w.open_turns > 0 AND w.available_at <= now()
                   AND NOT EXISTS (SELECT 1 FROM leases l
                                   WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
+                  AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
+                                  WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
                 ORDER BY w.available_at
                 LIMIT $1
              ), claimed AS (
@@ -85,6 +94,8 @@ impl Leases {
         .bind(limit)
         .bind(self.owner)
         .bind(self.millis())
+        .bind(drained)
+        .bind(drained_sequences)
         .fetch_all(&self.pool)
         .await
     }

@@ -103,27 +103,27 @@ pub enum TurnError {
 
 impl TurnWorker {
     /// Works `chat_id`'s open turns in order until none is left, a retry is scheduled, or
-    /// `lost` says the claim was lost.
+    /// `lost` says the claim was lost. Returns the chat's sequence when no turn was left.
     pub async fn work_chat(
         &self,
         chat_id: Uuid,
         lost: &CancellationToken,
-    ) -> Result<(), TurnError> {
+    ) -> Result<Option<usize>, TurnError> {
         let mut work = self.chats.load_current(&chat_id.to_string()).await?;
         for _ in 0..TURNS_PER_CLAIM * 2 {
             if lost.is_cancelled() {
-                return Ok(());
+                return Ok(None);
             }
             let chat = work.state();
             let (Some(turn), Some(bot_id)) = (chat.next_turn().cloned(), chat.bot_id) else {
-                return Ok(());
+                return Ok(Some(work.sequence()));
             };
             if turn
                 .retry_at
                 .is_some_and(|at| at > Utc::now() + RETRY_CLOCK_TOLERANCE)
             {
                 // Waiting out its backoff; chat_work brings the chat back when it is due.
-                return Ok(());
+                return Ok(None);
             }
             let correlation_id = update_correlation_id(bot_id, turn.update_id);
             let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
@@ -133,10 +133,10 @@ impl TurnWorker {
                 .await?
             {
                 Next::Continue => continue,
-                Next::Pause => return Ok(()),
+                Next::Pause => return Ok(None),
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn metadata(bot_id: Uuid, update_id: i64) -> EventMetadata {

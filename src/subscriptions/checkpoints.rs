@@ -64,6 +64,62 @@ pub async fn store(
     Ok(())
 }
 
+/// The checkpoints of several subscriptions, in the order of `subscriptions`.
+pub async fn load_many(
+    conn: &mut PgConnection,
+    subscriptions: &[&str],
+) -> Result<Vec<StreamPosition>, sqlx::Error> {
+    let rows: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT subscription, transaction_id::text, global_position FROM subscription_checkpoints
+         WHERE subscription = ANY($1)",
+    )
+    .bind(subscriptions)
+    .fetch_all(&mut *conn)
+    .await?;
+    subscriptions
+        .iter()
+        .map(|name| match rows.iter().find(|(s, _, _)| s == name) {
+            Some((_, transaction_id, global_position)) => Ok(StreamPosition {
+                transaction_id: transaction_id
+                    .parse()
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                global_position: *global_position,
+            }),
+            None => Ok(StreamPosition::START),
+        })
+        .collect()
+}
+
+/// Stores several subscriptions' checkpoints in one statement.
+pub async fn store_many(
+    conn: &mut PgConnection,
+    positions: &[(&str, StreamPosition)],
+) -> Result<(), sqlx::Error> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<&str> = positions.iter().map(|(name, _)| *name).collect();
+    let transaction_ids: Vec<String> = positions
+        .iter()
+        .map(|(_, p)| p.transaction_id.to_string())
+        .collect();
+    let global_positions: Vec<i64> = positions.iter().map(|(_, p)| p.global_position).collect();
+    sqlx::query(
+        "INSERT INTO subscription_checkpoints (subscription, transaction_id, global_position, updated_at)
+         SELECT s, t::xid8, g, now() FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(s, t, g)
+         ON CONFLICT (subscription) DO UPDATE
+            SET transaction_id = EXCLUDED.transaction_id,
+                global_position = EXCLUDED.global_position,
+                updated_at = now()",
+    )
+    .bind(&names)
+    .bind(&transaction_ids)
+    .bind(&global_positions)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The progress of this process's subscriptions, for waiters.
 #[derive(Clone)]
 pub struct SubscriptionProgress {

@@ -1,9 +1,15 @@
-//! Runs one projector over the global stream, exactly once per event.
+//! Runs projectors over the global stream, each exactly once per event.
 //!
-//! Each batch is one transaction: take the projector's advisory lock (so that of several
-//! processes only one projects at a time, and a rebuild pauses the live runner), read the
-//! checkpoint, apply the settled events, store the new checkpoint, commit. A crash anywhere
-//! before the commit leaves both the rows and the checkpoint as they were.
+//! Each batch is one transaction: take each projector's advisory lock (so that of several
+//! processes only one projects it at a time, and a rebuild pauses the live runner), read the
+//! checkpoints, apply the settled events, store the new checkpoints, commit. A crash anywhere
+//! before the commit leaves both the rows and the checkpoints as they were.
+//!
+//! Several projectors can share a runner: one transaction then projects a batch for all of
+//! them, which costs the database one commit instead of one each. Each keeps its own
+//! checkpoint, so one can be rebuilt (or be behind) while the others go on; and when a batch
+//! fails, the next tries each projector on its own, so a broken projector holds back only
+//! its own read model.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,8 +50,10 @@ pub struct BatchOutcome {
 
 pub struct ProjectionRunner {
     pool: PgPool,
-    projector: Arc<dyn Projector>,
+    projectors: Vec<Arc<dyn Projector>>,
     progress: SubscriptionProgress,
+    /// The last batch failed: try each projector alone until one succeeds together again.
+    isolate: std::sync::atomic::AtomicBool,
 }
 
 /// A stable 32-bit key per subscription name (FNV-1a), for the advisory lock.
@@ -78,6 +86,23 @@ pub(crate) async fn lock_projection(
     }
 }
 
+/// Tries the locks of several projections at once; returns which were taken.
+async fn try_lock_projections(
+    conn: &mut PgConnection,
+    names: &[&'static str],
+) -> Result<Vec<bool>, sqlx::Error> {
+    let keys: Vec<i32> = names.iter().map(|name| lock_key(name)).collect();
+    let taken: Vec<(i64, bool)> = sqlx::query_as(
+        "SELECT n, pg_try_advisory_xact_lock($1, k)
+         FROM unnest($2::int[]) WITH ORDINALITY AS t(k, n) ORDER BY n",
+    )
+    .bind(PROJECTION_LOCK_NAMESPACE)
+    .bind(&keys)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(taken.into_iter().map(|(_, taken)| taken).collect())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("database error while projecting")]
@@ -92,41 +117,115 @@ impl ProjectionRunner {
         projector: Arc<dyn Projector>,
         progress: SubscriptionProgress,
     ) -> Self {
+        Self::group(pool, vec![projector], progress)
+    }
+
+    /// One runner, and one transaction per batch, for several projectors.
+    pub fn group(
+        pool: PgPool,
+        projectors: Vec<Arc<dyn Projector>>,
+        progress: SubscriptionProgress,
+    ) -> Self {
         Self {
             pool,
-            projector,
+            projectors,
             progress,
+            isolate: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Applies the next batch of settled events in one transaction.
+    /// Applies the next batch of settled events in one transaction (one per projector
+    /// after a failure, until they succeed again).
     pub async fn run_batch(&self) -> Result<BatchOutcome, RunError> {
-        let name = self.projector.name();
+        use std::sync::atomic::Ordering;
+        if self.projectors.len() == 1 || !self.isolate.load(Ordering::Relaxed) {
+            let outcome = self.run_batch_for(&self.projectors).await;
+            if outcome.is_err() && self.projectors.len() > 1 {
+                self.isolate.store(true, Ordering::Relaxed);
+            }
+            return outcome;
+        }
+        let mut combined = BatchOutcome {
+            busy: true,
+            ..BatchOutcome::default()
+        };
+        let mut failures = Vec::new();
+        for projector in &self.projectors {
+            match self.run_batch_for(std::slice::from_ref(projector)).await {
+                Ok(outcome) => {
+                    combined.applied += outcome.applied;
+                    combined.blocked |= outcome.blocked;
+                    combined.full |= outcome.full;
+                    combined.busy &= outcome.busy;
+                    combined.position = combined.position.max(outcome.position);
+                }
+                Err(e) => {
+                    tracing::error!(projection = projector.name(), error = ?e, "projection failed; the others go on");
+                    failures.push(e);
+                }
+            }
+        }
+        if failures.is_empty() {
+            self.isolate.store(false, Ordering::Relaxed);
+        }
+        // Only when every projector failed does the runner back off as a whole.
+        match failures.len() == self.projectors.len() {
+            true => Err(failures.remove(0)),
+            false => Ok(combined),
+        }
+    }
+
+    async fn run_batch_for(
+        &self,
+        projectors: &[Arc<dyn Projector>],
+    ) -> Result<BatchOutcome, RunError> {
         let mut tx = self.pool.begin().await?;
-        if !lock_projection(&mut tx, name, false).await? {
+        let names: Vec<&'static str> = projectors.iter().map(|p| p.name()).collect();
+        let taken = try_lock_projections(&mut tx, &names).await?;
+        let members: Vec<(&Arc<dyn Projector>, &'static str)> = projectors
+            .iter()
+            .zip(&names)
+            .zip(&taken)
+            .filter(|(_, taken)| **taken)
+            .map(|((projector, name), _)| (projector, *name))
+            .collect();
+        if members.is_empty() {
             return Ok(BatchOutcome {
                 busy: true,
                 ..BatchOutcome::default()
             });
         }
-        let start = checkpoints::load(&mut tx, name).await?;
-        let batch = read_batch(&mut tx, start, BATCH_SIZE).await?;
-        let mut position = start;
+        let member_names: Vec<&'static str> = members.iter().map(|(_, name)| *name).collect();
+        let starts = checkpoints::load_many(&mut tx, &member_names).await?;
+        let from = starts.iter().copied().min().unwrap_or_default();
+        let batch = read_batch(&mut tx, from, BATCH_SIZE).await?;
+        let mut positions = starts.clone();
         for event in &batch.events {
-            self.projector.project(&mut tx, event).await?;
-            position = event.position;
+            for ((projector, _), position) in members.iter().zip(positions.iter_mut()) {
+                // A projector ahead of the others (say, just rebuilt) skips what it has seen.
+                if event.position > *position {
+                    projector.project(&mut tx, event).await?;
+                    *position = event.position;
+                }
+            }
         }
-        if position != start {
-            checkpoints::store(&mut tx, name, position).await?;
-        }
+        let moved: Vec<(&'static str, StreamPosition)> = member_names
+            .iter()
+            .zip(starts.iter().zip(&positions))
+            .filter(|(_, (start, position))| position != start)
+            .map(|(name, (_, position))| (*name, *position))
+            .collect();
+        checkpoints::store_many(&mut tx, &moved).await?;
         tx.commit().await?;
-        self.progress.advance(name, position);
+        for (name, position) in member_names.iter().zip(&positions) {
+            self.progress.advance(name, *position);
+        }
         Ok(BatchOutcome {
             applied: batch.events.len(),
             blocked: batch.blocked,
             full: batch.full,
             busy: false,
-            position,
+            position: positions.iter().copied().max().unwrap_or(from),
         })
     }
 
@@ -138,9 +237,12 @@ impl ProjectionRunner {
         shutdown: CancellationToken,
     ) -> JoinHandle<()> {
         tokio::spawn(async move {
-            let name = self.projector.name();
-            if let Err(e) = checkpoints::ensure(&self.pool, name).await {
-                tracing::error!(projection = name, error = ?e, "cannot create the checkpoint");
+            let names: Vec<&'static str> = self.projectors.iter().map(|p| p.name()).collect();
+            let name = names.join("+");
+            for name in &names {
+                if let Err(e) = checkpoints::ensure(&self.pool, name).await {
+                    tracing::error!(projection = name, error = ?e, "cannot create the checkpoint");
+                }
             }
             let mut wake = wakeups.subscribe();
             let mut blocked_pause = Duration::from_millis(1);

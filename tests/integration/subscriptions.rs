@@ -353,3 +353,59 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row() {
         .any(|b| b["id"] == id));
     app.stop().await;
 }
+
+/// A projector that refuses every event.
+struct BrokenProjector;
+
+#[async_trait::async_trait]
+impl Projector for BrokenProjector {
+    fn name(&self) -> &'static str {
+        "broken"
+    }
+    fn tables(&self) -> &'static [&'static str] {
+        &[]
+    }
+    async fn project(
+        &self,
+        _: &mut PgConnection,
+        _: &RecordedEvent,
+    ) -> Result<(), ProjectionError> {
+        Err(ProjectionError::Database(sqlx::Error::PoolClosed))
+    }
+}
+
+#[tokio::test]
+async fn a_broken_projector_holds_back_only_its_own_read_model() {
+    let db = TestDb::new();
+    let pool = db.pool().await;
+    let mut conn = pool.acquire().await.unwrap();
+    append_created(&mut conn, "alpha").await;
+    append_created(&mut conn, "beta").await;
+    let group = ProjectionRunner::group(
+        pool.clone(),
+        vec![Arc::new(BrokenProjector), Arc::new(BotProjector)],
+        SubscriptionProgress::new(pool.clone()),
+    );
+    // The shared transaction fails whole; the runner then projects each on its own.
+    eventually(
+        Duration::from_secs(10),
+        "the bots are projected",
+        || async {
+            let _ = group.run_batch().await;
+            bot_names(&pool).await == ["alpha", "beta"]
+        },
+    )
+    .await;
+    let broken = botfleet::subscriptions::checkpoints::load(&mut conn, "broken")
+        .await
+        .unwrap();
+    assert_eq!(
+        broken,
+        StreamPosition::START,
+        "the broken one saw nothing through"
+    );
+    let bots = botfleet::subscriptions::checkpoints::load(&mut conn, "bots")
+        .await
+        .unwrap();
+    assert!(bots > StreamPosition::START);
+}
