@@ -9,7 +9,7 @@ use std::sync::{Arc, Weak};
 
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
-use cqrs_es::{Aggregate, AggregateContext, AggregateError, EventStore};
+use cqrs_es::{Aggregate, AggregateContext, AggregateError, DomainEvent, EventStore};
 use postgres_es::PostgresEventRepository;
 use projections::StreamPosition;
 use sqlx::PgPool;
@@ -276,16 +276,30 @@ where
                     sequence,
                 });
             }
-            let context = EventStoreAggregateContext {
-                aggregate_id: aggregate_id.clone(),
-                aggregate: loaded.context.aggregate.clone(),
-                current_sequence: loaded.context.current_sequence,
-                current_snapshot: loaded.context.current_snapshot,
+            let snapshot_taken = self.snapshot_taken(loaded.context.current_sequence, events.len());
+            let appending = if snapshot_taken {
+                // cqrs-es writes the snapshot with the events, in its own transaction.
+                let context = EventStoreAggregateContext {
+                    aggregate_id: aggregate_id.clone(),
+                    aggregate: loaded.context.aggregate.clone(),
+                    current_sequence: loaded.context.current_sequence,
+                    current_snapshot: loaded.context.current_snapshot,
+                };
+                self.store
+                    .commit(events, context, metadata.to_map())
+                    .await
+                    .map(|envelopes| envelopes.len())
+            } else {
+                self.append(
+                    &aggregate_id,
+                    loaded.context.current_sequence,
+                    &events,
+                    metadata,
+                )
+                .await
             };
-            let snapshot_taken = self.snapshot_taken(context.current_sequence, events.len());
-            match self.store.commit(events, context, metadata.to_map()).await {
-                Ok(envelopes) => {
-                    let appended = envelopes.len();
+            match appending {
+                Ok(appended) => {
                     loaded.context.aggregate = decided;
                     loaded.context.current_sequence += appended;
                     if snapshot_taken {
@@ -313,6 +327,51 @@ where
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// Appends `events` after `sequence` in one statement (atomic on its own, so one round
+    /// trip instead of postgres-es's begin, insert per event, commit), in the same rows
+    /// postgres-es writes. Another writer's append at the same sequence is a conflict.
+    async fn append(
+        &self,
+        aggregate_id: &str,
+        sequence: usize,
+        events: &[A::Event],
+        metadata: &EventMetadata,
+    ) -> Result<usize, AggregateError<A::Error>> {
+        let sequences: Vec<i64> = (1..=events.len()).map(|n| (sequence + n) as i64).collect();
+        let types: Vec<String> = events.iter().map(DomainEvent::event_type).collect();
+        let versions: Vec<String> = events.iter().map(DomainEvent::event_version).collect();
+        let payloads = events
+            .iter()
+            .map(serde_json::to_value)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        let metadata = serde_json::to_value(metadata.to_map())
+            .map_err(|e| AggregateError::UnexpectedError(Box::new(e)))?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version,
+                                 payload, metadata)
+             SELECT $1, $2, s, t, v, p, $7
+             FROM unnest($3::bigint[], $4::text[], $5::text[], $6::jsonb[]) AS e(s, t, v, p)
+             ORDER BY s",
+        )
+        .bind(A::TYPE)
+        .bind(aggregate_id)
+        .bind(&sequences)
+        .bind(&types)
+        .bind(&versions)
+        .bind(&payloads)
+        .bind(&metadata)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(done) => Ok(done.rows_affected() as usize),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                Err(AggregateError::AggregateConflict)
+            }
+            Err(e) => Err(AggregateError::DatabaseConnectionError(Box::new(e))),
+        }
     }
 
     /// Whether appending `count` events after `sequence` makes the store write a snapshot
