@@ -208,7 +208,14 @@ impl Projector for ChatProjector {
                     usage.as_ref().map(|u| f(u) as i64)
                 };
                 sqlx::query(
-                    "INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
+                    "WITH chat AS (
+                        UPDATE chats SET message_count = message_count + 1,
+                            total_cost_micro_usd = total_cost_micro_usd + $13,
+                            previous_response_id = CASE WHEN $14 THEN $6 ELSE previous_response_id END,
+                            last_activity_at = $12, version = $15
+                        WHERE id = $1
+                     )
+                     INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
                         model, response_id, input_tokens, cached_input_tokens, output_tokens,
                         reasoning_tokens, cost_micro_usd, created_at)
                      VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -225,20 +232,8 @@ impl Projector for ChatProjector {
                 .bind(tokens(|u| u.reasoning_tokens))
                 .bind(usage.map(|_| cost))
                 .bind(at)
-                .execute(&mut *tx)
-                .await?;
-                sqlx::query(
-                    "UPDATE chats SET message_count = message_count + 1,
-                        total_cost_micro_usd = total_cost_micro_usd + $2,
-                        previous_response_id = CASE WHEN $3 THEN $4 ELSE previous_response_id END,
-                        last_activity_at = $5, version = $6
-                     WHERE id = $1",
-                )
-                .bind(chat_id)
                 .bind(cost)
                 .bind(kind == "llm")
-                .bind(&response_id)
-                .bind(at)
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
@@ -247,18 +242,25 @@ impl Projector for ChatProjector {
                 update_id,
                 telegram_message_ids,
             } => {
+                // One statement (the hot path: one per turn): the response is sent, the
+                // user's message answered, the chat touched.
                 sqlx::query(
-                    "UPDATE messages SET status = 'sent', telegram_message_ids = $3, sent_at = $4
-                     WHERE chat_id = $1 AND update_id = $2 AND role IN ('bot', 'admin')",
+                    "WITH response AS (
+                        UPDATE messages SET status = 'sent', telegram_message_ids = $3, sent_at = $4
+                        WHERE chat_id = $1 AND update_id = $2 AND role IN ('bot', 'admin')
+                     ), question AS (
+                        UPDATE messages SET status = 'answered'
+                        WHERE chat_id = $1 AND update_id = $2 AND role = 'user'
+                     )
+                     UPDATE chats SET last_activity_at = $4, version = $5 WHERE id = $1",
                 )
                 .bind(chat_id)
                 .bind(update_id)
                 .bind(&telegram_message_ids)
                 .bind(at)
+                .bind(version)
                 .execute(&mut *tx)
                 .await?;
-                set_user_message(tx, chat_id, update_id, "answered", None).await?;
-                touch_chat(tx, chat_id, at, version).await?;
             }
             ChatEvent::ConversationReset { .. } => {
                 sqlx::query(
@@ -330,16 +332,32 @@ impl Incoming<'_> {
         media: Option<&str>,
     ) -> Result<(), sqlx::Error> {
         let user_id = self.from.map(|u| u.id);
+        // One statement (the hot path: one per message): the chat, the person (when the
+        // update names one) and the message.
         sqlx::query(
-            "INSERT INTO chats (id, bot_id, telegram_chat_id, chat_type, title, username,
-                telegram_user_id, message_count, created_at, last_activity_at, version)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)
-             ON CONFLICT (id) DO UPDATE SET
-                chat_type = EXCLUDED.chat_type, title = EXCLUDED.title,
-                username = EXCLUDED.username,
-                telegram_user_id = COALESCE(EXCLUDED.telegram_user_id, chats.telegram_user_id),
-                message_count = chats.message_count + 1, blocked = false,
-                last_activity_at = EXCLUDED.last_activity_at, version = EXCLUDED.version",
+            "WITH chat AS (
+                INSERT INTO chats (id, bot_id, telegram_chat_id, chat_type, title, username,
+                    telegram_user_id, message_count, created_at, last_activity_at, version)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $8, $9)
+                ON CONFLICT (id) DO UPDATE SET
+                    chat_type = EXCLUDED.chat_type, title = EXCLUDED.title,
+                    username = EXCLUDED.username,
+                    telegram_user_id = COALESCE(EXCLUDED.telegram_user_id, chats.telegram_user_id),
+                    message_count = chats.message_count + 1, blocked = false,
+                    last_activity_at = EXCLUDED.last_activity_at, version = EXCLUDED.version
+             ), person AS (
+                INSERT INTO telegram_users (id, is_bot, first_name, last_name, username,
+                    language_code, first_seen_at, last_seen_at)
+                SELECT $7, $10, $11, $12, $13, $14, $8, $8 WHERE $7 IS NOT NULL
+                ON CONFLICT (id) DO UPDATE SET
+                    is_bot = EXCLUDED.is_bot, first_name = EXCLUDED.first_name,
+                    last_name = EXCLUDED.last_name, username = EXCLUDED.username,
+                    language_code = EXCLUDED.language_code,
+                    last_seen_at = EXCLUDED.last_seen_at
+             )
+             INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id,
+                created_at, turn_id, media)
+             VALUES ($1, $15, 'user', $16, 'received', $7, $8, $17, $18)",
         )
         .bind(self.chat_id)
         .bind(self.bot_id)
@@ -350,39 +368,13 @@ impl Incoming<'_> {
         .bind(user_id)
         .bind(self.at)
         .bind(self.version)
-        .execute(&mut *tx)
-        .await?;
-        if let Some(user) = self.from {
-            sqlx::query(
-                "INSERT INTO telegram_users (id, is_bot, first_name, last_name, username,
-                    language_code, first_seen_at, last_seen_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-                 ON CONFLICT (id) DO UPDATE SET
-                    is_bot = EXCLUDED.is_bot, first_name = EXCLUDED.first_name,
-                    last_name = EXCLUDED.last_name, username = EXCLUDED.username,
-                    language_code = EXCLUDED.language_code,
-                    last_seen_at = EXCLUDED.last_seen_at",
-            )
-            .bind(user.id)
-            .bind(user.is_bot)
-            .bind(user.first_name.to_column())
-            .bind(column(&user.last_name))
-            .bind(column(&user.username))
-            .bind(&user.language_code)
-            .bind(self.at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id,
-                created_at, turn_id, media)
-             VALUES ($1, $2, 'user', $3, 'received', $4, $5, $6, $7)",
-        )
-        .bind(self.chat_id)
+        .bind(self.from.map(|u| u.is_bot))
+        .bind(self.from.map(|u| u.first_name.to_column()))
+        .bind(self.from.and_then(|u| column(&u.last_name)))
+        .bind(self.from.and_then(|u| column(&u.username)))
+        .bind(self.from.and_then(|u| u.language_code.clone()))
         .bind(self.update_id)
         .bind(text)
-        .bind(user_id)
-        .bind(self.at)
         .bind(turn_id(self.chat_id, self.update_id))
         .bind(media)
         .execute(&mut *tx)

@@ -123,6 +123,11 @@ async fn a_chat_shows_its_state_and_its_messages_with_usage_and_cost() {
     assert_eq!(messages[1]["output_tokens"], 50);
     assert_eq!(messages[1]["reasoning_tokens"], 10);
     assert_eq!(messages[1]["status"], "sent");
+    assert_eq!(
+        messages[0]["status"], "answered",
+        "the question shows it was answered"
+    );
+    assert_eq!(messages[0]["text"], "first");
     let cursor = page["next_cursor"].as_str().unwrap();
     let (_, rest) = app
         .get(&format!("/chats/{id}/messages?limit=3&cursor={cursor}"))
