@@ -5,6 +5,8 @@ use projections::{RecordedEvent, StreamPosition};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
+use crate::subscriptions::reader::{COMMIT_ORDER, EVENT_COLUMNS};
+
 /// What to read.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
@@ -25,15 +27,13 @@ pub async fn read(
     filter: &HistoryFilter,
     limit: i64,
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
-    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(
-        "SELECT global_position, transaction_id::text AS transaction_id, aggregate_type,
-                aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
-         FROM events
-         WHERE transaction_id < pg_snapshot_xmin(pg_current_snapshot())",
-    );
+    let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+    ));
     if let Some(after) = filter.after {
         query
-            .push(" AND (transaction_id, global_position) > (")
+            .push(" AND (e.transaction_id, e.global_position) > (")
             .push_bind(after.transaction_id.to_string())
             .push("::xid8, ")
             .push_bind(after.global_position)
@@ -41,28 +41,30 @@ pub async fn read(
     }
     if let Some(value) = &filter.aggregate_type {
         query
-            .push(" AND aggregate_type = ")
+            .push(" AND e.aggregate_type = ")
             .push_bind(value.clone());
     }
     if let Some(value) = &filter.aggregate_id {
-        query.push(" AND aggregate_id = ").push_bind(value.clone());
+        query
+            .push(" AND e.aggregate_id = ")
+            .push_bind(value.clone());
     }
     if let Some(value) = &filter.event_type {
-        query.push(" AND event_type = ").push_bind(value.clone());
+        query.push(" AND e.event_type = ").push_bind(value.clone());
     }
     if let Some(value) = &filter.correlation_id {
         query
-            .push(" AND metadata ->> 'correlation_id' = ")
+            .push(" AND e.metadata ->> 'correlation_id' = ")
             .push_bind(value.clone());
     }
     if let Some(value) = filter.since {
-        query.push(" AND recorded_at >= ").push_bind(value);
+        query.push(" AND e.recorded_at >= ").push_bind(value);
     }
     if let Some(value) = filter.until {
-        query.push(" AND recorded_at <= ").push_bind(value);
+        query.push(" AND e.recorded_at <= ").push_bind(value);
     }
     query
-        .push(" ORDER BY transaction_id, global_position LIMIT ")
+        .push(format!(" ORDER BY {COMMIT_ORDER} LIMIT "))
         .push_bind(limit);
     let rows = query.build().fetch_all(pool).await?;
     rows.iter()

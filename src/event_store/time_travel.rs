@@ -9,6 +9,8 @@ use chrono::{DateTime, Utc};
 use projections::{Projector, RecordedEvent};
 use sqlx::{Connection, PgConnection, PgPool};
 
+use crate::subscriptions::reader::EVENT_COLUMNS;
+
 /// A connection of its own, holding the shadow tables until it is dropped.
 pub struct PastView {
     connection: PgConnection,
@@ -44,13 +46,11 @@ pub async fn view_as_of(
         .execute(&mut connection)
         .await?;
     }
-    let rows = sqlx::query(
-        "SELECT global_position, transaction_id::text AS transaction_id, aggregate_type,
-                aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at
-         FROM events
-         WHERE aggregate_type = $1 AND aggregate_id = $2 AND recorded_at <= $3
-         ORDER BY sequence",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e
+         WHERE e.aggregate_type = $1 AND e.aggregate_id = $2 AND e.recorded_at <= $3
+         ORDER BY e.sequence"
+    ))
     .bind(aggregate_type)
     .bind(aggregate_id)
     .bind(as_of)

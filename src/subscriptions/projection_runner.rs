@@ -52,6 +52,8 @@ pub struct ProjectionRunner {
     pool: PgPool,
     projectors: Vec<Arc<dyn Projector>>,
     progress: SubscriptionProgress,
+    /// Events per transaction ([`BATCH_SIZE`] unless a test asks for another).
+    batch_size: i64,
     /// The last batch failed: try each projector alone until one succeeds together again.
     isolate: std::sync::atomic::AtomicBool,
 }
@@ -130,8 +132,16 @@ impl ProjectionRunner {
             pool,
             projectors,
             progress,
+            batch_size: BATCH_SIZE,
             isolate: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Reads at most `events` per transaction.
+    #[must_use]
+    pub fn with_batch_size(mut self, events: i64) -> Self {
+        self.batch_size = events.max(1);
+        self
     }
 
     /// Applies the next batch of settled events in one transaction (one per projector
@@ -198,7 +208,7 @@ impl ProjectionRunner {
         let member_names: Vec<&'static str> = members.iter().map(|(_, name)| *name).collect();
         let starts = checkpoints::load_many(&mut tx, &member_names).await?;
         let from = starts.iter().copied().min().unwrap_or_default();
-        let batch = read_batch(&mut tx, from, BATCH_SIZE).await?;
+        let batch = read_batch(&mut tx, from, self.batch_size).await?;
         let mut positions = starts.clone();
         for event in &batch.events {
             for ((projector, _), position) in members.iter().zip(positions.iter_mut()) {

@@ -1,7 +1,24 @@
 //! Reading the global stream in commit order.
+//!
+//! Every reader of the stream (subscriptions, the audit feed, `events export`, time travel)
+//! selects [`EVENT_COLUMNS`] and sorts by [`COMMIT_ORDER`]. The transaction id travels to Rust
+//! as text (sqlx has no `xid8` type) under a name of its own, `commit_txid`: PostgreSQL
+//! resolves an `ORDER BY` name to an output column before an input column, so an alias
+//! `transaction_id` would make `ORDER BY transaction_id` sort the text ("1000" < "999") and
+//! skip events wherever a batch spans a power of ten. Sorting by the qualified `e.` columns
+//! always means the `xid8` value.
 
 use projections::{RecordedEvent, StreamPosition};
 use sqlx::{PgConnection, Row};
+
+/// The columns [`decode_row`] reads, from `events e`.
+pub(crate) const EVENT_COLUMNS: &str =
+    "e.global_position, e.transaction_id::text AS commit_txid, e.aggregate_type,
+     e.aggregate_id, e.sequence, e.event_type, e.event_version, e.payload, e.metadata,
+     e.recorded_at";
+
+/// Commit order: by the `xid8` value of the writing transaction, then by position.
+pub(crate) const COMMIT_ORDER: &str = "e.transaction_id, e.global_position";
 
 /// Events after a position, up to the first one whose transaction might not be the last to
 /// commit below it.
@@ -22,16 +39,14 @@ pub async fn read_batch(
     after: StreamPosition,
     limit: i64,
 ) -> Result<Batch, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT global_position, transaction_id::text AS transaction_id, aggregate_type,
-                aggregate_id, sequence, event_type, event_version, payload, metadata,
-                recorded_at,
-                transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
-         FROM events
-         WHERE (transaction_id, global_position) > ($1::text::xid8, $2)
-         ORDER BY transaction_id, global_position
-         LIMIT $3",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS},
+                e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+         FROM events e
+         WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
+         ORDER BY {COMMIT_ORDER}
+         LIMIT $3"
+    ))
     .bind(after.transaction_id.to_string())
     .bind(after.global_position)
     .bind(limit)
@@ -52,8 +67,9 @@ pub async fn read_batch(
     Ok(batch)
 }
 
+/// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
-    let transaction_id: String = row.try_get("transaction_id")?;
+    let transaction_id: String = row.try_get("commit_txid")?;
     Ok(RecordedEvent {
         position: StreamPosition {
             transaction_id: transaction_id

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 mod bots_api;
 mod chats_api;
+mod commit_order;
 mod erasure;
 mod event_store;
 mod failures;
