@@ -94,6 +94,8 @@ impl Application {
         let state = app_state(pool.clone(), cipher, &config);
         let shutdown = CancellationToken::new();
 
+        // An upgrade may ask for read models to be rebuilt before anything reads them.
+        crate::subscriptions::rebuild::rebuild_where_required(&pool, &projections::all()).await?;
         let wakeups = EventWakeups::spawn(pool.clone(), shutdown.clone());
         // The admin read models share one runner (one transaction per batch for both); the
         // effect runner's index, chat_work, has its own, so that it never waits for them.
@@ -103,11 +105,9 @@ impl Application {
         let mut workers: Vec<JoinHandle<()>> = [read_models, runner_index]
             .into_iter()
             .map(|group| {
-                ProjectionRunner::group(pool.clone(), group, state.progress.clone()).spawn(
-                    wakeups.clone(),
-                    config.subscription_poll,
-                    shutdown.clone(),
-                )
+                ProjectionRunner::group(pool.clone(), group, state.progress.clone())
+                    .with_max_attempts(config.projection_max_attempts)
+                    .spawn(wakeups.clone(), config.subscription_poll, shutdown.clone())
             })
             .collect();
 
@@ -169,11 +169,9 @@ impl Application {
                 settings: config.alerts.clone(),
             });
             workers.push(
-                ProjectionRunner::new(pool.clone(), projector, state.progress.clone()).spawn(
-                    wakeups.clone(),
-                    config.subscription_poll,
-                    shutdown.clone(),
-                ),
+                ProjectionRunner::new(pool.clone(), projector, state.progress.clone())
+                    .with_max_attempts(config.projection_max_attempts)
+                    .spawn(wakeups.clone(), config.subscription_poll, shutdown.clone()),
             );
             let sender = crate::effects::alerts::AlertSender {
                 pool: pool.clone(),

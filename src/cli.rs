@@ -106,6 +106,25 @@ enum ProjectionsCommand {
         #[command(flatten)]
         database: DatabaseArgs,
     },
+    /// Resume a projection paused before a poison event: it tries the event again (fix the
+    /// cause first; if it still fails, it pauses again).
+    Retry {
+        /// The projection (`projections status` lists them).
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Skip a poison event: a paused projection moves past it for good (its read model
+    /// will never hold it); a parked one is acknowledged. Recorded with who did it.
+    Skip {
+        /// The event's position as `status` lists it (`transaction_id/global_position`).
+        event: String,
+        /// Only in this projection (default: every projection paused at or parked the event).
+        #[arg(long)]
+        projection: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -123,6 +142,12 @@ pub async fn run() -> ExitCode {
             ProjectionsCommand::Rebuild { name, database } => {
                 projections_rebuild(name, database).await
             }
+            ProjectionsCommand::Retry { name, database } => projections_retry(name, database).await,
+            ProjectionsCommand::Skip {
+                event,
+                projection,
+                database,
+            } => projections_skip(event, projection, database).await,
         },
         Command::Admin {
             command: AdminCommand::Create { email, database },
@@ -251,11 +276,14 @@ async fn admin_create(email: String, args: DatabaseArgs) -> Result<(), CliError>
 }
 
 async fn projections_status(args: DatabaseArgs) -> Result<(), CliError> {
+    use crate::subscriptions::faults;
     let pool = crate::db::connect(&args.database_url, 2).await?;
     crate::db::migrate(&pool).await?;
+    let open = faults::list(&pool, None, true).await?;
     for projector in projections::all() {
+        let name = projector.name();
         let mut conn = pool.acquire().await?;
-        let position = crate::subscriptions::checkpoints::load(&mut conn, projector.name()).await?;
+        let position = crate::subscriptions::checkpoints::load(&mut conn, name).await?;
         let behind: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
         )
@@ -263,10 +291,82 @@ async fn projections_status(args: DatabaseArgs) -> Result<(), CliError> {
         .bind(position.global_position)
         .fetch_one(&mut *conn)
         .await?;
+        let mine: Vec<_> = open.iter().filter(|f| f.subscription == name).collect();
+        let paused = mine.iter().any(|f| f.status == faults::FaultStatus::Paused);
+        let parked = mine.len() - usize::from(paused);
         println!(
-            "{:<16} checkpoint {:<24} behind {behind}",
-            projector.name(),
-            position.to_string()
+            "{name:<16} checkpoint {:<24} behind {behind:<8} {}{}",
+            position.to_string(),
+            if paused { "PAUSED" } else { "running" },
+            if parked > 0 {
+                format!(", {parked} parked")
+            } else {
+                String::new()
+            }
+        );
+        for fault in mine {
+            println!(
+                "  {} {} ({} {} #{}) after {} attempts: {}",
+                fault.status,
+                fault.position,
+                fault.event_type,
+                fault.aggregate_type,
+                fault.sequence,
+                fault.attempts,
+                fault.error
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Who ran a resolving command, as recorded with it.
+fn cli_actor() -> String {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    format!("cli:{user}")
+}
+
+fn known_projection(name: &str) -> Result<(), CliError> {
+    if projections::all().iter().any(|p| p.name() == name) {
+        Ok(())
+    } else {
+        Err(CliError::Failed(anyhow::anyhow!(
+            "no projection is named {name:?}"
+        )))
+    }
+}
+
+async fn projections_retry(name: String, args: DatabaseArgs) -> Result<(), CliError> {
+    known_projection(&name)?;
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    crate::db::migrate(&pool).await?;
+    let fault = crate::subscriptions::faults::retry(&pool, &name, &cli_actor()).await?;
+    println!(
+        "{name}: retrying event {} ({}); if it fails again it pauses again",
+        fault.position, fault.event_type
+    );
+    Ok(())
+}
+
+async fn projections_skip(
+    event: String,
+    projection: Option<String>,
+    args: DatabaseArgs,
+) -> Result<(), CliError> {
+    if let Some(name) = &projection {
+        known_projection(name)?;
+    }
+    let pool = crate::db::connect(&args.database_url, 2).await?;
+    crate::db::migrate(&pool).await?;
+    let resolved =
+        crate::subscriptions::faults::skip(&pool, projection.as_deref(), &event, &cli_actor())
+            .await?;
+    for fault in resolved {
+        println!(
+            "{}: skipped event {} ({})",
+            fault.subscription, fault.position, fault.event_type
         );
     }
     Ok(())

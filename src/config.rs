@@ -185,6 +185,11 @@ pub struct ServeArgs {
     )]
     pub trust_forwarded_for: bool,
 
+    /// Tries of an event a projector fails on before its poison policy applies (pause
+    /// before the event, or park it and go on).
+    #[arg(long, env = "PROJECTION_MAX_ATTEMPTS", default_value_t = 5)]
+    pub projection_max_attempts: u32,
+
     /// /health/queue answers 503 when a subscription is this many events behind.
     #[arg(long, env = "HEALTH_MAX_LAG", default_value_t = 1_000)]
     pub health_max_lag: i64,
@@ -250,6 +255,7 @@ pub struct Config {
     pub max_request_bytes: usize,
     pub trust_forwarded_for: bool,
     pub health: HealthThresholds,
+    pub projection_max_attempts: u32,
 }
 
 /// When /health/queue stops answering 200.
@@ -376,6 +382,7 @@ impl Config {
                 max_lag: args.health_max_lag.max(1),
                 stuck_after: Duration::from_secs(args.health_stuck_secs.max(1)),
             },
+            projection_max_attempts: args.projection_max_attempts.max(1),
         })
     }
 }

@@ -16,6 +16,8 @@ pub enum SubscriptionState {
     Ok,
     Lagging,
     Stuck,
+    /// Stopped before a poison event until an operator retries or skips it.
+    Paused,
 }
 
 #[derive(Debug, Clone)]
@@ -28,6 +30,10 @@ pub struct SubscriptionStatus {
     /// How long the oldest of them has waited, in seconds.
     pub oldest_pending_secs: Option<f64>,
     pub state: SubscriptionState,
+    /// The event it is paused before, when paused.
+    pub paused_before: Option<String>,
+    /// Events it went on without, not yet acknowledged by an operator.
+    pub parked_events: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -54,6 +60,14 @@ pub async fn queue_status(
     thresholds: HealthThresholds,
 ) -> Result<QueueStatus, sqlx::Error> {
     let mut conn = pool.acquire().await?;
+    let open_faults: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT subscription, count(*) FILTER (WHERE status = 'parked'),
+                min(transaction_id::text || '/' || global_position) FILTER (WHERE status = 'paused')
+         FROM projection_faults WHERE status IN ('paused', 'parked')
+         GROUP BY subscription",
+    )
+    .fetch_all(&mut *conn)
+    .await?;
     let mut subscriptions = Vec::new();
     for projector in projections::all() {
         let name = projector.name();
@@ -66,14 +80,22 @@ pub async fn queue_status(
         .bind(position.global_position)
         .fetch_one(&mut *conn)
         .await?;
-        let state =
-            if oldest_pending_secs.is_some_and(|age| age > thresholds.stuck_after.as_secs_f64()) {
-                SubscriptionState::Stuck
-            } else if lag > thresholds.max_lag {
-                SubscriptionState::Lagging
-            } else {
-                SubscriptionState::Ok
-            };
+        let (parked_events, paused_before) = open_faults
+            .iter()
+            .find(|(subscription, _, _)| subscription == name)
+            .map(|(_, parked, paused)| (*parked, paused.clone()))
+            .unwrap_or_default();
+        let state = if paused_before.is_some() {
+            SubscriptionState::Paused
+        } else if oldest_pending_secs.is_some_and(|age| age > thresholds.stuck_after.as_secs_f64())
+        {
+            SubscriptionState::Stuck
+        } else if lag > thresholds.max_lag {
+            SubscriptionState::Lagging
+        } else {
+            SubscriptionState::Ok
+        };
+        crate::metrics::subscription_faults(name, paused_before.is_some(), parked_events);
         crate::metrics::subscription_lag(name, lag);
         subscriptions.push(SubscriptionStatus {
             name: name.to_owned(),
@@ -81,6 +103,8 @@ pub async fn queue_status(
             lag,
             oldest_pending_secs,
             state,
+            paused_before,
+            parked_events,
         });
     }
     let (in_flight, failed): (i64, i64) = sqlx::query_as(

@@ -59,6 +59,16 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "gauge",
     ),
     (
+        "botfleet_subscription_paused",
+        "1 while a subscription is paused before a poison event (an operator must retry or skip it).",
+        "gauge",
+    ),
+    (
+        "botfleet_subscription_parked_events",
+        "Poison events a subscription went on without, not yet acknowledged.",
+        "gauge",
+    ),
+    (
         "botfleet_effects_in_flight",
         "Chats with unfinished turns whose lease is held by a live runner.",
         "gauge",
@@ -99,6 +109,8 @@ struct Metrics {
     llm_cost: IntCounterVec,
     telegram_calls: IntCounterVec,
     subscription_lag: IntGaugeVec,
+    subscription_paused: IntGaugeVec,
+    subscription_parked: IntGaugeVec,
     effects_in_flight: IntGauge,
     messages_failed: IntGauge,
     http_requests: IntCounterVec,
@@ -142,17 +154,16 @@ impl Metrics {
             registry.register(Box::new(g.clone())).expect("unique name");
             g
         }
-        let subscription_lag = IntGaugeVec::new(
-            Opts::new(
-                "botfleet_subscription_lag_events",
-                help("botfleet_subscription_lag_events"),
-            ),
+        fn gauge_vec(registry: &Registry, name: &str, labels: &[&str]) -> IntGaugeVec {
+            let g = IntGaugeVec::new(Opts::new(name, help(name)), labels).expect("valid gauge");
+            registry.register(Box::new(g.clone())).expect("unique name");
+            g
+        }
+        let subscription_lag = gauge_vec(
+            &registry,
+            "botfleet_subscription_lag_events",
             &["subscription"],
-        )
-        .expect("valid gauge");
-        registry
-            .register(Box::new(subscription_lag.clone()))
-            .expect("unique name");
+        );
         Self {
             updates_received: counter(&registry, "botfleet_updates_received_total", &["bot_id"]),
             turns_completed: counter(&registry, "botfleet_turns_completed_total", &["bot_id"]),
@@ -175,6 +186,16 @@ impl Metrics {
                 &["method", "code"],
             ),
             subscription_lag,
+            subscription_paused: gauge_vec(
+                &registry,
+                "botfleet_subscription_paused",
+                &["subscription"],
+            ),
+            subscription_parked: gauge_vec(
+                &registry,
+                "botfleet_subscription_parked_events",
+                &["subscription"],
+            ),
             effects_in_flight: gauge(&registry, "botfleet_effects_in_flight"),
             messages_failed: gauge(&registry, "botfleet_messages_failed"),
             http_requests: counter(
@@ -265,6 +286,18 @@ pub fn subscription_lag(name: &str, events: i64) {
         .subscription_lag
         .with_label_values(&[name])
         .set(events);
+}
+
+/// Whether subscription `name` is paused, and how many parked events it has.
+pub fn subscription_faults(name: &str, paused: bool, parked: i64) {
+    METRICS
+        .subscription_paused
+        .with_label_values(&[name])
+        .set(i64::from(paused));
+    METRICS
+        .subscription_parked
+        .with_label_values(&[name])
+        .set(parked);
 }
 
 /// The effect runner's in-flight chats and failed messages, as /health/queue counts them.

@@ -25,6 +25,12 @@ impl Projector for ChatProjector {
         &["messages", "chats", "telegram_users"]
     }
 
+    /// One unreadable event costs one chat's view a message; stopping would freeze every
+    /// chat's view and every admin write that waits for it.
+    fn poison_policy(&self) -> crate::PoisonPolicy {
+        crate::PoisonPolicy::Park
+    }
+
     async fn project(
         &self,
         tx: &mut PgConnection,

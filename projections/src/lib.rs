@@ -42,11 +42,30 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
 }
 
+/// What the subscription does with an event this projector keeps failing on (a *poison*
+/// event), once its attempts are used up. Either way the event, its error and the attempts
+/// are recorded for an operator to see and resolve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoisonPolicy {
+    /// Stop before the event until an operator retries or skips it: for a read model that
+    /// must never silently miss an event (the effect runner's work index, the bots that are
+    /// served).
+    Pause,
+    /// Go on without the event: for a read model where one missing event costs one stale row
+    /// rather than a wrong decision, and stopping would freeze every other row.
+    Park,
+}
+
 /// Builds read models from the global event stream.
 #[async_trait::async_trait]
 pub trait Projector: Send + Sync {
     /// The stable name under which the projector's checkpoint is kept.
     fn name(&self) -> &'static str;
+
+    /// What to do with an event this projector cannot apply (see [`PoisonPolicy`]).
+    fn poison_policy(&self) -> PoisonPolicy {
+        PoisonPolicy::Pause
+    }
 
     /// The tables this projector owns, in an order in which they can be emptied.
     fn tables(&self) -> &'static [&'static str];

@@ -43,6 +43,9 @@ pub enum SubscriptionHealth {
     Lagging,
     /// Its oldest unhandled event is older than HEALTH_STUCK_SECS.
     Stuck,
+    /// Stopped before a poison event until an operator retries or skips it
+    /// (`botfleet projections retry` / `skip`, or `POST /projections/...`).
+    Paused,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -56,6 +59,11 @@ pub struct SubscriptionView {
     #[oai(skip_serializing_if_is_none)]
     pub oldest_pending_secs: Option<f64>,
     pub status: SubscriptionHealth,
+    /// When paused: the position of the event it stopped before.
+    #[oai(skip_serializing_if_is_none)]
+    pub paused_before: Option<String>,
+    /// Poison events it went on without, not yet acknowledged by an operator.
+    pub parked_events: i64,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -96,7 +104,8 @@ pub enum DatabaseResponse {
 pub enum QueueResponse {
     #[oai(status = 200)]
     Ok(Json<QueueHealth>),
-    /// A subscription is stuck or lags past the threshold, or the status cannot be read.
+    /// A subscription is paused, stuck or lags past the threshold, or the status cannot be
+    /// read.
     #[oai(status = 503)]
     Unavailable(Json<QueueHealth>),
 }
@@ -149,7 +158,8 @@ impl HealthApi {
     /// Subscriptions and effect runner
     ///
     /// Each subscription's checkpoint and lag, and the effect runner's in-flight and failed
-    /// counts. 503 when a subscription is stuck or lags past the threshold.
+    /// counts. 503 when a subscription is paused before a poison event, is stuck, or lags
+    /// past the threshold.
     #[oai(path = "/health/queue", method = "get")]
     async fn queue(&self) -> QueueResponse {
         let status = tokio::time::timeout(
@@ -197,7 +207,10 @@ fn view(status: QueueStatus) -> QueueHealth {
                     SubscriptionState::Ok => SubscriptionHealth::Ok,
                     SubscriptionState::Lagging => SubscriptionHealth::Lagging,
                     SubscriptionState::Stuck => SubscriptionHealth::Stuck,
+                    SubscriptionState::Paused => SubscriptionHealth::Paused,
                 },
+                paused_before: s.paused_before,
+                parked_events: s.parked_events,
             })
             .collect(),
         effects: Some(EffectsView {

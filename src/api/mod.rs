@@ -17,6 +17,7 @@ pub mod limits;
 pub mod metrics;
 pub mod observe;
 pub mod paging;
+pub mod projections;
 pub mod session_cookie;
 pub mod strict_json;
 pub mod webhook;
@@ -91,6 +92,7 @@ pub type ApiService = OpenApiService<
         webhook::WebhookApi,
         health::HealthApi,
         metrics::MetricsApi,
+        projections::ProjectionsApi,
     ),
     (),
 >;
@@ -127,7 +129,10 @@ pub fn service(state: AppState) -> ApiService {
             health::HealthApi {
                 state: state.clone(),
             },
-            metrics::MetricsApi { state },
+            metrics::MetricsApi {
+                state: state.clone(),
+            },
+            projections::ProjectionsApi { state },
         ),
         "Botfleet",
         env!("CARGO_PKG_VERSION"),

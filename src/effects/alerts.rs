@@ -118,6 +118,11 @@ impl Projector for AlertProjector {
         &["admin_alerts"]
     }
 
+    /// A notification's count may miss one failure; all later notifications must not wait.
+    fn poison_policy(&self) -> projections::PoisonPolicy {
+        projections::PoisonPolicy::Park
+    }
+
     async fn project(
         &self,
         tx: &mut PgConnection,

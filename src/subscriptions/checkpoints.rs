@@ -64,28 +64,41 @@ pub async fn store(
     Ok(())
 }
 
-/// The checkpoints of several subscriptions, in the order of `subscriptions`.
+/// Where a subscription stands, and whether it is paused before a poison event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    pub position: StreamPosition,
+    pub paused: bool,
+}
+
+/// The checkpoints of several subscriptions, in the order of `subscriptions` (one statement).
 pub async fn load_many(
     conn: &mut PgConnection,
     subscriptions: &[&str],
-) -> Result<Vec<StreamPosition>, sqlx::Error> {
-    let rows: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT subscription, transaction_id::text, global_position FROM subscription_checkpoints
-         WHERE subscription = ANY($1)",
+) -> Result<Vec<Checkpoint>, sqlx::Error> {
+    let rows: Vec<(Option<String>, Option<i64>, bool)> = sqlx::query_as(
+        "SELECT c.transaction_id::text, c.global_position,
+                EXISTS (SELECT 1 FROM projection_faults f
+                        WHERE f.subscription = n.name AND f.status = 'paused')
+         FROM unnest($1::text[]) WITH ORDINALITY AS n(name, ord)
+         LEFT JOIN subscription_checkpoints c ON c.subscription = n.name
+         ORDER BY n.ord",
     )
     .bind(subscriptions)
     .fetch_all(&mut *conn)
     .await?;
-    subscriptions
-        .iter()
-        .map(|name| match rows.iter().find(|(s, _, _)| s == name) {
-            Some((_, transaction_id, global_position)) => Ok(StreamPosition {
-                transaction_id: transaction_id
-                    .parse()
-                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
-                global_position: *global_position,
-            }),
-            None => Ok(StreamPosition::START),
+    rows.into_iter()
+        .map(|(transaction_id, global_position, paused)| {
+            let position = match (transaction_id, global_position) {
+                (Some(transaction_id), Some(global_position)) => StreamPosition {
+                    transaction_id: transaction_id
+                        .parse()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    global_position,
+                },
+                _ => StreamPosition::START,
+            };
+            Ok(Checkpoint { position, paused })
         })
         .collect()
 }

@@ -10,8 +10,10 @@
 //! - [`checkpoints`]: where each subscription stands, stored and observable.
 //! - [`projection_runner`]: runs a projector, its rows and checkpoint in one transaction.
 //! - [`rebuild`]: empties read models and replays them from position zero.
+//! - [`faults`]: poison events, paused before or parked, and what operators did about them.
 
 pub mod checkpoints;
+pub mod faults;
 pub mod projection_runner;
 pub mod reader;
 pub mod rebuild;

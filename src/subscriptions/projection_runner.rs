@@ -7,25 +7,42 @@
 //!
 //! Several projectors can share a runner: one transaction then projects a batch for all of
 //! them, which costs the database one commit instead of one each. Each keeps its own
-//! checkpoint, so one can be rebuilt (or be behind) while the others go on; and when a batch
-//! fails, the next tries each projector on its own, so a broken projector holds back only
-//! its own read model.
+//! checkpoint, so one can be rebuilt (or be behind) while the others go on.
+//!
+//! A projector that fails is taken out of the shared batch and tried alone, with backoff, so
+//! it holds back only its own read model. When it keeps failing on the same event (an error
+//! about the event, not a lost connection) for `max_attempts` tries, its
+//! [`PoisonPolicy`] decides: *pause* before the event, or *park* it and go on. Either way the
+//! event is recorded in `projection_faults` for an operator (see [`super::faults`]).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use projections::{Projector, StreamPosition};
+use projections::{PoisonPolicy, ProjectionError, Projector, RecordedEvent, StreamPosition};
 use sqlx::{PgConnection, PgPool};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoints::{self, SubscriptionProgress};
+use super::faults::{self, FaultStatus};
 use super::reader::read_batch;
 use super::wakeups::EventWakeups;
+use crate::effects::backoff::Backoff;
 
 /// Events per transaction: large enough to amortise the commit, small enough to keep the
 /// transaction short.
 pub const BATCH_SIZE: i64 = 500;
+
+/// Tries of one event before the projector's poison policy applies.
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+
+/// The pause before a failed projector's next try: 0.1 s doubling to 30 s, so the default
+/// five tries span about three seconds, enough for a deadlock or a restart to pass.
+const RETRY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(30),
+};
 
 /// How long a busy runner waits for more events before projecting: a commit costs the
 /// database more than the events in it, and under load every commit would otherwise wake
@@ -46,6 +63,21 @@ pub struct BatchOutcome {
     /// Another process holds this projection's lock.
     pub busy: bool,
     pub position: StreamPosition,
+    /// A failed projector waits for its next try until then.
+    pub retry_at: Option<Instant>,
+}
+
+/// A projector that failed, and on which event.
+#[derive(Debug, Clone)]
+struct Failing {
+    position: StreamPosition,
+    /// Failures in a row, for the backoff.
+    failures: u32,
+    /// Failures that were about the event (not a lost connection): they count towards the
+    /// poison policy.
+    attempts: u32,
+    retry_at: Instant,
+    error: String,
 }
 
 pub struct ProjectionRunner {
@@ -54,8 +86,11 @@ pub struct ProjectionRunner {
     progress: SubscriptionProgress,
     /// Events per transaction ([`BATCH_SIZE`] unless a test asks for another).
     batch_size: i64,
-    /// The last batch failed: try each projector alone until one succeeds together again.
-    isolate: std::sync::atomic::AtomicBool,
+    /// Tries of one event before the poison policy applies.
+    max_attempts: u32,
+    backoff: Backoff,
+    /// Projectors whose last try failed, by name.
+    failing: Mutex<HashMap<&'static str, Failing>>,
 }
 
 /// A stable 32-bit key per subscription name (FNV-1a), for the advisory lock.
@@ -109,8 +144,50 @@ async fn try_lock_projections(
 pub enum RunError {
     #[error("database error while projecting")]
     Database(#[from] sqlx::Error),
-    #[error("the projector failed")]
-    Projector(#[from] projections::ProjectionError),
+    #[error("the {projection} projector failed on event {position} ({event_type})")]
+    Projector {
+        projection: &'static str,
+        position: StreamPosition,
+        event_type: String,
+        #[source]
+        source: ProjectionError,
+    },
+}
+
+/// Whether an error says nothing about the event: the connection or the server went away,
+/// or a conflict that passes (deadlock, serialization). Such failures are retried without
+/// end, like any database outage, and never make an event poison.
+pub(crate) fn is_transient(error: &ProjectionError) -> bool {
+    let ProjectionError::Database(e) = error else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // 08: connection exception; 40: transaction rollback (deadlock, serialization);
+            // 53: insufficient resources; 57: operator intervention (shutdown, cancel).
+            ["08", "40", "53", "57"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
+    }
+}
+
+/// The error with its causes, for the fault record and the log.
+fn describe(error: &ProjectionError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 impl ProjectionRunner {
@@ -133,7 +210,9 @@ impl ProjectionRunner {
             projectors,
             progress,
             batch_size: BATCH_SIZE,
-            isolate: std::sync::atomic::AtomicBool::new(false),
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
+            backoff: RETRY_BACKOFF,
+            failing: Mutex::default(),
         }
     }
 
@@ -144,25 +223,62 @@ impl ProjectionRunner {
         self
     }
 
-    /// Applies the next batch of settled events in one transaction (one per projector
-    /// after a failure, until they succeed again).
+    /// Tries an event `attempts` times before the poison policy applies.
+    #[must_use]
+    pub fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Pauses between a failed projector's tries.
+    #[must_use]
+    pub fn with_retry_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    fn failing(&self) -> std::sync::MutexGuard<'_, HashMap<&'static str, Failing>> {
+        self.failing.lock().expect("failing projectors lock")
+    }
+
+    /// Applies the next batch of settled events: one transaction for the projectors in good
+    /// standing, and one each for failed projectors whose next try is due. Fails only when
+    /// nothing could be done: the database failed, or every projector tried failed.
     pub async fn run_batch(&self) -> Result<BatchOutcome, RunError> {
-        use std::sync::atomic::Ordering;
-        if self.projectors.len() == 1 || !self.isolate.load(Ordering::Relaxed) {
-            let outcome = self.run_batch_for(&self.projectors).await;
-            if outcome.is_err() && self.projectors.len() > 1 {
-                self.isolate.store(true, Ordering::Relaxed);
+        let now = Instant::now();
+        let (healthy, due, retry_at) = {
+            let failing = self.failing();
+            let mut healthy = Vec::new();
+            let mut due = Vec::new();
+            for projector in &self.projectors {
+                match failing.get(projector.name()) {
+                    None => healthy.push(projector.clone()),
+                    Some(f) if f.retry_at <= now => due.push(projector.clone()),
+                    Some(_) => {}
+                }
             }
-            return outcome;
+            let retry_at = failing
+                .values()
+                .map(|f| f.retry_at)
+                .filter(|at| *at > now)
+                .min();
+            (healthy, due, retry_at)
+        };
+        let mut groups: Vec<Vec<Arc<dyn Projector>>> = due.into_iter().map(|p| vec![p]).collect();
+        if !healthy.is_empty() {
+            groups.insert(0, healthy);
         }
         let mut combined = BatchOutcome {
             busy: true,
+            retry_at,
             ..BatchOutcome::default()
         };
-        let mut failures = Vec::new();
-        for projector in &self.projectors {
-            match self.run_batch_for(std::slice::from_ref(projector)).await {
+        let mut last_error = None;
+        let mut succeeded = groups.is_empty();
+        for group in groups {
+            match self.run_batch_for(&group).await {
                 Ok(outcome) => {
+                    succeeded = true;
                     combined.applied += outcome.applied;
                     combined.blocked |= outcome.blocked;
                     combined.full |= outcome.full;
@@ -170,19 +286,75 @@ impl ProjectionRunner {
                     combined.position = combined.position.max(outcome.position);
                 }
                 Err(e) => {
-                    tracing::error!(projection = projector.name(), error = ?e, "projection failed; the others go on");
-                    failures.push(e);
+                    if let RunError::Projector { projection, .. } = &e {
+                        // Others in its group were rolled back with it: go again at once,
+                        // without it.
+                        combined.full |= group.len() > 1;
+                        let retry_at = self.failing()[projection].retry_at;
+                        combined.retry_at =
+                            Some(combined.retry_at.map_or(retry_at, |at| at.min(retry_at)));
+                    }
+                    last_error = Some(e);
                 }
             }
         }
-        if failures.is_empty() {
-            self.isolate.store(false, Ordering::Relaxed);
+        match (succeeded, last_error) {
+            (false, Some(e)) => Err(e),
+            _ => Ok(combined),
         }
-        // Only when every projector failed does the runner back off as a whole.
-        match failures.len() == self.projectors.len() {
-            true => Err(failures.remove(0)),
-            false => Ok(combined),
+    }
+
+    /// Notes a projector's failure on an event, for its backoff and its attempts.
+    fn note_failure(
+        &self,
+        projection: &'static str,
+        event: &RecordedEvent,
+        error: &ProjectionError,
+    ) {
+        let transient = is_transient(error);
+        let mut failing = self.failing();
+        let entry = failing.entry(projection).or_insert_with(|| Failing {
+            position: event.position,
+            failures: 0,
+            attempts: 0,
+            retry_at: Instant::now(),
+            error: String::new(),
+        });
+        if entry.position != event.position {
+            entry.position = event.position;
+            entry.attempts = 0;
+            entry.failures = 0;
         }
+        entry.failures += 1;
+        if !transient {
+            entry.attempts += 1;
+        }
+        entry.error = describe(error);
+        entry.retry_at = Instant::now() + self.backoff.pause(entry.failures, None);
+        if transient {
+            tracing::warn!(projection, position = %event.position, error = %entry.error, "projection failed for a passing reason; retrying");
+        } else {
+            tracing::error!(
+                projection,
+                position = %event.position,
+                event_type = event.event_type,
+                aggregate_id = event.aggregate_id,
+                attempt = entry.attempts,
+                max_attempts = self.max_attempts,
+                error = %entry.error,
+                "the projector cannot apply an event"
+            );
+        }
+    }
+
+    /// The projectors that have used up their tries on the event they stand before: what
+    /// the batch must do with it instead of trying again.
+    fn exhausted(&self) -> HashMap<&'static str, Failing> {
+        self.failing()
+            .iter()
+            .filter(|(_, f)| f.attempts >= self.max_attempts)
+            .map(|(name, f)| (*name, f.clone()))
+            .collect()
     }
 
     async fn run_batch_for(
@@ -192,42 +364,106 @@ impl ProjectionRunner {
         let mut tx = self.pool.begin().await?;
         let names: Vec<&'static str> = projectors.iter().map(|p| p.name()).collect();
         let taken = try_lock_projections(&mut tx, &names).await?;
-        let members: Vec<(&Arc<dyn Projector>, &'static str)> = projectors
+        let locked: Vec<(&Arc<dyn Projector>, &'static str)> = projectors
             .iter()
             .zip(&names)
             .zip(&taken)
             .filter(|(_, taken)| **taken)
             .map(|((projector, name), _)| (projector, *name))
             .collect();
-        if members.is_empty() {
+        if locked.is_empty() {
             return Ok(BatchOutcome {
                 busy: true,
                 ..BatchOutcome::default()
             });
         }
-        let member_names: Vec<&'static str> = members.iter().map(|(_, name)| *name).collect();
-        let starts = checkpoints::load_many(&mut tx, &member_names).await?;
+        let locked_names: Vec<&'static str> = locked.iter().map(|(_, name)| *name).collect();
+        let checkpoints = checkpoints::load_many(&mut tx, &locked_names).await?;
+        // A paused projector waits for an operator; what it failed on is recorded.
+        let mut members = Vec::new();
+        let mut starts = Vec::new();
+        for ((projector, name), checkpoint) in locked.into_iter().zip(checkpoints) {
+            if checkpoint.paused {
+                self.failing().remove(name);
+            } else {
+                members.push((projector, name));
+                starts.push(checkpoint.position);
+            }
+        }
+        if members.is_empty() {
+            return Ok(BatchOutcome::default());
+        }
+        let exhausted = self.exhausted();
         let from = starts.iter().copied().min().unwrap_or_default();
         let batch = read_batch(&mut tx, from, self.batch_size).await?;
         let mut positions = starts.clone();
+        let mut halted = vec![false; members.len()];
         for event in &batch.events {
-            for ((projector, _), position) in members.iter().zip(positions.iter_mut()) {
+            for (((projector, name), position), halted) in members
+                .iter()
+                .zip(positions.iter_mut())
+                .zip(halted.iter_mut())
+            {
                 // A projector ahead of the others (say, just rebuilt) skips what it has seen.
-                if event.position > *position {
-                    projector.project(&mut tx, event).await?;
-                    *position = event.position;
+                if *halted || event.position <= *position {
+                    continue;
                 }
+                if let Some(failing) = exhausted.get(name).filter(|f| f.position == event.position)
+                {
+                    let status = match projector.poison_policy() {
+                        PoisonPolicy::Pause => FaultStatus::Paused,
+                        PoisonPolicy::Park => FaultStatus::Parked,
+                    };
+                    faults::record(
+                        &mut tx,
+                        name,
+                        event,
+                        &failing.error,
+                        failing.attempts,
+                        status,
+                    )
+                    .await?;
+                    tracing::error!(projection = name, position = %event.position, event_type = event.event_type, attempts = failing.attempts, %status, "poison event: {}", match status {
+                        FaultStatus::Paused => "the projection pauses before it until an operator retries or skips it",
+                        _ => "the projection goes on without it",
+                    });
+                    match status {
+                        FaultStatus::Paused => *halted = true,
+                        _ => *position = event.position,
+                    }
+                    continue;
+                }
+                if let Err(source) = projector.project(&mut tx, event).await {
+                    drop(tx);
+                    self.note_failure(name, event, &source);
+                    return Err(RunError::Projector {
+                        projection: name,
+                        position: event.position,
+                        event_type: event.event_type.clone(),
+                        source,
+                    });
+                }
+                *position = event.position;
             }
         }
-        let moved: Vec<(&'static str, StreamPosition)> = member_names
+        let moved: Vec<(&'static str, StreamPosition)> = members
             .iter()
             .zip(starts.iter().zip(&positions))
             .filter(|(_, (start, position))| position != start)
-            .map(|(name, (_, position))| (*name, *position))
+            .map(|((_, name), (_, position))| (*name, *position))
             .collect();
         checkpoints::store_many(&mut tx, &moved).await?;
         tx.commit().await?;
-        for (name, position) in member_names.iter().zip(&positions) {
+        {
+            let mut failing = self.failing();
+            for (((_, name), position), halted) in members.iter().zip(&positions).zip(&halted) {
+                let passed = failing.get(name).is_some_and(|f| f.position <= *position);
+                if passed || *halted {
+                    failing.remove(name);
+                }
+            }
+        }
+        for ((_, name), position) in members.iter().zip(&positions) {
             self.progress.advance(name, *position);
         }
         Ok(BatchOutcome {
@@ -236,6 +472,7 @@ impl ProjectionRunner {
             full: batch.full,
             busy: false,
             position: positions.iter().copied().max().unwrap_or(from),
+            retry_at: None,
         })
     }
 
@@ -266,7 +503,7 @@ impl ProjectionRunner {
                 }
                 wake.borrow_and_update();
                 last_batch = Instant::now();
-                let pause = match self.run_batch().await {
+                let (pause, retry_at) = match self.run_batch().await {
                     Ok(outcome) => {
                         error_pause = Duration::from_millis(100);
                         if outcome.applied > 0 {
@@ -280,20 +517,27 @@ impl ProjectionRunner {
                             // sends no notification) will be seen on the next read.
                             let pause = blocked_pause;
                             blocked_pause = (blocked_pause * 2).min(Duration::from_millis(50));
-                            Some(pause)
+                            (Some(pause), outcome.retry_at)
                         } else {
                             blocked_pause = Duration::from_millis(1);
-                            None
+                            (None, outcome.retry_at)
                         }
+                    }
+                    // Every projector failed on its event: each waits for its own next try.
+                    Err(RunError::Projector { .. }) => {
+                        (None, self.failing().values().map(|f| f.retry_at).min())
                     }
                     Err(e) => {
                         tracing::error!(projection = name, error = ?e, "projection failed; retrying");
                         let pause = error_pause;
                         error_pause = (error_pause * 2).min(Duration::from_secs(30));
-                        Some(pause)
+                        (Some(pause), None)
                     }
                 };
-                let sleep = pause.unwrap_or(poll_interval);
+                let mut sleep = pause.unwrap_or(poll_interval);
+                if let Some(at) = retry_at {
+                    sleep = sleep.min(at.saturating_duration_since(Instant::now()));
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = wake.changed(), if pause.is_none() => {}

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use aggregates::bot::{BotEvent, SealedToken};
+use botfleet::effects::backoff::Backoff;
 use botfleet::subscriptions::reader::read_batch;
 use botfleet::subscriptions::{ProjectionRunner, SubscriptionProgress};
 use chrono::{DateTime, Duration as Span, Utc};
@@ -421,9 +422,14 @@ async fn random_interleavings_of_transaction_ids_reach_a_projector_once_each_in_
             }),
             SubscriptionProgress::new(pool.clone()),
         )
-        .with_batch_size(batch_size);
+        .with_batch_size(batch_size)
+        .with_retry_backoff(Backoff {
+            base: std::time::Duration::from_millis(1),
+            max: std::time::Duration::from_millis(4),
+        });
         let newest = crafted.last().unwrap();
-        for _ in 0..10_000 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
             if let Ok(outcome) = runner.run_batch().await {
                 if outcome.position.global_position == newest.global_position
                     && outcome.position.transaction_id == newest.transaction_id
@@ -431,6 +437,7 @@ async fn random_interleavings_of_transaction_ids_reach_a_projector_once_each_in_
                     break;
                 }
             }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
         }
         let delivered: Vec<(i64, i64)> = sqlx::query_as(
             "SELECT transaction_id, global_position FROM probe_delivered ORDER BY n",

@@ -142,6 +142,9 @@ async fn health_queue_answers_503_when_a_subscription_lags_or_is_stuck() {
     let app = TestApp::spawn_with(TestDb::new(), random_token_key(), |args| {
         args.health_max_lag = 2;
         args.health_stuck_secs = 3;
+        // Stuck, not paused: the projector keeps trying (a poison event pauses it after
+        // PROJECTION_MAX_ATTEMPTS, which the projection-faults tests cover).
+        args.projection_max_attempts = 1_000;
     })
     .await;
     assert_eq!(get(&app, "/health/queue").await.0, 200);

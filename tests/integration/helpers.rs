@@ -110,6 +110,7 @@ pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
         trust_forwarded_for: false,
         health_max_lag: 1_000,
         health_stuck_secs: 60,
+        projection_max_attempts: 3,
     }
 }
 
@@ -354,16 +355,14 @@ impl TestApp {
         eventually(Duration::from_secs(30), "the pipeline settles", || {
             let pool = pool.clone();
             async move {
-                let open: i64 =
-                    sqlx::query_scalar("SELECT count(*) FROM chat_work WHERE open_turns > 0")
-                        .fetch_one(&pool)
-                        .await
-                        .unwrap();
-                let behind: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM subscription_checkpoints c
-                     WHERE EXISTS (SELECT 1 FROM events e
-                                   WHERE (e.transaction_id, e.global_position)
-                                       > (c.transaction_id, c.global_position))",
+                // One statement, so one snapshot: a read model's rows and its checkpoint
+                // commit together, and are seen together.
+                let (open, behind): (i64, i64) = sqlx::query_as(
+                    "SELECT (SELECT count(*) FROM chat_work WHERE open_turns > 0),
+                            (SELECT count(*) FROM subscription_checkpoints c
+                             WHERE EXISTS (SELECT 1 FROM events e
+                                           WHERE (e.transaction_id, e.global_position)
+                                               > (c.transaction_id, c.global_position)))",
                 )
                 .fetch_one(&pool)
                 .await

@@ -19,6 +19,7 @@ mod limits;
 mod llm;
 mod metrics;
 mod openapi;
+mod projection_faults;
 mod resilience;
 mod subscriptions;
 mod turns;
