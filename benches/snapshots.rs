@@ -151,7 +151,7 @@ async fn main() {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
     let name = format!("botfleet_bench_snapshots_{}", Uuid::new_v4().simple());
     let url = format!("{server}/{name}");
-    botfleet::app::install_crypto_provider();
+    botfleet::runtime::tls::install_crypto_provider();
     let pool = botfleet::db::connect(&url, 4).await.expect("connect");
     botfleet::db::migrate(&pool).await.expect("migrate");
     let bot_id = Uuid::now_v7();

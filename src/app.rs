@@ -14,17 +14,17 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::api::{self, AppState};
+use crate::bots::supervisor::BotSupervisor;
 use crate::config::Config;
-use crate::effects::bot_supervisor::BotSupervisor;
-use crate::effects::chat_runner::ChatRunner;
-use crate::effects::leases::Leases;
-use crate::effects::turns::TurnWorker;
 use crate::event_store::CommandGateway;
+use crate::http::{self, AppState};
 use crate::intake::Intake;
+use crate::runtime::leases::Leases;
 use crate::secrets::TokenCipher;
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
+use crate::turns::runner::ChatRunner;
+use crate::turns::worker::TurnWorker;
 
 /// A chat is snapshotted every this many events: loading one replays at most as many.
 pub const CHAT_SNAPSHOT_EVERY: usize = 50;
@@ -43,12 +43,6 @@ pub struct Application {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
-}
-
-/// Installs the process-wide TLS crypto provider that the HTTP clients use (ring). Safe to
-/// call more than once.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// The state the API works with, over a pool that may or may not be connected yet.
@@ -71,10 +65,10 @@ pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> App
         chats,
         progress: SubscriptionProgress::new(pool.clone()),
         read_model_wait: config.read_model_wait,
-        auth: crate::auth::Auth::new(pool.clone(), config),
-        cookie_key: api::session_cookie::cookie_key(config.cookie_secret.expose().as_bytes()),
+        auth: crate::auth::Auth::new(pool.clone(), &config.auth),
+        cookie_key: http::session_cookie::cookie_key(config.auth.cookie_secret.expose().as_bytes()),
         secure_cookies: config.secure_cookies,
-        limits: Arc::new(api::limits::Limits::new(config)),
+        limits: Arc::new(http::limits::Limits::new(config.limits)),
         health: config.health,
         cipher,
         pool,
@@ -85,11 +79,11 @@ impl Application {
     /// Connects, migrates, starts the subscriptions and binds the server. Returns once the
     /// server accepts connections.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        install_crypto_provider();
+        crate::runtime::tls::install_crypto_provider();
         let pool =
             crate::db::connect(&config.database_url, config.database_max_connections).await?;
         crate::db::migrate(&pool).await?;
-        crate::auth::ensure_first_admin(&pool, &config).await?;
+        crate::auth::ensure_first_admin(&pool, &config.auth).await?;
         let cipher = Arc::new(TokenCipher::new(&config.token_key));
         let state = app_state(pool.clone(), cipher, &config);
         let shutdown = CancellationToken::new();
@@ -165,7 +159,7 @@ impl Application {
         };
         workers.push(supervisor.spawn(shutdown.clone()));
         if config.alerts.enabled() {
-            let projector = Arc::new(crate::effects::alerts::AlertProjector {
+            let projector = Arc::new(crate::bots::alerts::AlertProjector {
                 settings: config.alerts.clone(),
             });
             workers.push(
@@ -173,7 +167,7 @@ impl Application {
                     .with_max_attempts(config.projection_max_attempts)
                     .spawn(wakeups.clone(), config.subscription_poll, shutdown.clone()),
             );
-            let sender = crate::effects::alerts::AlertSender {
+            let sender = crate::bots::alerts::AlertSender {
                 pool: pool.clone(),
                 settings: config.alerts.clone(),
                 telegram: telegram_for_alerts,
@@ -192,7 +186,7 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| anyhow::anyhow!("the listener has no socket address"))?;
-        let routes = api::routes(state.clone());
+        let routes = http::routes(state.clone());
         let server_shutdown = shutdown.clone();
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)

@@ -211,7 +211,7 @@ pub fn openapi_yaml() -> String {
     args.admin_password = None;
     let config = Config::from_args(args).expect("default settings are valid");
     let cipher = Arc::new(TokenCipher::new(&TokenKey::from_bytes([0; 32])));
-    crate::api::spec_yaml(crate::app::app_state(pool, cipher, &config))
+    crate::http::spec_yaml(crate::app::app_state(pool, cipher, &config))
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -422,7 +422,7 @@ async fn events_export(
     loop {
         let events = crate::event_store::history::read(&pool, &filter, 1000).await?;
         for event in &events {
-            let view = crate::api::events::EventView::from(event.clone());
+            let view = crate::http::events::EventView::from(event.clone());
             let line = serde_json::json!({
                 "position": view.position,
                 "global_position": view.global_position,

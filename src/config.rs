@@ -10,6 +10,9 @@ use clap::Args;
 use url::Url;
 
 use crate::auth::accounts::AdminEmail;
+use crate::auth::AuthSettings;
+use crate::health::HealthThresholds;
+use crate::http::limits::LimitSettings;
 use crate::secrets::{Redacted, TokenKey};
 
 /// The default when DATABASE_URL is unset: the local PostgreSQL the README assumes.
@@ -236,35 +239,17 @@ pub struct Config {
     pub effect_concurrency: usize,
     pub effect_lease: Duration,
     pub retry_limit: u32,
-    pub retry_backoff: crate::effects::backoff::Backoff,
+    pub retry_backoff: crate::runtime::backoff::Backoff,
     pub poll_timeout_secs: u32,
     pub poll_conflict_pause: Duration,
-    pub alerts: crate::effects::alerts::AlertSettings,
-    /// At least 32 bytes; keys the session cookie's encryption and the CSRF tokens.
-    pub cookie_secret: Redacted,
+    pub alerts: crate::bots::alerts::AlertSettings,
+    /// Admin accounts, sessions and the login throttle.
+    pub auth: AuthSettings,
     /// Session cookies are marked Secure when PUBLIC_URL is https.
     pub secure_cookies: bool,
-    /// From ADMIN_EMAIL and ADMIN_PASSWORD, both or neither.
-    pub first_admin: Option<(AdminEmail, Redacted)>,
-    pub session_ttl: Duration,
-    pub login_max_failures: u32,
-    pub login_lockout: Duration,
-    pub rate_limit_ip_per_minute: u32,
-    pub rate_limit_session_per_minute: u32,
-    pub rate_limit_bot_per_minute: u32,
-    pub max_request_bytes: usize,
-    pub trust_forwarded_for: bool,
+    pub limits: LimitSettings,
     pub health: HealthThresholds,
     pub projection_max_attempts: u32,
-}
-
-/// When /health/queue stops answering 200.
-#[derive(Debug, Clone, Copy)]
-pub struct HealthThresholds {
-    /// Events behind.
-    pub max_lag: i64,
-    /// Age of the oldest event a subscription has not handled.
-    pub stuck_after: Duration,
 }
 
 /// The shortest COOKIE_SECRET accepted, in bytes (what the cookie key derivation needs).
@@ -322,7 +307,7 @@ impl Config {
             effect_concurrency: args.effect_concurrency.max(1),
             effect_lease: Duration::from_millis(args.effect_lease_ms.max(300)),
             retry_limit: args.retry_limit,
-            retry_backoff: crate::effects::backoff::Backoff {
+            retry_backoff: crate::runtime::backoff::Backoff {
                 base: Duration::from_millis(args.retry_backoff_ms),
                 max: Duration::from_millis(args.retry_backoff_max_ms.max(args.retry_backoff_ms)),
             },
@@ -335,7 +320,7 @@ impl Config {
                 ));
             },
             poll_conflict_pause: Duration::from_secs(args.poll_conflict_pause_secs.max(1)),
-            alerts: crate::effects::alerts::AlertSettings {
+            alerts: crate::bots::alerts::AlertSettings {
                 telegram_bot_id: args
                     .alert_telegram_bot_id
                     .as_deref()
@@ -357,27 +342,31 @@ impl Config {
                 gather: Duration::from_millis(args.alert_gather_ms),
             },
             secure_cookies,
-            cookie_secret: cookie_secret(args.cookie_secret)?,
-            first_admin: first_admin(args.admin_email, args.admin_password)?,
-            session_ttl: match args.session_ttl_secs {
-                0 => return Err(ConfigError::new("SESSION_TTL_SECS", "must be at least 1")),
-                secs => Duration::from_secs(secs),
+            auth: AuthSettings {
+                cookie_secret: cookie_secret(args.cookie_secret)?,
+                first_admin: first_admin(args.admin_email, args.admin_password)?,
+                session_ttl: match args.session_ttl_secs {
+                    0 => return Err(ConfigError::new("SESSION_TTL_SECS", "must be at least 1")),
+                    secs => Duration::from_secs(secs),
+                },
+                login_max_failures: args.login_max_failures.max(1),
+                login_lockout: Duration::from_secs(args.login_lockout_secs.max(1)),
             },
-            login_max_failures: args.login_max_failures.max(1),
-            login_lockout: Duration::from_secs(args.login_lockout_secs.max(1)),
-            rate_limit_ip_per_minute: args.rate_limit_ip_per_minute,
-            rate_limit_session_per_minute: args.rate_limit_session_per_minute,
-            rate_limit_bot_per_minute: args.rate_limit_bot_per_minute,
-            max_request_bytes: match args.max_request_bytes {
-                0..1024 => {
-                    return Err(ConfigError::new(
-                        "MAX_REQUEST_BYTES",
-                        "must be at least 1024 (a Telegram update alone can take a few kB)",
-                    ))
-                }
-                bytes => bytes,
+            limits: LimitSettings {
+                ip_per_minute: args.rate_limit_ip_per_minute,
+                session_per_minute: args.rate_limit_session_per_minute,
+                bot_per_minute: args.rate_limit_bot_per_minute,
+                max_request_bytes: match args.max_request_bytes {
+                    0..1024 => {
+                        return Err(ConfigError::new(
+                            "MAX_REQUEST_BYTES",
+                            "must be at least 1024 (a Telegram update alone can take a few kB)",
+                        ))
+                    }
+                    bytes => bytes,
+                },
+                trust_forwarded_for: args.trust_forwarded_for,
             },
-            trust_forwarded_for: args.trust_forwarded_for,
             health: HealthThresholds {
                 max_lag: args.health_max_lag.max(1),
                 stuck_after: Duration::from_secs(args.health_stuck_secs.max(1)),

@@ -8,8 +8,16 @@
 
 use sqlx::PgPool;
 
-use crate::config::HealthThresholds;
 use crate::subscriptions::checkpoints;
+
+/// When /health/queue stops answering 200 (`HEALTH_MAX_LAG`, `HEALTH_STUCK_SECS`).
+#[derive(Debug, Clone, Copy)]
+pub struct HealthThresholds {
+    /// Events behind.
+    pub max_lag: i64,
+    /// Age of the oldest event a subscription has not handled.
+    pub stuck_after: std::time::Duration,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubscriptionState {

@@ -20,21 +20,23 @@
 //! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
 #![forbid(unsafe_code)]
 
-pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bots;
 pub mod cli;
 pub mod config;
 pub mod db;
-pub mod effects;
 pub mod event_store;
 pub mod health;
+pub mod http;
 pub mod intake;
 pub mod llm;
 pub mod metrics;
 pub mod personal_data;
 pub mod rate_limit;
+pub mod runtime;
 pub mod secrets;
 pub mod subscriptions;
 pub mod telegram;
 pub mod telemetry;
+pub mod turns;

@@ -7,7 +7,7 @@
 //! - [`throttle`]: five failed logins (per account, per address) lock for fifteen minutes.
 //!
 //! The HTTP side (the cookie, the guard every admin operation takes, the endpoints) is in
-//! `api::guard`, `api::session_cookie` and `api::auth`.
+//! `http::guard`, `http::session_cookie` and `http::auth`.
 
 pub mod accounts;
 pub mod passwords;
@@ -20,12 +20,25 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use sqlx::PgPool;
 
-use crate::config::Config;
 use crate::rate_limit::RetryAfter;
 use crate::secrets::Redacted;
 use accounts::AdminEmail;
 pub use sessions::{Session, SessionToken, Sessions};
 use throttle::LoginThrottle;
+
+/// How admins sign in, as configured.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// At least 32 bytes (`COOKIE_SECRET`); keys the session cookie's encryption and the CSRF
+    /// tokens.
+    pub cookie_secret: Redacted,
+    /// From ADMIN_EMAIL and ADMIN_PASSWORD, both or neither.
+    pub first_admin: Option<(AdminEmail, Redacted)>,
+    pub session_ttl: std::time::Duration,
+    /// Failed logins per account or address that lock it, within `login_lockout`.
+    pub login_max_failures: u32,
+    pub login_lockout: std::time::Duration,
+}
 
 /// Everything authentication needs. Cheap to clone.
 #[derive(Clone)]
@@ -61,17 +74,20 @@ pub fn derive_key(secret: &[u8], purpose: &str) -> [u8; 32] {
 }
 
 impl Auth {
-    pub fn new(pool: PgPool, config: &Config) -> Self {
+    pub fn new(pool: PgPool, settings: &AuthSettings) -> Self {
         Self {
             sessions: Sessions::new(
                 pool.clone(),
-                config.session_ttl,
-                derive_key(config.cookie_secret.expose().as_bytes(), "botfleet csrf v1"),
+                settings.session_ttl,
+                derive_key(
+                    settings.cookie_secret.expose().as_bytes(),
+                    "botfleet csrf v1",
+                ),
             ),
             throttle: LoginThrottle::new(
                 pool.clone(),
-                config.login_max_failures,
-                config.login_lockout,
+                settings.login_max_failures,
+                settings.login_lockout,
             ),
             pool,
         }
@@ -109,8 +125,8 @@ impl Auth {
 }
 
 /// Creates the first admin from ADMIN_EMAIL and ADMIN_PASSWORD when no admin exists yet.
-pub async fn ensure_first_admin(pool: &PgPool, config: &Config) -> anyhow::Result<()> {
-    match &config.first_admin {
+pub async fn ensure_first_admin(pool: &PgPool, settings: &AuthSettings) -> anyhow::Result<()> {
+    match &settings.first_admin {
         Some((email, password)) => {
             match accounts::create(pool, email, password.clone(), true).await? {
                 Some(id) => {

@@ -5,7 +5,7 @@ use projections::{RecordedEvent, StreamPosition};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use crate::subscriptions::reader::{COMMIT_ORDER, EVENT_COLUMNS};
+use crate::event_store::stream::{COMMIT_ORDER, EVENT_COLUMNS};
 
 /// What to read.
 #[derive(Debug, Clone, Default)]
@@ -68,7 +68,7 @@ pub async fn read(
         .push_bind(limit);
     let rows = query.build().fetch_all(pool).await?;
     rows.iter()
-        .map(crate::subscriptions::reader::decode_row)
+        .map(crate::event_store::stream::decode_row)
         .collect()
 }
 
@@ -141,7 +141,7 @@ pub async fn verify(pool: &PgPool) -> Result<Verification, sqlx::Error> {
     let mut after = StreamPosition::START;
     loop {
         let mut conn = pool.acquire().await?;
-        let batch = crate::subscriptions::reader::read_batch(&mut conn, after, 1000).await?;
+        let batch = crate::event_store::stream::read_batch(&mut conn, after, 1000).await?;
         for event in &batch.events {
             if let Err(e) = projections::decode::check(event) {
                 report.undecodable.push(format!(

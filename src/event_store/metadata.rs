@@ -65,3 +65,16 @@ impl EventMetadata {
         ])
     }
 }
+
+/// The namespace of update correlation ids: UUIDv5 of `bot id:update id`.
+const UPDATE_CORRELATION_NAMESPACE: Uuid =
+    Uuid::from_u128(0x0b07_f1ee_7c0e_4a11_8d2e_0f5a_6e1a_7c3b);
+
+/// The correlation id of everything one update causes. Derived, so a redelivery of the same
+/// update, or the effect runner's later steps, share it without storing it anywhere.
+pub fn update_correlation_id(bot_id: Uuid, update_id: i64) -> Uuid {
+    Uuid::new_v5(
+        &UPDATE_CORRELATION_NAMESPACE,
+        format!("{bot_id}:{update_id}").as_bytes(),
+    )
+}

@@ -3,7 +3,8 @@
 mod gateway;
 pub mod history;
 mod metadata;
+pub mod stream;
 pub mod time_travel;
 
 pub use gateway::{CommandError, CommandGateway, Committed, LoadedAggregate};
-pub use metadata::{Actor, EventMetadata};
+pub use metadata::{update_correlation_id, Actor, EventMetadata};

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use projections::{Projector, RecordedEvent};
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::subscriptions::reader::EVENT_COLUMNS;
+use crate::event_store::stream::EVENT_COLUMNS;
 
 /// A connection of its own, holding the shadow tables until it is dropped.
 pub struct PastView {
@@ -58,7 +58,7 @@ pub async fn view_as_of(
     .await?;
     let events: Vec<RecordedEvent> = rows
         .iter()
-        .map(crate::subscriptions::reader::decode_row)
+        .map(crate::event_store::stream::decode_row)
         .collect::<Result<_, _>>()?;
     for event in &events {
         projector.project(&mut connection, event).await?;

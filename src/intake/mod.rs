@@ -9,25 +9,13 @@ pub mod polling;
 use std::sync::Arc;
 
 use aggregates::chat::{chat_aggregate_id, Chat, ChatCommand, ChatError};
-use uuid::Uuid;
 
-use crate::effects::fresh_work::FreshWork;
-use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
+use crate::event_store::{
+    update_correlation_id, Actor, CommandError, CommandGateway, EventMetadata,
+};
 use crate::personal_data::PersonalDataVault;
+use crate::runtime::fresh_work::FreshWork;
 use crate::telegram::updates::{BotIdentity, Update, UpdateContent};
-
-/// The namespace of update correlation ids: UUIDv5 of `bot id:update id`.
-const UPDATE_CORRELATION_NAMESPACE: Uuid =
-    Uuid::from_u128(0x0b07_f1ee_7c0e_4a11_8d2e_0f5a_6e1a_7c3b);
-
-/// The correlation id of everything one update causes. Derived, so a redelivery of the same
-/// update, or the effect runner's later steps, share it without storing it anywhere.
-pub fn update_correlation_id(bot_id: Uuid, update_id: i64) -> Uuid {
-    Uuid::new_v5(
-        &UPDATE_CORRELATION_NAMESPACE,
-        format!("{bot_id}:{update_id}").as_bytes(),
-    )
-}
 
 /// What became of an update.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

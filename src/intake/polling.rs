@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Intake;
-use crate::effects::leases::{bot_resource, Leases};
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
+use crate::runtime::leases::{bot_resource, Leases};
 use crate::telegram::failures::classify;
 use crate::telegram::updates::Update;
 

@@ -40,7 +40,7 @@ pub(crate) fn client(
     timeout: Duration,
 ) -> OpenAiClient {
     // reqwest is built with `rustls-no-provider`; installing is idempotent.
-    crate::app::install_crypto_provider();
+    crate::runtime::tls::install_crypto_provider();
     let http = openai_reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(CONNECT_TIMEOUT))

@@ -5,7 +5,6 @@
 //! commit "behind" the reader is never skipped, it is waited for. A NOTIFY at every commit
 //! wakes readers within milliseconds; a slow poll covers a lost notification.
 //!
-//! - [`reader`]: one batch of settled events after a position.
 //! - [`wakeups`]: the LISTEN connection that wakes readers.
 //! - [`checkpoints`]: where each subscription stands, stored and observable.
 //! - [`projection_runner`]: runs a projector, its rows and checkpoint in one transaction.
@@ -15,7 +14,6 @@
 pub mod checkpoints;
 pub mod faults;
 pub mod projection_runner;
-pub mod reader;
 pub mod rebuild;
 pub mod wakeups;
 

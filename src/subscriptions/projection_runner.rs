@@ -26,9 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::checkpoints::{self, SubscriptionProgress};
 use super::faults::{self, FaultStatus};
-use super::reader::read_batch;
 use super::wakeups::EventWakeups;
-use crate::effects::backoff::Backoff;
+use crate::event_store::stream::read_batch;
+use crate::runtime::backoff::Backoff;
 
 /// Events per transaction: large enough to amortise the commit, small enough to keep the
 /// transaction short.

@@ -19,7 +19,7 @@ use sqlx::{PgConnection, PgPool};
 use super::checkpoints;
 use super::faults::{self, FaultStatus};
 use super::projection_runner::{lock_projection, RunError, BATCH_SIZE};
-use super::reader::read_batch;
+use crate::event_store::stream::read_batch;
 
 /// Rebuilds one projector's tables; `on_progress` is told the count replayed so far.
 pub async fn rebuild(

@@ -251,6 +251,14 @@ impl Update {
     }
 }
 
+/// The bot's own Telegram id: the digits before the colon of its (masked) token.
+pub fn telegram_id_from_hint(hint: &str) -> i64 {
+    hint.split(':')
+        .next()
+        .and_then(|id| id.parse().ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

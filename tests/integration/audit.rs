@@ -213,12 +213,8 @@ async fn bots_and_chats_can_be_seen_as_they_were_at_an_instant() {
     app.stop().await;
 }
 
-fn botfleet(args: &[&str], database_url: &str) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .expect("run botfleet")
+async fn botfleet(args: &[&str], database_url: &str) -> std::process::Output {
+    crate::helpers::botfleet_cli(database_url, args).await
 }
 
 #[tokio::test]
@@ -231,7 +227,7 @@ async fn the_cli_exports_ndjson_and_verifies_the_store() {
     app.post(&format!("/bots/{bot}/enable"), json!(null)).await;
     app.create_bot("B", &token(2)).await;
 
-    let export = botfleet(&["events", "export"], &app.db.url);
+    let export = botfleet(&["events", "export"], &app.db.url).await;
     assert!(
         export.status.success(),
         "{}",
@@ -250,15 +246,17 @@ async fn the_cli_exports_ndjson_and_verifies_the_store() {
     let one = botfleet(
         &["events", "export", "--aggregate", &format!("Bot:{bot}")],
         &app.db.url,
-    );
+    )
+    .await;
     assert_eq!(String::from_utf8(one.stdout).unwrap().lines().count(), 2);
     let none = botfleet(
         &["events", "export", "--since", "2999-01-01T00:00:00Z"],
         &app.db.url,
-    );
+    )
+    .await;
     assert_eq!(String::from_utf8(none.stdout).unwrap().lines().count(), 0);
 
-    let verify = botfleet(&["events", "verify"], &app.db.url);
+    let verify = botfleet(&["events", "verify"], &app.db.url).await;
     assert!(
         verify.status.success(),
         "{}",
@@ -277,7 +275,7 @@ async fn the_cli_exports_ndjson_and_verifies_the_store() {
     .execute(&app.pool)
     .await
     .unwrap();
-    let verify = botfleet(&["events", "verify"], &app.db.url);
+    let verify = botfleet(&["events", "verify"], &app.db.url).await;
     let report = String::from_utf8_lossy(&verify.stdout).into_owned();
     assert!(!verify.status.success(), "{report}");
     assert!(report.contains("sequence gap"), "{report}");

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use aggregates::bot::{BotEvent, SealedToken};
-use botfleet::effects::backoff::Backoff;
-use botfleet::subscriptions::reader::read_batch;
+use botfleet::event_store::stream::read_batch;
+use botfleet::runtime::backoff::Backoff;
 use botfleet::subscriptions::{ProjectionRunner, SubscriptionProgress};
 use chrono::{DateTime, Duration as Span, Utc};
 use projections::{ProjectionError, Projector, RecordedEvent, StreamPosition};
@@ -205,11 +205,7 @@ async fn the_event_feed_and_export_page_across_powers_of_ten() {
         assert_eq!(paged, expected, "pages of {limit}");
     }
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["events", "export"])
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .expect("run botfleet events export");
+    let output = crate::helpers::botfleet_cli(&app.db.url, &["events", "export"]).await;
     assert!(output.status.success());
     let exported: Vec<String> = String::from_utf8(output.stdout)
         .unwrap()
@@ -294,11 +290,7 @@ async fn a_rebuild_replays_across_a_power_of_ten_and_stores_the_newest_checkpoin
     let crafted = craft_boundary_bots(&pool, 2).await;
     let newest = positions(&crafted).into_iter().max().unwrap();
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["projections", "rebuild", "bots"])
-        .env("DATABASE_URL", &db.url)
-        .output()
-        .expect("run botfleet projections rebuild");
+    let output = crate::helpers::botfleet_cli(&db.url, &["projections", "rebuild", "bots"]).await;
     assert!(
         output.status.success(),
         "{}",

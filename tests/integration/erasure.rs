@@ -117,22 +117,14 @@ async fn forgetting_a_person_makes_their_names_and_texts_unreadable_and_keeps_ev
 
     // Replaying everything into empty read models reproduces them exactly, after the forget.
     let live = all_rows(&app).await;
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
+    let output = crate::helpers::botfleet_cli(&app.db.url, &["projections", "rebuild"]).await;
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(all_rows(&app).await, live);
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["events", "verify"])
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
+    let verify = crate::helpers::botfleet_cli(&app.db.url, &["events", "verify"]).await;
     assert!(
         verify.status.success(),
         "{}",
@@ -140,11 +132,7 @@ async fn forgetting_a_person_makes_their_names_and_texts_unreadable_and_keeps_ev
     );
 
     // The CLI forgets too.
-    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["users", "forget", "43"])
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .unwrap();
+    let cli = crate::helpers::botfleet_cli(&app.db.url, &["users", "forget", "43"]).await;
     assert!(
         cli.status.success(),
         "{}",

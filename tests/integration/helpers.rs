@@ -32,7 +32,7 @@ impl TestDb {
 
     /// Creates and migrates the database, returning a pool on it.
     pub async fn pool(&self) -> PgPool {
-        botfleet::app::install_crypto_provider();
+        botfleet::runtime::tls::install_crypto_provider();
         let pool = botfleet::db::connect(&self.url, 8).await.expect("connect");
         botfleet::db::migrate(&pool).await.expect("migrate");
         pool
@@ -426,4 +426,20 @@ where
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// Runs the `botfleet` command against `database_url` as an operator would, without blocking
+/// the test's runtime: an application under test runs on that runtime, and a command that
+/// waits for one of its locks (a rebuild, a skip) would otherwise wait forever.
+pub async fn botfleet_cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("USER", "operator")
+        .kill_on_drop(true)
+        .output();
+    tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .unwrap_or_else(|_| panic!("botfleet {args:?} did not finish within 120 s"))
+        .expect("run botfleet")
 }

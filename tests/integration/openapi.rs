@@ -13,3 +13,12 @@ async fn the_committed_openapi_yaml_is_current() {
         "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml` (or UPDATE_OPENAPI=1 cargo test openapi)"
     );
 }
+
+#[tokio::test]
+async fn the_security_scheme_names_the_cookie_the_login_sets() {
+    let spec = botfleet::cli::openapi_yaml();
+    assert!(spec.contains(&format!(
+        "name: {}",
+        botfleet::http::session_cookie::SESSION_COOKIE
+    )));
+}

@@ -73,13 +73,8 @@ fn subscription<'a>(queue: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{name} in {queue}"))
 }
 
-fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(args)
-        .env("DATABASE_URL", db_url)
-        .env("USER", "operator")
-        .output()
-        .expect("run botfleet");
+async fn cli(db_url: &str, args: &[&str]) -> (bool, String, String) {
+    let output = crate::helpers::botfleet_cli(db_url, args).await;
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -136,7 +131,7 @@ async fn a_pausing_projection_stops_before_a_poison_event_until_an_operator_retr
         fault["error"].as_str().unwrap().contains("the poison bot"),
         "{fault}"
     );
-    let (ok, status_out, _) = cli(&app.db.url, &["projections", "status"]);
+    let (ok, status_out, _) = cli(&app.db.url, &["projections", "status"]).await;
     assert!(ok);
     assert!(
         status_out.contains("PAUSED") && status_out.contains(&paused_before),
@@ -157,7 +152,7 @@ async fn a_pausing_projection_stops_before_a_poison_event_until_an_operator_retr
         .execute(&app.pool)
         .await
         .unwrap();
-    let (ok, out, err) = cli(&app.db.url, &["projections", "retry", "bots"]);
+    let (ok, out, err) = cli(&app.db.url, &["projections", "retry", "bots"]).await;
     assert!(ok, "{out}{err}");
     eventually(WAIT, "bots catches up", || async {
         bot_exists(&app.pool, poison).await && bot_exists(&app.pool, after).await
@@ -239,7 +234,7 @@ async fn a_skipped_poison_event_is_stepped_over_and_stays_skipped_through_a_rebu
     .await;
 
     // A rebuild honours the operator's decision instead of stopping at the event again.
-    let (ok, out, err) = cli(&app.db.url, &["projections", "rebuild", "bots"]);
+    let (ok, out, err) = cli(&app.db.url, &["projections", "rebuild", "bots"]).await;
     assert!(ok, "{out}{err}");
     assert!(bot_exists(&app.pool, bot).await && bot_exists(&app.pool, after).await);
     app.stop().await;
@@ -290,7 +285,7 @@ async fn a_parking_projection_goes_on_without_a_poison_event_and_a_pausing_one_w
     );
 
     // One skip resolves the event for both: chat_work moves past it, chats acknowledges it.
-    let (ok, out, err) = cli(&app.db.url, &["projections", "skip", &poison]);
+    let (ok, out, err) = cli(&app.db.url, &["projections", "skip", &poison]).await;
     assert!(ok, "{out}{err}");
     assert!(
         out.contains("chat_work: skipped") && out.contains("chats: skipped"),
@@ -466,12 +461,7 @@ async fn a_rebuild_while_the_service_runs_under_traffic_leaves_every_projection_
         })
     };
     for _ in 0..3 {
-        let (ok, out, err) = tokio::task::spawn_blocking({
-            let url = app.db.url.clone();
-            move || cli(&url, &["projections", "rebuild"])
-        })
-        .await
-        .unwrap();
+        let (ok, out, err) = cli(&app.db.url, &["projections", "rebuild"]).await;
         assert!(ok, "{out}{err}");
     }
     traffic.await.unwrap();
@@ -505,7 +495,7 @@ async fn a_rebuild_while_the_service_runs_under_traffic_leaves_every_projection_
 
     // The tables the live runners kept equal a rebuild from nothing.
     let live = read_models(&app.pool).await;
-    let (ok, out, err) = cli(&app.db.url, &["projections", "rebuild"]);
+    let (ok, out, err) = cli(&app.db.url, &["projections", "rebuild"]).await;
     assert!(ok, "{out}{err}");
     assert_eq!(read_models(&app.pool).await, live);
     // And the live runners go on.

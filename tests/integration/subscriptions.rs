@@ -203,7 +203,7 @@ async fn events_committed_before_a_crash_are_projected_after_restart() {
         "the eight events are settled",
         || async {
             let mut conn = pool.acquire().await.unwrap();
-            botfleet::subscriptions::reader::read_batch(&mut conn, StreamPosition::START, 100)
+            botfleet::event_store::stream::read_batch(&mut conn, StreamPosition::START, 100)
                 .await
                 .unwrap()
                 .events
@@ -330,11 +330,7 @@ async fn a_rebuilt_read_model_equals_the_live_one_row_for_row() {
     assert_eq!(live.len(), 6);
 
     // The operator's command, against the running application's database.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
-        .args(["projections", "rebuild"])
-        .env("DATABASE_URL", &app.db.url)
-        .output()
-        .expect("run botfleet projections rebuild");
+    let output = crate::helpers::botfleet_cli(&app.db.url, &["projections", "rebuild"]).await;
     assert!(
         output.status.success(),
         "{}",

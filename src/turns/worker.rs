@@ -25,11 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::backoff::Backoff;
+use crate::event_store::update_correlation_id;
 use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata, LoadedAggregate};
-use crate::intake::update_correlation_id;
 use crate::llm::{ErrorClass, HistoryTurn, LanguageModel, LlmRequest, PriceTable};
 use crate::personal_data::PersonalDataVault;
+use crate::runtime::backoff::Backoff;
 use crate::telegram::failures::{classify, TelegramFailure};
 use crate::telegram::markdown::to_telegram_html;
 use crate::telegram::pacing::SendPacer;

@@ -96,13 +96,3 @@ async fn check_session(request: &Request, _cookie: ApiKey) -> poem::Result<Sessi
     tracing::Span::current().record("admin_id", tracing::field::display(session.admin_id));
     Ok(session)
 }
-
-#[cfg(test)]
-mod tests {
-    // A runtime because the spec is built around a (lazy, never connected) pool.
-    #[tokio::test]
-    async fn the_security_scheme_names_the_cookie_the_login_sets() {
-        let spec = crate::cli::openapi_yaml();
-        assert!(spec.contains(&format!("name: {}", super::session_cookie::SESSION_COOKIE)));
-    }
-}

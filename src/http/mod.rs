@@ -60,7 +60,7 @@ pub struct AppState {
     /// The rate and size limits.
     pub limits: Arc<limits::Limits>,
     /// When /health/queue reports trouble.
-    pub health: crate::config::HealthThresholds,
+    pub health: crate::health::HealthThresholds,
 }
 
 #[derive(Tags)]

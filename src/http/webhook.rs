@@ -36,17 +36,9 @@ pub async fn live_bot_identity(
     .await?;
     Ok(row.map(|(hint, username)| BotIdentity {
         bot_id,
-        telegram_id: telegram_id_from_hint(&hint),
+        telegram_id: crate::telegram::updates::telegram_id_from_hint(&hint),
         username,
     }))
-}
-
-/// The bot's own Telegram id: the digits before the colon of its (masked) token.
-pub fn telegram_id_from_hint(hint: &str) -> i64 {
-    hint.split(':')
-        .next()
-        .and_then(|id| id.parse().ok())
-        .unwrap_or_default()
 }
 
 pub struct WebhookApi {

@@ -15,8 +15,21 @@ use poem_openapi::payload::Json;
 use uuid::Uuid;
 
 use super::errors::{ApiError, ApiFailure};
-use crate::config::Config;
 use crate::rate_limit::RateLimiter;
+
+/// The limits as configured (`RATE_LIMIT_*`, `MAX_REQUEST_BYTES`, `TRUST_FORWARDED_FOR`).
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    /// Admin API requests per minute from one client address (0: no limit).
+    pub ip_per_minute: u32,
+    /// Admin API requests per minute in one session (0: no limit).
+    pub session_per_minute: u32,
+    /// Webhook updates per minute for one bot (0: no limit).
+    pub bot_per_minute: u32,
+    pub max_request_bytes: usize,
+    /// Take the client address from the last X-Forwarded-For entry.
+    pub trust_forwarded_for: bool,
+}
 
 /// The limiters, shared by the middleware, the guard and the webhook.
 pub struct Limits {
@@ -29,13 +42,13 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(config: &Config) -> Self {
+    pub fn new(settings: LimitSettings) -> Self {
         Self {
-            per_ip: RateLimiter::new(config.rate_limit_ip_per_minute),
-            per_session: RateLimiter::new(config.rate_limit_session_per_minute),
-            per_bot: RateLimiter::new(config.rate_limit_bot_per_minute),
-            max_request_bytes: config.max_request_bytes,
-            trust_forwarded_for: config.trust_forwarded_for,
+            per_ip: RateLimiter::new(settings.ip_per_minute),
+            per_session: RateLimiter::new(settings.session_per_minute),
+            per_bot: RateLimiter::new(settings.bot_per_minute),
+            max_request_bytes: settings.max_request_bytes,
+            trust_forwarded_for: settings.trust_forwarded_for,
         }
     }
 }

@@ -15,6 +15,7 @@ use aggregates::text::InvalidField;
 
 use crate::event_store::CommandError;
 use crate::rate_limit::RetryAfter;
+use crate::runtime::error_chain::ErrorChain;
 
 #[derive(Debug, Clone, Object)]
 pub struct ApiError {
@@ -106,21 +107,6 @@ impl ApiFailure {
             "internal",
             "an internal error occurred; it has been logged",
         )))
-    }
-}
-
-/// Displays an error followed by each of its sources.
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut source = self.0.source();
-        while let Some(cause) = source {
-            write!(f, ": {cause}")?;
-            source = cause.source();
-        }
-        Ok(())
     }
 }
 

@@ -16,8 +16,8 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::leases::{chat_resource, Leases};
-use super::turns::{heartbeat_interval, TurnWorker};
+use super::worker::{heartbeat_interval, TurnWorker};
+use crate::runtime::leases::{chat_resource, Leases};
 use crate::subscriptions::{EventWakeups, SubscriptionProgress};
 
 /// How long shutdown waits for turns in flight before abandoning them to their leases.
@@ -291,7 +291,7 @@ async fn work_claimed_chat(
         // Keeping the lease until it expires is the backoff: the chat is not retried in a
         // tight loop while, say, the database is away.
         Err(e) => {
-            tracing::error!(%chat_id, error = %crate::api::errors::ErrorChain(&e), "working the chat failed; retrying when its lease expires");
+            tracing::error!(%chat_id, error = %crate::runtime::error_chain::ErrorChain(&e), "working the chat failed; retrying when its lease expires");
             Worked::Failed
         }
     }

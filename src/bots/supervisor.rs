@@ -21,10 +21,10 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
-use super::leases::{bot_resource, Leases};
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
 use crate::intake::polling::{allowed_updates, Poller};
 use crate::intake::Intake;
+use crate::runtime::leases::{bot_resource, Leases};
 use crate::secrets::TokenCipher;
 use crate::subscriptions::SubscriptionProgress;
 use crate::telegram::failures::classify;
@@ -191,7 +191,7 @@ impl BotSupervisor {
             bot_id: bot.id,
             identity: crate::telegram::updates::BotIdentity {
                 bot_id: bot.id,
-                telegram_id: crate::api::webhook::telegram_id_from_hint(&bot.token_hint),
+                telegram_id: crate::telegram::updates::telegram_id_from_hint(&bot.token_hint),
                 username: bot.username.clone(),
             },
             client,

@@ -1,0 +1,8 @@
+//! Keeping each bot reachable, and telling admins when one is not.
+//!
+//! - [`supervisor`]: webhooks set and deleted, pollers started and stopped, as the bots'
+//!   events say.
+//! - [`alerts`]: admin notifications of final errors, deduplicated per bot and kind.
+
+pub mod alerts;
+pub mod supervisor;

@@ -1,0 +1,14 @@
+//! The ground floor: plumbing that every room above may use, and that names none of them.
+//!
+//! - [`backoff`]: when a failed attempt may be tried again (the turns, the pollers, the bot
+//!   supervisor and the projection runner all pause with it).
+//! - [`leases`]: which process works on which chat or bot right now.
+//! - [`fresh_work`]: the hand-off from this process's intake to its effect runner.
+//! - [`error_chain`]: an error and its causes on one line, for the logs.
+//! - [`tls`]: the TLS provider the HTTP clients share.
+
+pub mod backoff;
+pub mod error_chain;
+pub mod fresh_work;
+pub mod leases;
+pub mod tls;
