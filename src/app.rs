@@ -159,8 +159,8 @@ impl Application {
         };
         workers.push(supervisor.spawn(shutdown.clone()));
         if config.alerts.enabled() {
-            let projector = Arc::new(crate::bots::alerts::AlertProjector {
-                settings: config.alerts.clone(),
+            let projector = Arc::new(projections::alerts::AlertProjector {
+                timing: config.alerts.timing(),
             });
             workers.push(
                 ProjectionRunner::new(pool.clone(), projector, state.progress.clone())

@@ -1,13 +1,11 @@
 //! The `botfleet` command.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::app::Application;
 use crate::config::{Config, DatabaseArgs, ServeArgs};
-use crate::secrets::{TokenCipher, TokenKey};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -192,26 +190,9 @@ impl<E: Into<anyhow::Error>> From<E> for CliError {
     }
 }
 
-/// The spec without a database: the API's shape does not depend on one.
+/// The OpenAPI document: built from the code alone (no configuration, database or key).
 pub fn openapi_yaml() -> String {
-    let pool = sqlx::PgPool::connect_lazy(crate::config::DEFAULT_DATABASE_URL)
-        .expect("the default database URL parses");
-    let mut args = <ServeArgs as clap::FromArgMatches>::from_arg_matches(
-        &<ServeArgs as clap::Args>::augment_args(clap::Command::new("spec")).get_matches_from([
-            "spec",
-            "--token-encryption-key",
-            &"A".repeat(43),
-            "--cookie-secret",
-            &"A".repeat(crate::config::MIN_COOKIE_SECRET_BYTES),
-        ]),
-    )
-    .expect("default arguments parse");
-    // The API's shape does not depend on the first admin: ignore any in the environment.
-    args.admin_email = None;
-    args.admin_password = None;
-    let config = Config::from_args(args).expect("default settings are valid");
-    let cipher = Arc::new(TokenCipher::new(&TokenKey::from_bytes([0; 32])));
-    crate::http::spec_yaml(crate::app::app_state(pool, cipher, &config))
+    crate::http::spec_yaml()
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
@@ -284,13 +265,7 @@ async fn projections_status(args: DatabaseArgs) -> Result<(), CliError> {
         let name = projector.name();
         let mut conn = pool.acquire().await?;
         let position = crate::subscriptions::checkpoints::load(&mut conn, name).await?;
-        let behind: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
-        )
-        .bind(position.transaction_id.to_string())
-        .bind(position.global_position)
-        .fetch_one(&mut *conn)
-        .await?;
+        let (behind, _) = crate::event_store::stream::pending_after(&mut conn, position).await?;
         let mine: Vec<_> = open.iter().filter(|f| f.subscription == name).collect();
         let paused = mine.iter().any(|f| f.status == faults::FaultStatus::Paused);
         let parked = mine.len() - usize::from(paused);

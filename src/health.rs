@@ -80,14 +80,8 @@ pub async fn queue_status(
     for projector in projections::all() {
         let name = projector.name();
         let position = checkpoints::load(&mut conn, name).await?;
-        let (lag, oldest_pending_secs): (i64, Option<f64>) = sqlx::query_as(
-            "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
-             FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
-        )
-        .bind(position.transaction_id.to_string())
-        .bind(position.global_position)
-        .fetch_one(&mut *conn)
-        .await?;
+        let (lag, oldest_pending_secs) =
+            crate::event_store::stream::pending_after(&mut conn, position).await?;
         let (parked_events, paused_before) = open_faults
             .iter()
             .find(|(subscription, _, _)| subscription == name)
@@ -115,15 +109,8 @@ pub async fn queue_status(
             parked_events,
         });
     }
-    let (in_flight, failed): (i64, i64) = sqlx::query_as(
-        "SELECT
-            (SELECT count(*) FROM chat_work w
-             WHERE w.open_turns > 0 AND EXISTS (SELECT 1 FROM leases l
-                           WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())),
-            (SELECT count(*) FROM messages WHERE role = 'user' AND status = 'failed')",
-    )
-    .fetch_one(&mut *conn)
-    .await?;
+    let in_flight = projections::chat_work::count_in_flight(&mut *conn).await?;
+    let failed = projections::chats::messages::count_failed(&mut *conn).await?;
     crate::metrics::effects(in_flight, failed);
     Ok(QueueStatus {
         subscriptions,

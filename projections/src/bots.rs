@@ -6,12 +6,15 @@ use sqlx::PgConnection;
 
 use crate::{ProjectionError, Projector, RecordedEvent};
 
+/// The projection's name (its checkpoint's).
+pub const NAME: &str = "bots";
+
 pub struct BotProjector;
 
 #[async_trait::async_trait]
 impl Projector for BotProjector {
     fn name(&self) -> &'static str {
-        "bots"
+        NAME
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -254,5 +257,65 @@ pub async fn bot_using_token(
     .bind(fingerprint)
     .bind(except)
     .fetch_optional(conn)
+    .await
+}
+
+/// What the intake needs of a live bot: its masked token (whose digits are its Telegram id)
+/// and its @username. `None` unless the bot is enabled, not deleted, and its token is not
+/// known to be invalid.
+pub async fn find_live_bot(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: uuid::Uuid,
+    invalid_token_kind: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT token_hint, username FROM bots
+         WHERE id = $1 AND is_active AND deleted_at IS NULL
+           AND last_error_kind IS DISTINCT FROM $2",
+    )
+    .bind(id)
+    .bind(invalid_token_kind)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A bot's @username, once learned; `None` when there is no such bot.
+pub async fn find_username(
+    conn: impl sqlx::PgExecutor<'_>,
+    id: uuid::Uuid,
+) -> Result<Option<Option<String>>, sqlx::Error> {
+    sqlx::query_scalar("SELECT username FROM bots WHERE id = $1")
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// How a bot's updates reach Botfleet, and how they should.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: uuid::Uuid,
+    /// Enabled and not deleted.
+    pub active: bool,
+    pub webhook_url: Option<String>,
+    pub token_ciphertext: String,
+    pub token_hint: String,
+    pub username: Option<String>,
+    /// Telegram refused the token: nothing is attempted until an admin sets a new one.
+    pub token_invalid: bool,
+}
+
+/// The bots whose delivery needs looking after: the live ones, and those with a webhook set.
+pub async fn list_deliveries(
+    conn: impl sqlx::PgExecutor<'_>,
+    invalid_token_kind: &str,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext,
+                token_hint, username, last_error_kind IS NOT DISTINCT FROM $1 AS token_invalid
+         FROM bots
+         WHERE (is_active AND deleted_at IS NULL) OR webhook_url IS NOT NULL",
+    )
+    .bind(invalid_token_kind)
+    .fetch_all(conn)
     .await
 }

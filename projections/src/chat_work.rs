@@ -115,3 +115,15 @@ async fn announce_work(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
         .await?;
     Ok(())
 }
+
+/// Chats with unfinished turns whose lease a runner holds right now (the `leases` table is
+/// the effect runner's; this is the one query that reads both).
+pub async fn count_in_flight(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM chat_work w
+         WHERE w.open_turns > 0 AND EXISTS (SELECT 1 FROM leases l
+                       WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())",
+    )
+    .fetch_one(conn)
+    .await
+}

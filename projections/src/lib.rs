@@ -10,8 +10,10 @@
 //! - [`bots`]: the `bots` read model behind the admin API.
 //! - [`chats`]: chats, Telegram users and messages, with usage and cost.
 //! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
+//! - [`alerts`]: final errors counted per bot and kind, for admin notifications.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod bots;
 pub mod chat_work;
 pub mod chats;

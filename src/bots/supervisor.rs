@@ -21,6 +21,8 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use projections::bots::DeliveryRow;
+
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
 use crate::intake::polling::{allowed_updates, Poller};
 use crate::intake::Intake;
@@ -44,18 +46,6 @@ pub struct BotSupervisor {
     pub progress: SubscriptionProgress,
     pub poll_timeout_secs: u32,
     pub conflict_pause: Duration,
-}
-
-#[derive(sqlx::FromRow)]
-struct BotDelivery {
-    id: Uuid,
-    active: bool,
-    webhook_url: Option<String>,
-    token_ciphertext: String,
-    token_hint: String,
-    username: Option<String>,
-    /// Telegram refused the token: nothing is attempted until an admin sets a new one.
-    token_invalid: bool,
 }
 
 /// A running poller and the token it polls with (a new token restarts it).
@@ -104,21 +94,15 @@ impl BotSupervisor {
         backoff: &mut HashMap<Uuid, (DateTime<Utc>, u32)>,
         shutdown: &CancellationToken,
     ) -> Result<(), sqlx::Error> {
-        let bots: Vec<BotDelivery> = sqlx::query_as(
-            "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext,
-                    token_hint, username, last_error_kind IS NOT DISTINCT FROM $1 AS token_invalid
-             FROM bots
-             WHERE (is_active AND deleted_at IS NULL) OR webhook_url IS NOT NULL",
-        )
-        .bind(aggregates::bot::INVALID_TOKEN_ERROR)
-        .fetch_all(&self.pool)
-        .await?;
-        let bots: Vec<BotDelivery> = bots.into_iter().filter(|b| !b.token_invalid).collect();
+        let bots =
+            projections::bots::list_deliveries(&self.pool, aggregates::bot::INVALID_TOKEN_ERROR)
+                .await?;
+        let bots: Vec<DeliveryRow> = bots.into_iter().filter(|b| !b.token_invalid).collect();
         for bot in bots.iter().filter(|b| b.active && b.username.is_none()) {
             self.learn_username(bot).await;
         }
 
-        let wanted_pollers: HashMap<Uuid, &BotDelivery> = match &self.public_url {
+        let wanted_pollers: HashMap<Uuid, &DeliveryRow> = match &self.public_url {
             Some(_) => HashMap::new(),
             None => bots
                 .iter()
@@ -176,7 +160,7 @@ impl BotSupervisor {
 
     fn start_poller(
         &self,
-        bot: &BotDelivery,
+        bot: &DeliveryRow,
         shutdown: &CancellationToken,
     ) -> Option<RunningPoller> {
         let client = match self.telegram.client(bot.id, &bot.token_ciphertext) {
@@ -213,7 +197,7 @@ impl BotSupervisor {
 
     /// Asks Telegram for the bot's @username (getMe) and records it: group messages that
     /// mention it are for the bot. A failure is logged and tried again next round.
-    async fn learn_username(&self, bot: &BotDelivery) {
+    async fn learn_username(&self, bot: &DeliveryRow) {
         let Ok(client) = self.telegram.client(bot.id, &bot.token_ciphertext) else {
             return;
         };
@@ -251,7 +235,7 @@ impl BotSupervisor {
     }
 
     /// Sets or deletes one bot's webhook under its lease, and records the outcome.
-    async fn sync_webhook(&self, bot: &BotDelivery, wanted: Option<&str>) -> Result<(), String> {
+    async fn sync_webhook(&self, bot: &DeliveryRow, wanted: Option<&str>) -> Result<(), String> {
         let resource = bot_resource(bot.id);
         match self.leases.try_claim(&resource).await {
             Ok(true) => {}
@@ -263,7 +247,7 @@ impl BotSupervisor {
         result
     }
 
-    async fn call_and_record(&self, bot: &BotDelivery, wanted: Option<&str>) -> Result<(), String> {
+    async fn call_and_record(&self, bot: &DeliveryRow, wanted: Option<&str>) -> Result<(), String> {
         let client = self
             .telegram
             .client(bot.id, &bot.token_ciphertext)
@@ -336,14 +320,12 @@ impl BotSupervisor {
     /// The admin request that enabled, disabled or deleted the bot caused this change: its
     /// events continue that story.
     async fn metadata_of_last_change(&self, bot_id: Uuid) -> EventMetadata {
-        let row: Option<serde_json::Value> = sqlx::query_scalar(
-            "SELECT metadata FROM events
-             WHERE aggregate_type = 'Bot' AND aggregate_id = $1
-               AND event_type IN ('BotEnabled', 'BotDisabled', 'BotDeleted')
-             ORDER BY sequence DESC LIMIT 1",
+        let row = crate::event_store::history::latest_metadata(
+            &self.pool,
+            <Bot as cqrs_es::Aggregate>::TYPE,
+            &bot_id.to_string(),
+            &["BotEnabled", "BotDisabled", "BotDeleted"],
         )
-        .bind(bot_id.to_string())
-        .fetch_optional(&self.pool)
         .await
         .ok()
         .flatten();

@@ -72,6 +72,26 @@ pub async fn read(
         .collect()
 }
 
+/// The metadata of an aggregate's latest event of one of `event_types`: what a later effect
+/// continues the story of.
+pub async fn latest_metadata(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    event_types: &[&str],
+) -> Result<Option<Value>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT metadata FROM events
+         WHERE aggregate_type = $1 AND aggregate_id = $2 AND event_type = ANY($3)
+         ORDER BY sequence DESC LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .bind(event_types)
+    .fetch_optional(pool)
+    .await
+}
+
 /// The payload with every secret replaced: a sealed token's ciphertext and fingerprint.
 /// (Personal data is sealed per person and shown as stored.)
 pub fn redact(event_type: &str, mut payload: Value) -> Value {

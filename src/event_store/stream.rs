@@ -67,6 +67,22 @@ pub async fn read_batch(
     Ok(batch)
 }
 
+/// What lies after a position: how many committed events, and how long ago the oldest of
+/// them was recorded, in seconds (a subscription's lag and age).
+pub async fn pending_after(
+    conn: &mut PgConnection,
+    after: StreamPosition,
+) -> Result<(i64, Option<f64>), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT count(*), extract(epoch FROM now() - min(recorded_at))::float8
+         FROM events WHERE (transaction_id, global_position) > ($1::text::xid8, $2)",
+    )
+    .bind(after.transaction_id.to_string())
+    .bind(after.global_position)
+    .fetch_one(&mut *conn)
+    .await
+}
+
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     let transaction_id: String = row.try_get("commit_txid")?;

@@ -11,13 +11,13 @@ use uuid::Uuid;
 
 use aggregates::text::InvalidField;
 
-use super::errors::{ApiError, ApiFailure};
+use super::errors::{error_responses, ApiError, ApiFailure};
 use super::guard::AdminSession;
 use super::limits::ClientIp;
 use super::strict_json::Strict;
-use super::{session_cookie, ApiTags, AppState};
+use super::{session_cookie, ApiTags, Wired};
 use crate::auth::accounts::AdminEmail;
-use crate::auth::{passwords, LoginError, Session};
+use crate::auth::{passwords, Auth, LoginError, Session};
 use crate::secrets::Redacted;
 
 /// An admin's credentials. (No `Debug`: it holds a password.)
@@ -72,9 +72,32 @@ pub enum LogoutResponse {
     LoggedOut,
 }
 
-pub struct AuthApi {
-    pub state: AppState,
+error_responses! {
+    /// What `POST /auth/login` answers when it does not succeed.
+    pub enum LoginFailure {
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, Unprocessable,
+        TooManyRequests, Internal,
+    }
 }
+
+error_responses! {
+    /// What `POST /auth/logout` answers when it does not succeed.
+    pub enum LogoutError { Unauthorized, Forbidden, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `GET /auth/me` answers when it does not succeed.
+    pub enum SessionError { Unauthorized, TooManyRequests, Internal }
+}
+
+/// What the auth API uses.
+pub struct AuthDeps {
+    pub auth: Auth,
+    /// Whether the session cookie is marked Secure (PUBLIC_URL is https).
+    pub secure_cookies: bool,
+}
+
+pub struct AuthApi(pub Wired<AuthDeps>);
 
 #[OpenApi(tag = "ApiTags::Auth")]
 impl AuthApi {
@@ -88,7 +111,7 @@ impl AuthApi {
         &self,
         request: &Request,
         body: Json<Strict<LoginRequest>>,
-    ) -> Result<SessionResponse, ApiFailure> {
+    ) -> Result<SessionResponse, LoginFailure> {
         let body = body.0 .0;
         let email = AdminEmail::parse(&body.email)
             .map_err(|reason| ApiFailure::invalid(InvalidField::new("email", reason)))?;
@@ -98,29 +121,31 @@ impl AuthApi {
             return Err(ApiFailure::invalid(InvalidField::new(
                 "password",
                 format!("must be 1 to {} characters", passwords::MAX_LENGTH),
-            )));
+            ))
+            .into());
         }
         let ip = request.data::<ClientIp>().and_then(|ip| ip.0);
-        match self.state.auth.login(&email, password, ip).await {
+        let failure = match self.0.auth.login(&email, password, ip).await {
             Ok(logged_in) => {
                 session_cookie::set(
                     request,
                     &logged_in.token,
-                    self.state.auth.sessions.ttl(),
-                    self.state.secure_cookies,
+                    self.0.auth.sessions.ttl(),
+                    self.0.secure_cookies,
                 );
-                Ok(SessionResponse::Ok(Json(logged_in.session.into())))
+                return Ok(SessionResponse::Ok(Json(logged_in.session.into())));
             }
-            Err(LoginError::Invalid) => Err(ApiFailure::Unauthorized(Json(ApiError::new(
+            Err(LoginError::Invalid) => ApiFailure::Unauthorized(Json(ApiError::new(
                 "invalid_credentials",
                 "the email or password is wrong",
-            )))),
-            Err(LoginError::Locked(retry)) => Err(ApiFailure::too_many_requests(
+            ))),
+            Err(LoginError::Locked(retry)) => ApiFailure::too_many_requests(
                 "too many failed logins for this account or address; try again later",
                 retry,
-            )),
-            Err(LoginError::Store(e)) => Err(ApiFailure::internal("logging in failed", &e)),
-        }
+            ),
+            Err(LoginError::Store(e)) => ApiFailure::internal("logging in failed", &e),
+        };
+        Err(failure.into())
     }
 
     /// Log out
@@ -131,14 +156,14 @@ impl AuthApi {
         &self,
         auth: AdminSession,
         request: &Request,
-    ) -> Result<LogoutResponse, ApiFailure> {
-        self.state
+    ) -> Result<LogoutResponse, LogoutError> {
+        self.0
             .auth
             .sessions
             .end(auth.0.id)
             .await
             .map_err(|e| ApiFailure::internal("ending a session failed", &e))?;
-        session_cookie::clear(request, self.state.secure_cookies);
+        session_cookie::clear(request, self.0.secure_cookies);
         tracing::info!(admin_id = %auth.admin_id(), "admin logged out");
         Ok(LogoutResponse::LoggedOut)
     }
@@ -147,7 +172,7 @@ impl AuthApi {
     ///
     /// Who is logged in, until when, and the CSRF token to send with writes.
     #[oai(path = "/auth/me", method = "get")]
-    async fn me(&self, auth: AdminSession) -> SessionResponse {
-        SessionResponse::Ok(Json(auth.0.into()))
+    async fn me(&self, auth: AdminSession) -> Result<SessionResponse, SessionError> {
+        Ok(SessionResponse::Ok(Json(auth.0.into())))
     }
 }

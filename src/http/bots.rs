@@ -3,8 +3,10 @@
 //! Writes go through the Bot aggregate; every answer is read from the `bots` read model after
 //! waiting for it to include the write, so a write's response and any read after it agree.
 
+use std::sync::Arc;
+
 use aggregates::bot::{
-    BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
+    Bot, BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
 };
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
@@ -13,14 +15,15 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use projections::bots::{self as read_model, BotRow};
 use uuid::Uuid;
 
-use super::errors::ApiFailure;
+use super::consistency::ReadYourWrites;
+use super::errors::{error_responses, ApiError, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::{
     cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
 };
 use super::strict_json::Strict;
-use super::{ApiTags, AppState};
-use crate::event_store::{Committed, EventMetadata};
+use super::{ApiTags, Wired};
+use crate::event_store::{CommandGateway, Committed, EventMetadata};
 
 const DEFAULT_START_MESSAGE: &str = "Hello! Ask me anything.";
 const DEFAULT_ERROR_MESSAGE: &str = "Sorry, something went wrong. Please try again later.";
@@ -174,9 +177,48 @@ pub enum DeleteBotResponse {
     Deleted,
 }
 
-pub struct BotsApi {
-    pub state: AppState,
+error_responses! {
+    /// What `GET /bots` answers when it does not succeed.
+    pub enum BotListError { BadRequest, Unauthorized, Unprocessable, TooManyRequests, Internal }
 }
+
+error_responses! {
+    /// What `GET /bots/{id}` answers when it does not succeed.
+    pub enum BotReadError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `POST /bots` answers when it does not succeed.
+    pub enum BotCreateError {
+        BadRequest, Unauthorized, Forbidden, Conflict, PayloadTooLarge, UnsupportedMediaType,
+        Unprocessable, TooManyRequests, Internal, Unavailable,
+    }
+}
+
+error_responses! {
+    /// What `PUT /bots/{id}` answers when it does not succeed.
+    pub enum BotUpdateError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, TooManyRequests, Internal, Unavailable,
+    }
+}
+
+error_responses! {
+    /// What enabling, disabling or deleting a bot answers when it does not succeed.
+    pub enum BotActionError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal,
+        Unavailable,
+    }
+}
+
+/// What the bots API uses.
+pub struct BotsDeps {
+    pub pool: sqlx::PgPool,
+    pub bots: Arc<CommandGateway<Bot>>,
+    pub read_your_writes: ReadYourWrites,
+}
+
+pub struct BotsApi(pub Wired<BotsDeps>);
 
 #[OpenApi(tag = "ApiTags::Bots")]
 impl BotsApi {
@@ -191,11 +233,11 @@ impl BotsApi {
         include_deleted: Query<Option<bool>>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
-    ) -> Result<BotListResponse, ApiFailure> {
+    ) -> Result<BotListResponse, BotListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = cursor.0.as_deref().map(decode_bot_cursor).transpose()?;
         let mut rows = read_model::list_bots(
-            &self.state.pool,
+            &self.0.pool,
             include_deleted.0.unwrap_or(false),
             after,
             limit + 1,
@@ -223,12 +265,12 @@ impl BotsApi {
         _auth: AdminSession,
         id: Path<Uuid>,
         as_of: Query<Option<DateTime<Utc>>>,
-    ) -> Result<BotResponse, ApiFailure> {
+    ) -> Result<BotResponse, BotReadError> {
         let Some(as_of) = as_of.0 else {
             return Ok(BotResponse::Ok(Json(self.read(id.0).await?)));
         };
         let mut past = super::events::view_as_of(
-            &self.state,
+            &self.0.pool,
             &projections::bots::BotProjector,
             <aggregates::bot::Bot as cqrs_es::Aggregate>::TYPE,
             id.0,
@@ -248,7 +290,7 @@ impl BotsApi {
         &self,
         auth: AdminSession,
         body: Json<Strict<CreateBotRequest>>,
-    ) -> Result<CreateBotResponse, ApiFailure> {
+    ) -> Result<CreateBotResponse, BotCreateError> {
         let actor = auth.actor();
         let body = body.0 .0;
         let token = BotToken::parse(&body.token).map_err(ApiFailure::invalid)?;
@@ -266,7 +308,7 @@ impl BotsApi {
         self.ensure_token_unused(&token, None).await?;
         let bot_id = Uuid::now_v7();
         let committed = self
-            .state
+            .0
             .bots
             .execute(
                 &bot_id.to_string(),
@@ -277,7 +319,8 @@ impl BotsApi {
                 },
                 &EventMetadata::new_request(actor),
             )
-            .await?;
+            .await
+            .map_err(ApiFailure::from)?;
         self.await_read_model(&bot_id.to_string(), &committed)
             .await?;
         Ok(CreateBotResponse::Created(Json(self.read(bot_id).await?)))
@@ -290,7 +333,7 @@ impl BotsApi {
         auth: AdminSession,
         id: Path<Uuid>,
         body: Json<Strict<UpdateBotRequest>>,
-    ) -> Result<BotResponse, ApiFailure> {
+    ) -> Result<BotResponse, BotUpdateError> {
         let actor = auth.actor();
         let body = body.0 .0;
         let token = body
@@ -309,8 +352,9 @@ impl BotsApi {
         if let Some(token) = &token {
             self.ensure_token_unused(token, Some(id.0)).await?;
         }
-        self.command(id.0, BotCommand::Update { token, settings }, actor)
-            .await
+        Ok(self
+            .command(id.0, BotCommand::Update { token, settings }, actor)
+            .await?)
     }
 
     /// Delete a bot
@@ -321,7 +365,7 @@ impl BotsApi {
         &self,
         auth: AdminSession,
         id: Path<Uuid>,
-    ) -> Result<DeleteBotResponse, ApiFailure> {
+    ) -> Result<DeleteBotResponse, BotActionError> {
         let actor = auth.actor();
         self.command(id.0, BotCommand::Delete, actor).await?;
         Ok(DeleteBotResponse::Deleted)
@@ -331,18 +375,26 @@ impl BotsApi {
     ///
     /// The bot starts answering on Telegram. Enabling an enabled bot changes nothing.
     #[oai(path = "/bots/:id/enable", method = "post")]
-    async fn enable(&self, auth: AdminSession, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+    async fn enable(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<BotResponse, BotActionError> {
         let actor = auth.actor();
-        self.command(id.0, BotCommand::Enable, actor).await
+        Ok(self.command(id.0, BotCommand::Enable, actor).await?)
     }
 
     /// Disable a bot
     ///
     /// The bot stops answering on Telegram. Disabling a disabled bot changes nothing.
     #[oai(path = "/bots/:id/disable", method = "post")]
-    async fn disable(&self, auth: AdminSession, id: Path<Uuid>) -> Result<BotResponse, ApiFailure> {
+    async fn disable(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<BotResponse, BotActionError> {
         let actor = auth.actor();
-        self.command(id.0, BotCommand::Disable, actor).await
+        Ok(self.command(id.0, BotCommand::Disable, actor).await?)
     }
 }
 
@@ -354,7 +406,7 @@ impl BotsApi {
         actor: crate::event_store::Actor,
     ) -> Result<BotResponse, ApiFailure> {
         let committed = self
-            .state
+            .0
             .bots
             .execute(&id.to_string(), command, &EventMetadata::new_request(actor))
             .await?;
@@ -363,7 +415,7 @@ impl BotsApi {
     }
 
     async fn read(&self, id: Uuid) -> Result<BotView, ApiFailure> {
-        read_model::find_bot(&self.state.pool, id)
+        read_model::find_bot(&self.0.pool, id)
             .await
             .map_err(|e| ApiFailure::internal("reading a bot failed", &e))?
             .map(BotView::from)
@@ -379,25 +431,11 @@ impl BotsApi {
         if committed.appended == 0 {
             return Ok(());
         }
-        let position = self
-            .state
-            .bots
-            .position_of(bot_id, committed.sequence)
-            .await?;
-        let caught_up = self
-            .state
-            .progress
-            .wait_for("bots", position, self.state.read_model_wait)
-            .await;
-        if !caught_up {
-            // The write stands; only the answer would be stale. Say so rather than show it.
-            tracing::warn!(%position, "the bots read model did not catch up in time");
-            return Err(ApiFailure::Unavailable(Json(super::errors::ApiError::new(
-                "read_model_lagging",
-                "the change is recorded, but the read model has not caught up yet; read the bot again shortly",
-            ))));
-        }
-        Ok(())
+        let position = self.0.bots.position_of(bot_id, committed.sequence).await?;
+        self.0
+            .read_your_writes
+            .caught_up(projections::bots::NAME, position)
+            .await
     }
 
     /// One token answers for one bot: Telegram delivers each update to a single receiver.
@@ -407,13 +445,13 @@ impl BotsApi {
         token: &BotToken,
         except: Option<Uuid>,
     ) -> Result<(), ApiFailure> {
-        let fingerprint = self.state.bots.services().sealer.fingerprint(token);
-        let used = read_model::bot_using_token(&self.state.pool, &fingerprint, except)
+        let fingerprint = self.0.bots.services().sealer.fingerprint(token);
+        let used = read_model::bot_using_token(&self.0.pool, &fingerprint, except)
             .await
             .map_err(|e| ApiFailure::internal("checking a token failed", &e))?;
         match used {
             Some(other) => Err(ApiFailure::Conflict(Json(
-                super::errors::ApiError::new(
+                ApiError::new(
                     "token_in_use",
                     format!("token: bot {other} already uses this token"),
                 )

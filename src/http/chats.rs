@@ -1,23 +1,30 @@
-//! `/chats` and `/users`: conversations and the people in them, as admins see them (seed P1
-//! item 5, chats-admin.controller), and an admin's own message to a chat.
+//! `/chats`: conversations as admins see them (seed P1 item 5, chats-admin.controller), and
+//! an admin's own message to a chat.
 
-use aggregates::chat::{ChatCommand, ChatError};
+use std::sync::Arc;
+
+use aggregates::chat::{Chat, ChatCommand, ChatError};
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::errors::ApiFailure;
+use projections::chats::chats::{self as chat_rows, ChatFilter, ChatRow};
+use projections::chats::messages::{self as message_rows, MessageCursor, MessageRow};
+
+use super::consistency::ReadYourWrites;
+use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::{
     cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
 };
 use super::strict_json::Strict;
-use super::{ApiTags, AppState};
-use crate::event_store::{CommandError, EventMetadata};
+use super::{ApiTags, Wired};
+use crate::event_store::{CommandError, CommandGateway, EventMetadata};
+use crate::personal_data::PersonalDataVault;
 
-#[derive(Debug, Clone, Object, sqlx::FromRow)]
+#[derive(Debug, Clone, Object)]
 pub struct ChatView {
     pub id: Uuid,
     pub bot_id: Uuid,
@@ -48,7 +55,7 @@ pub struct ChatPage {
     pub next_cursor: Option<String>,
 }
 
-#[derive(Debug, Clone, Object, sqlx::FromRow)]
+#[derive(Debug, Clone, Object)]
 pub struct MessageView {
     /// The Telegram update the turn answers (negative for an admin's message).
     pub update_id: i64,
@@ -100,27 +107,6 @@ pub struct AdminMessageQueued {
     pub status: String,
 }
 
-#[derive(Debug, Clone, Object, sqlx::FromRow)]
-pub struct UserView {
-    pub id: i64,
-    pub is_bot: bool,
-    pub first_name: String,
-    pub last_name: Option<String>,
-    pub username: Option<String>,
-    pub language_code: Option<String>,
-    pub first_seen_at: DateTime<Utc>,
-    pub last_seen_at: DateTime<Utc>,
-    /// The chats this person wrote in, across bots.
-    pub chat_ids: Vec<Uuid>,
-}
-
-#[derive(Debug, Clone, Object)]
-pub struct UserPage {
-    pub items: Vec<UserView>,
-    #[oai(skip_serializing_if_is_none)]
-    pub next_cursor: Option<String>,
-}
-
 #[derive(ApiResponse)]
 pub enum ChatListResponse {
     #[oai(status = 200)]
@@ -146,34 +132,88 @@ pub enum AdminMessageResponse {
     Queued(Json<AdminMessageQueued>),
 }
 
-#[derive(Debug, Clone, Object)]
-pub struct Forgotten {
-    pub telegram_user_id: i64,
-    /// Whether there was any personal data to forget.
-    pub had_data: bool,
+impl From<ChatRow> for ChatView {
+    fn from(row: ChatRow) -> Self {
+        Self {
+            id: row.id,
+            bot_id: row.bot_id,
+            telegram_chat_id: row.telegram_chat_id,
+            chat_type: row.chat_type,
+            title: row.title,
+            username: row.username,
+            telegram_user_id: row.telegram_user_id,
+            previous_response_id: row.previous_response_id,
+            message_count: row.message_count,
+            total_cost_micro_usd: row.total_cost_micro_usd,
+            blocked: row.blocked,
+            created_at: row.created_at,
+            last_activity_at: row.last_activity_at,
+            version: row.version,
+        }
+    }
 }
 
-#[derive(ApiResponse)]
-pub enum ForgetResponse {
-    /// The person's key is destroyed: their names and texts are unreadable everywhere.
-    #[oai(status = 200)]
-    Ok(Json<Forgotten>),
+impl From<MessageRow> for MessageView {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            update_id: row.update_id,
+            role: row.role,
+            text: row.text,
+            status: row.status,
+            telegram_message_ids: row.telegram_message_ids,
+            response_kind: row.response_kind,
+            model: row.model,
+            response_id: row.response_id,
+            input_tokens: row.input_tokens,
+            cached_input_tokens: row.cached_input_tokens,
+            output_tokens: row.output_tokens,
+            reasoning_tokens: row.reasoning_tokens,
+            cost_micro_usd: row.cost_micro_usd,
+            media: row.media,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            sent_at: row.sent_at,
+            edited_at: row.edited_at,
+        }
+    }
 }
 
-#[derive(ApiResponse)]
-pub enum UserListResponse {
-    #[oai(status = 200)]
-    Ok(Json<UserPage>),
+error_responses! {
+    /// What `GET /chats` answers when it does not succeed.
+    pub enum ChatListError { BadRequest, Unauthorized, Unprocessable, TooManyRequests, Internal }
 }
 
-pub struct ChatsApi {
-    pub state: AppState,
+error_responses! {
+    /// What `GET /chats/{id}/messages` answers when it does not succeed.
+    pub enum MessageListError {
+        BadRequest, Unauthorized, NotFound, Unprocessable, TooManyRequests, Internal,
+    }
 }
 
-const CHAT_COLUMNS: &str =
-    "id, bot_id, telegram_chat_id, chat_type, title, username, telegram_user_id,
-    previous_response_id, message_count, total_cost_micro_usd, blocked, created_at,
-    last_activity_at, version";
+error_responses! {
+    /// What `GET /chats/{id}` answers when it does not succeed.
+    pub enum ChatReadError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `POST /chats/{id}/messages` answers when it does not succeed.
+    pub enum AdminMessageError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge,
+        UnsupportedMediaType, Unprocessable, TooManyRequests, Internal,
+    }
+}
+
+/// What the chats API uses.
+pub struct ChatsDeps {
+    pub pool: sqlx::PgPool,
+    pub chats: Arc<CommandGateway<Chat>>,
+    /// Opens the names and texts it shows; seals an admin's message.
+    pub vault: Arc<PersonalDataVault>,
+    pub read_your_writes: ReadYourWrites,
+}
+
+pub struct ChatsApi(pub Wired<ChatsDeps>);
 
 #[OpenApi(tag = "ApiTags::Chats")]
 impl ChatsApi {
@@ -188,7 +228,7 @@ impl ChatsApi {
         user_id: Query<Option<i64>>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
-    ) -> Result<ChatListResponse, ApiFailure> {
+    ) -> Result<ChatListResponse, ChatListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = match cursor.0.as_deref() {
             Some(cursor) => {
@@ -198,24 +238,17 @@ impl ChatsApi {
             }
             None => None,
         };
-        let (after_at, after_id) = after.unzip();
-        let mut items: Vec<ChatView> = sqlx::query_as(&format!(
-            "SELECT {CHAT_COLUMNS} FROM chats
-             WHERE ($1::uuid IS NULL OR bot_id = $1)
-               AND ($2::bigint IS NULL OR telegram_user_id = $2
-                    OR id IN (SELECT chat_id FROM messages WHERE telegram_user_id = $2))
-               AND ($3::timestamptz IS NULL OR (last_activity_at, id) < ($3, $4))
-             ORDER BY last_activity_at DESC, id DESC
-             LIMIT $5"
-        ))
-        .bind(bot_id.0)
-        .bind(user_id.0)
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.state.pool)
-        .await
-        .map_err(|e| ApiFailure::internal("listing chats failed", &e))?;
+        let filter = ChatFilter {
+            bot_id: bot_id.0,
+            telegram_user_id: user_id.0,
+        };
+        let mut items: Vec<ChatView> =
+            chat_rows::list_chats(&self.0.pool, filter, after, limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing chats failed", &e))?
+                .into_iter()
+                .map(ChatView::from)
+                .collect();
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items
@@ -226,7 +259,7 @@ impl ChatsApi {
         };
         let mut revealed = Vec::with_capacity(items.len());
         for chat in items {
-            revealed.push(reveal_chat(&self.state, chat).await?);
+            revealed.push(reveal_chat(&self.0.vault, chat).await?);
         }
         Ok(ChatListResponse::Ok(Json(ChatPage {
             items: revealed,
@@ -243,27 +276,24 @@ impl ChatsApi {
         _auth: AdminSession,
         id: Path<Uuid>,
         as_of: Query<Option<DateTime<Utc>>>,
-    ) -> Result<ChatResponse, ApiFailure> {
+    ) -> Result<ChatResponse, ChatReadError> {
         let Some(as_of) = as_of.0 else {
             return Ok(ChatResponse::Ok(Json(self.read(id.0).await?)));
         };
         let mut past = super::events::view_as_of(
-            &self.state,
+            &self.0.pool,
             &projections::chats::ChatProjector,
             <aggregates::chat::Chat as cqrs_es::Aggregate>::TYPE,
             id.0,
             as_of,
         )
         .await?;
-        let chat: ChatView =
-            sqlx::query_as(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = $1"))
-                .bind(id.0)
-                .fetch_optional(past.connection())
-                .await
-                .map_err(|e| ApiFailure::internal("reading a chat's past failed", &e))?
-                .ok_or_else(|| ApiFailure::not_found("chat at that instant"))?;
+        let chat = chat_rows::find_chat(past.connection(), id.0)
+            .await
+            .map_err(|e| ApiFailure::internal("reading a chat's past failed", &e))?
+            .ok_or_else(|| ApiFailure::not_found("chat at that instant"))?;
         Ok(ChatResponse::Ok(Json(
-            reveal_chat(&self.state, chat).await?,
+            reveal_chat(&self.0.vault, chat.into()).await?,
         )))
     }
 
@@ -277,42 +307,27 @@ impl ChatsApi {
         id: Path<Uuid>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
-    ) -> Result<MessageListResponse, ApiFailure> {
+    ) -> Result<MessageListResponse, MessageListError> {
         self.read(id.0).await?;
         let limit = ADMIN_PAGES.limit(limit.0)?;
         let after = match cursor.0.as_deref() {
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 3)?;
-                let update_id: i64 = cursor_part(&parts[1])?;
-                Some((cursor_instant(&parts[0])?, update_id, parts[2].clone()))
+                Some(MessageCursor {
+                    created_at: cursor_instant(&parts[0])?,
+                    update_id: cursor_part(&parts[1])?,
+                    role: parts[2].clone(),
+                })
             }
             None => None,
         };
-        let (after_at, after_update, after_role) = match after {
-            Some((at, update, role)) => (Some(at), Some(update), Some(role)),
-            None => (None, None, None),
-        };
-        let mut items: Vec<MessageView> = sqlx::query_as(
-            "SELECT update_id, role, text, status, telegram_message_ids, response_kind, model,
-                    response_id, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
-                    cost_micro_usd, media, attempts, last_error, created_at, sent_at, edited_at
-             FROM messages
-             WHERE chat_id = $1
-               AND ($2::timestamptz IS NULL
-                    OR (created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role))
-                       > ($2, $3, array_position(ARRAY['user', 'bot', 'admin'], $4::text)))
-             -- Within a turn, the person's message comes before the answer.
-             ORDER BY created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role)
-             LIMIT $5",
-        )
-        .bind(id.0)
-        .bind(after_at)
-        .bind(after_update)
-        .bind(after_role)
-        .bind(limit + 1)
-        .fetch_all(&self.state.pool)
-        .await
-        .map_err(|e| ApiFailure::internal("listing messages failed", &e))?;
+        let mut items: Vec<MessageView> =
+            message_rows::list_messages(&self.0.pool, id.0, after.as_ref(), limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing messages failed", &e))?
+                .into_iter()
+                .map(MessageView::from)
+                .collect();
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().map(|m| {
@@ -327,7 +342,7 @@ impl ChatsApi {
         };
         for message in &mut items {
             message.text = self
-                .state
+                .0
                 .vault
                 .reveal_column(&message.text)
                 .await
@@ -349,20 +364,20 @@ impl ChatsApi {
         auth: AdminSession,
         id: Path<Uuid>,
         body: Json<Strict<AdminMessageRequest>>,
-    ) -> Result<AdminMessageResponse, ApiFailure> {
+    ) -> Result<AdminMessageResponse, AdminMessageError> {
         let text = body.0 .0.text;
         aggregates::text::bounded("text", &text, 1, 4096).map_err(ApiFailure::invalid)?;
         let chat = self.read(id.0).await?;
         let subject = chat.telegram_user_id.unwrap_or(chat.telegram_chat_id);
         let text = self
-            .state
+            .0
             .vault
             .seal(subject, &text)
             .await
             .map_err(|e| ApiFailure::internal("sealing an admin message failed", &e))?;
         let actor = auth.actor();
         let result = self
-            .state
+            .0
             .chats
             .execute(
                 &id.0.to_string(),
@@ -376,26 +391,33 @@ impl ChatsApi {
         let committed = match result {
             Ok(committed) => committed,
             Err(CommandError::Rejected(ChatError::NotStarted)) => {
-                return Err(ApiFailure::not_found("chat"))
+                return Err(ApiFailure::not_found("chat").into())
             }
-            Err(CommandError::Rejected(e)) => return Err(ApiFailure::conflict(e.to_string())),
-            Err(e) => return Err(ApiFailure::internal("queueing an admin message failed", &e)),
+            Err(CommandError::Rejected(e)) => {
+                return Err(ApiFailure::conflict(e.to_string()).into())
+            }
+            Err(e) => {
+                return Err(ApiFailure::internal("queueing an admin message failed", &e).into())
+            }
         };
         let chat = self
-            .state
+            .0
             .chats
             .load(&id.0.to_string())
             .await
             .map_err(|e| ApiFailure::internal("reading the chat failed", &e))?;
+        // The message is recorded whatever the read model does: its answer does not wait on
+        // it beyond READ_MODEL_WAIT_MS, and says "queued" either way.
         if let Ok(position) = self
-            .state
+            .0
             .chats
             .position_of(&id.0.to_string(), committed.sequence)
             .await
         {
-            self.state
-                .progress
-                .wait_for("chats", position, self.state.read_model_wait)
+            let _ = self
+                .0
+                .read_your_writes
+                .caught_up(projections::chats::NAME, position)
                 .await;
         }
         Ok(AdminMessageResponse::Queued(Json(AdminMessageQueued {
@@ -408,19 +430,19 @@ impl ChatsApi {
 
 impl ChatsApi {
     async fn read(&self, id: Uuid) -> Result<ChatView, ApiFailure> {
-        let chat = sqlx::query_as(&format!("SELECT {CHAT_COLUMNS} FROM chats WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.state.pool)
+        let chat = chat_rows::find_chat(&self.0.pool, id)
             .await
             .map_err(|e| ApiFailure::internal("reading a chat failed", &e))?
             .ok_or_else(|| ApiFailure::not_found("chat"))?;
-        reveal_chat(&self.state, chat).await
+        reveal_chat(&self.0.vault, chat.into()).await
     }
 }
 
 /// Opens a chat's sealed names for the answer.
-async fn reveal_chat(state: &AppState, mut chat: ChatView) -> Result<ChatView, ApiFailure> {
-    let vault = &state.vault;
+async fn reveal_chat(
+    vault: &PersonalDataVault,
+    mut chat: ChatView,
+) -> Result<ChatView, ApiFailure> {
     let failed = |e: sqlx::Error| ApiFailure::internal("opening personal data failed", &e);
     chat.title = vault
         .reveal_column_option(chat.title.as_deref())
@@ -431,101 +453,4 @@ async fn reveal_chat(state: &AppState, mut chat: ChatView) -> Result<ChatView, A
         .await
         .map_err(failed)?;
     Ok(chat)
-}
-
-impl ChatsApi {}
-
-pub struct UsersApi {
-    pub state: AppState,
-}
-
-#[OpenApi(tag = "ApiTags::Chats")]
-impl UsersApi {
-    /// List Telegram users
-    ///
-    /// Everyone who wrote to any bot, most recently seen first, with their chats.
-    #[oai(path = "/users", method = "get")]
-    async fn list(
-        &self,
-        _auth: AdminSession,
-        limit: Query<Option<u32>>,
-        cursor: Query<Option<String>>,
-    ) -> Result<UserListResponse, ApiFailure> {
-        let limit = ADMIN_PAGES.limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
-            Some(cursor) => {
-                let parts = decode_cursor(cursor, 2)?;
-                let id: i64 = cursor_part(&parts[1])?;
-                Some((cursor_instant(&parts[0])?, id))
-            }
-            None => None,
-        };
-        let (after_at, after_id) = after.unzip();
-        let mut items: Vec<UserView> = sqlx::query_as(
-            "SELECT u.id, u.is_bot, u.first_name, u.last_name, u.username, u.language_code,
-                    u.first_seen_at, u.last_seen_at,
-                    coalesce(array(SELECT DISTINCT m.chat_id FROM messages m
-                                   WHERE m.telegram_user_id = u.id), '{}') AS chat_ids
-             FROM telegram_users u
-             WHERE ($1::timestamptz IS NULL OR (u.last_seen_at, u.id) < ($1, $2))
-             ORDER BY u.last_seen_at DESC, u.id DESC
-             LIMIT $3",
-        )
-        .bind(after_at)
-        .bind(after_id)
-        .bind(limit + 1)
-        .fetch_all(&self.state.pool)
-        .await
-        .map_err(|e| ApiFailure::internal("listing users failed", &e))?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|u| encode_cursor(&[micros(&u.last_seen_at), u.id.to_string()]))
-        } else {
-            None
-        };
-        let vault = &self.state.vault;
-        let failed = |e: sqlx::Error| ApiFailure::internal("opening personal data failed", &e);
-        for user in &mut items {
-            user.first_name = vault
-                .reveal_column(&user.first_name)
-                .await
-                .map_err(failed)?;
-            user.last_name = vault
-                .reveal_column_option(user.last_name.as_deref())
-                .await
-                .map_err(failed)?;
-            user.username = vault
-                .reveal_column_option(user.username.as_deref())
-                .await
-                .map_err(failed)?;
-        }
-        Ok(UserListResponse::Ok(Json(UserPage { items, next_cursor })))
-    }
-
-    /// Forget a person
-    ///
-    /// Crypto-shredding: destroys the key their names and message texts were sealed with, so
-    /// they are unreadable everywhere (events, snapshots, read models), while every other
-    /// fact, count and cost stays. Recorded as an event.
-    #[oai(path = "/users/:id/forget", method = "post")]
-    async fn forget(
-        &self,
-        auth: AdminSession,
-        id: Path<i64>,
-    ) -> Result<ForgetResponse, ApiFailure> {
-        let had_data = crate::personal_data::forget_person(
-            Some(&self.state.vault),
-            &self.state.pool,
-            id.0,
-            auth.actor(),
-        )
-        .await
-        .map_err(|e| ApiFailure::internal("forgetting a person failed", e.as_ref()))?;
-        Ok(ForgetResponse::Ok(Json(Forgotten {
-            telegram_user_id: id.0,
-            had_data,
-        })))
-    }
 }

@@ -1,6 +1,11 @@
 //! The one error shape of the API: a status, a machine-readable code, a message, and the
 //! field at fault when there is one. Internal errors are logged with their cause chain and
 //! answered with a generic message.
+//!
+//! Handlers build an [`ApiFailure`]; each operation declares, with [`error_responses!`], the
+//! statuses it can answer with, and only those: the OpenAPI document then tells the truth per
+//! operation, including the statuses the guard (401, 403, 429), the body limit (413) and the
+//! request parser (400, 415) answer before the handler runs.
 
 use poem::error::{MethodNotAllowedError, NotFoundError};
 use poem::{IntoResponse, Response};
@@ -43,6 +48,8 @@ impl ApiError {
     }
 }
 
+/// Every error the API produces, before an operation's own enum narrows it down. It is also
+/// what the guard and the middleware answer with directly.
 #[derive(Debug, ApiResponse)]
 pub enum ApiFailure {
     /// The request could not be read: malformed JSON, a missing field, a wrong type.
@@ -59,6 +66,12 @@ pub enum ApiFailure {
     /// The request contradicts the current state (e.g. enabling a deleted bot).
     #[oai(status = 409)]
     Conflict(Json<ApiError>),
+    /// The body is larger than `MAX_REQUEST_BYTES`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ApiError>),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ApiError>),
     /// A field's value is not acceptable; `field` names it.
     #[oai(status = 422)]
     Unprocessable(Json<ApiError>),
@@ -70,6 +83,119 @@ pub enum ApiFailure {
     #[oai(status = 503)]
     Unavailable(Json<ApiError>),
 }
+
+/// Declares an operation's error responses: an `ApiResponse` enum with only the listed
+/// variants (each a status of [`ApiFailure`]'s), and the conversion from [`ApiFailure`], so
+/// that handlers keep building `ApiFailure`s and `?` narrows them. A failure whose status the
+/// operation did not declare is a bug: it is logged and answered as 500, which every
+/// operation declares.
+///
+/// ```ignore
+/// error_responses! {
+///     /// What `GET /bots/{id}` answers when it does not succeed.
+///     pub enum BotReadError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
+/// }
+/// ```
+macro_rules! error_responses {
+    ($(#[$meta:meta])* $vis:vis enum $name:ident { $($variant:ident),+ $(,)? }) => {
+        $crate::http::errors::error_responses!(@munch [$(#[$meta])* $vis enum $name] [] [] $($variant)+);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] BadRequest $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// The request could not be read (malformed JSON, a missing or unknown field, a
+            /// wrong type, a malformed parameter); `field` names it when it can.
+            #[oai(status = 400)] BadRequest(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::BadRequest(body) => Self::BadRequest(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Unauthorized $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// Not authenticated: no valid admin session (the login: a wrong email or
+            /// password; the webhook: a wrong secret token).
+            #[oai(status = 401)] Unauthorized(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::Unauthorized(body) => Self::Unauthorized(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Forbidden $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// A state-changing request without the session's `X-CSRF-Token`.
+            #[oai(status = 403)] Forbidden(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::Forbidden(body) => Self::Forbidden(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] NotFound $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// Nothing has this id.
+            #[oai(status = 404)] NotFound(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::NotFound(body) => Self::NotFound(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Conflict $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// The request contradicts the current state.
+            #[oai(status = 409)] Conflict(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::Conflict(body) => Self::Conflict(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] PayloadTooLarge $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// The body is larger than `MAX_REQUEST_BYTES`.
+            #[oai(status = 413)] PayloadTooLarge(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::PayloadTooLarge(body) => Self::PayloadTooLarge(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] UnsupportedMediaType $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// The body is not `application/json`.
+            #[oai(status = 415)] UnsupportedMediaType(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::UnsupportedMediaType(body) => Self::UnsupportedMediaType(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Unprocessable $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// A value is not acceptable; `field` names it.
+            #[oai(status = 422)] Unprocessable(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::Unprocessable(body) => Self::Unprocessable(body),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] TooManyRequests $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// Too many requests (or failed logins): wait `Retry-After` seconds.
+            #[oai(status = 429)] TooManyRequests(
+                poem_openapi::payload::Json<$crate::http::errors::ApiError>,
+                #[oai(header = "Retry-After")] u64,
+            ),
+        ] [$($arm)* $crate::http::errors::ApiFailure::TooManyRequests(body, retry) => Self::TooManyRequests(body, retry),] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Internal $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// An internal error; it is logged with its cause, and not shown.
+            #[oai(status = 500)] Internal(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)*] $($rest)*);
+    };
+    (@munch $head:tt [$($decl:tt)*] [$($arm:tt)*] Unavailable $($rest:ident)*) => {
+        $crate::http::errors::error_responses!(@munch $head [$($decl)*
+            /// Try again shortly: the write stands but its read model lags
+            /// (`read_model_lagging`), or the resource kept changing concurrently (`busy`).
+            #[oai(status = 503)] Unavailable(poem_openapi::payload::Json<$crate::http::errors::ApiError>),
+        ] [$($arm)* $crate::http::errors::ApiFailure::Unavailable(body) => Self::Unavailable(body),] $($rest)*);
+    };
+    (@munch [$(#[$meta:meta])* $vis:vis enum $name:ident] [$($decl:tt)*] [$($arm:tt)*]) => {
+        $(#[$meta])*
+        #[derive(Debug, poem_openapi::ApiResponse)]
+        $vis enum $name { $($decl)* }
+
+        impl From<$crate::http::errors::ApiFailure> for $name {
+            fn from(failure: $crate::http::errors::ApiFailure) -> Self {
+                #[allow(unreachable_patterns)]
+                match failure {
+                    $($arm)*
+                    $crate::http::errors::ApiFailure::Internal(body) => Self::Internal(body),
+                    undeclared => {
+                        tracing::error!(failure = ?undeclared, operation = stringify!($name), "an operation failed with a status it does not declare");
+                        Self::Internal(poem_openapi::payload::Json($crate::http::errors::ApiError::new(
+                            "internal",
+                            "an internal error occurred; it has been logged",
+                        )))
+                    }
+                }
+            }
+        }
+    };
+}
+pub(crate) use error_responses;
 
 impl ApiFailure {
     pub fn not_found(what: &str) -> Self {

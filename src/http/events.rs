@@ -9,10 +9,10 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use projections::{RecordedEvent, StreamPosition};
 use uuid::Uuid;
 
-use super::errors::ApiFailure;
+use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::EVENT_PAGES;
-use super::{ApiTags, AppState};
+use super::{ApiTags, Wired};
 use crate::event_store::history::{self, HistoryFilter};
 
 /// One event as stored, secrets redacted.
@@ -66,9 +66,13 @@ pub enum EventPageResponse {
     Ok(Json<EventPage>),
 }
 
-pub struct EventsApi {
-    pub state: AppState,
+error_responses! {
+    /// What reading the event log answers when it does not succeed.
+    pub enum EventReadError { BadRequest, Unauthorized, Unprocessable, TooManyRequests, Internal }
 }
+
+/// Reads the event log; all it needs is the database.
+pub struct EventsApi(pub Wired<sqlx::PgPool>);
 
 fn parse_after(after: Option<&str>) -> Result<Option<StreamPosition>, ApiFailure> {
     let Some(after) = after else {
@@ -92,8 +96,8 @@ impl EventsApi {
         &self,
         filter: HistoryFilter,
         limit: i64,
-    ) -> Result<EventPageResponse, ApiFailure> {
-        let events = history::read(&self.state.pool, &filter, limit)
+    ) -> Result<EventPageResponse, EventReadError> {
+        let events = history::read(&self.0, &filter, limit)
             .await
             .map_err(|e| ApiFailure::internal("reading the event log failed", &e))?;
         let next_after = (events.len() as i64 == limit)
@@ -126,7 +130,7 @@ impl EventsApi {
         since: Query<Option<DateTime<Utc>>>,
         until: Query<Option<DateTime<Utc>>>,
         limit: Query<Option<u32>>,
-    ) -> Result<EventPageResponse, ApiFailure> {
+    ) -> Result<EventPageResponse, EventReadError> {
         let filter = HistoryFilter {
             after: parse_after(after.0.as_deref())?,
             aggregate_type: aggregate_type.0,
@@ -147,7 +151,7 @@ impl EventsApi {
         id: Path<Uuid>,
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
-    ) -> Result<EventPageResponse, ApiFailure> {
+    ) -> Result<EventPageResponse, EventReadError> {
         let filter = HistoryFilter {
             after: parse_after(after.0.as_deref())?,
             aggregate_type: Some("Bot".to_owned()),
@@ -165,7 +169,7 @@ impl EventsApi {
         id: Path<Uuid>,
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
-    ) -> Result<EventPageResponse, ApiFailure> {
+    ) -> Result<EventPageResponse, EventReadError> {
         let filter = HistoryFilter {
             after: parse_after(after.0.as_deref())?,
             aggregate_type: Some("Chat".to_owned()),
@@ -178,14 +182,14 @@ impl EventsApi {
 
 /// An aggregate's read-model rows as they were at `as_of` (see `event_store::time_travel`).
 pub(crate) async fn view_as_of(
-    state: &AppState,
+    pool: &sqlx::PgPool,
     projector: &dyn projections::Projector,
     aggregate_type: &str,
     aggregate_id: Uuid,
     as_of: DateTime<Utc>,
 ) -> Result<crate::event_store::time_travel::PastView, ApiFailure> {
     crate::event_store::time_travel::view_as_of(
-        &state.pool,
+        pool,
         projector,
         aggregate_type,
         &aggregate_id.to_string(),

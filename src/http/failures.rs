@@ -1,20 +1,24 @@
 //! `/failures`: turns that failed for good, and an admin's manual retry (seed P2 item 13).
 
-use aggregates::chat::{ChatCommand, ChatError};
+use std::sync::Arc;
+
+use aggregates::chat::{Chat, ChatCommand, ChatError};
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use uuid::Uuid;
 
-use super::errors::ApiFailure;
+use projections::chats::messages::{self as read_model, FailedTurnRow};
+
+use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::ADMIN_PAGES;
-use super::{ApiTags, AppState};
-use crate::event_store::{CommandError, EventMetadata};
+use super::{ApiTags, Wired};
+use crate::event_store::{CommandError, CommandGateway, EventMetadata};
 
 /// A turn that failed for good: its message got no answer.
-#[derive(Debug, Clone, Object, sqlx::FromRow)]
+#[derive(Debug, Clone, Object)]
 pub struct FailureView {
     /// The turn's id: pass it to `POST /failures/{id}/retry`.
     pub id: Uuid,
@@ -59,9 +63,42 @@ pub enum RetryResponse {
     Queued(Json<RetryQueued>),
 }
 
-pub struct FailuresApi {
-    pub state: AppState,
+impl From<FailedTurnRow> for FailureView {
+    fn from(row: FailedTurnRow) -> Self {
+        Self {
+            id: row.turn_id,
+            bot_id: row.bot_id,
+            chat_id: row.chat_id,
+            telegram_chat_id: row.telegram_chat_id,
+            update_id: row.update_id,
+            class: row.failure_class,
+            step: row.failure_step,
+            last_error: row.last_error,
+            attempts: row.attempts,
+            failed_at: row.failed_at,
+        }
+    }
 }
+
+error_responses! {
+    /// What `GET /failures` answers when it does not succeed.
+    pub enum FailureListError { BadRequest, Unauthorized, Unprocessable, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `POST /failures/{id}/retry` answers when it does not succeed.
+    pub enum FailureRetryError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal,
+    }
+}
+
+/// What the failures API uses.
+pub struct FailuresDeps {
+    pub pool: sqlx::PgPool,
+    pub chats: Arc<CommandGateway<Chat>>,
+}
+
+pub struct FailuresApi(pub Wired<FailuresDeps>);
 
 #[OpenApi(tag = "ApiTags::Failures")]
 impl FailuresApi {
@@ -75,25 +112,15 @@ impl FailuresApi {
         bot_id: Query<Option<Uuid>>,
         limit: Query<Option<u32>>,
         before: Query<Option<DateTime<Utc>>>,
-    ) -> Result<FailureListResponse, ApiFailure> {
+    ) -> Result<FailureListResponse, FailureListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
-        let mut items: Vec<FailureView> = sqlx::query_as(
-            "SELECT m.turn_id AS id, c.bot_id, m.chat_id, c.telegram_chat_id, m.update_id,
-                    m.failure_class AS class, m.failure_step AS step, m.last_error,
-                    m.attempts, m.failed_at
-             FROM messages m JOIN chats c ON c.id = m.chat_id
-             WHERE m.role = 'user' AND m.status = 'failed'
-               AND ($1::uuid IS NULL OR c.bot_id = $1)
-               AND ($2::timestamptz IS NULL OR m.failed_at < $2)
-             ORDER BY m.failed_at DESC, m.turn_id
-             LIMIT $3",
-        )
-        .bind(bot_id.0)
-        .bind(before.0)
-        .bind(limit + 1)
-        .fetch_all(&self.state.pool)
-        .await
-        .map_err(|e| ApiFailure::internal("listing failures failed", &e))?;
+        let mut items: Vec<FailureView> =
+            read_model::list_failed_turns(&self.0.pool, bot_id.0, before.0, limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing failures failed", &e))?
+                .into_iter()
+                .map(FailureView::from)
+                .collect();
         let next_before = if items.len() > limit as usize {
             items.truncate(limit as usize);
             items.last().and_then(|f| f.failed_at)
@@ -111,19 +138,19 @@ impl FailuresApi {
     /// Queues the turn again (an event, attributed to the admin). 409 when the turn is not
     /// failed (it is being worked on, or was answered).
     #[oai(path = "/failures/:id/retry", method = "post")]
-    async fn retry(&self, auth: AdminSession, id: Path<Uuid>) -> Result<RetryResponse, ApiFailure> {
-        let turn: Option<(Uuid, i64)> = sqlx::query_as(
-            "SELECT chat_id, update_id FROM messages WHERE turn_id = $1 AND role = 'user'",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.state.pool)
-        .await
-        .map_err(|e| ApiFailure::internal("finding a turn failed", &e))?;
+    async fn retry(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<RetryResponse, FailureRetryError> {
+        let turn = read_model::find_turn(&self.0.pool, id.0)
+            .await
+            .map_err(|e| ApiFailure::internal("finding a turn failed", &e))?;
         let Some((chat_id, update_id)) = turn else {
-            return Err(ApiFailure::not_found("failed turn"));
+            return Err(ApiFailure::not_found("failed turn").into());
         };
         let result = self
-            .state
+            .0
             .chats
             .execute(
                 &chat_id.to_string(),
@@ -138,9 +165,10 @@ impl FailuresApi {
             }))),
             Err(CommandError::Rejected(ChatError::NotFailed(_))) => Err(ApiFailure::conflict(
                 "this turn is not failed: it is being worked on or was answered",
-            )),
-            Err(CommandError::Rejected(e)) => Err(ApiFailure::conflict(e.to_string())),
-            Err(e) => Err(ApiFailure::internal("retrying a turn failed", &e)),
+            )
+            .into()),
+            Err(CommandError::Rejected(e)) => Err(ApiFailure::conflict(e.to_string()).into()),
+            Err(e) => Err(ApiFailure::internal("retrying a turn failed", &e).into()),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::{ApiTags, AppState};
-use crate::health::{QueueStatus, SubscriptionState};
+use super::{ApiTags, Wired};
+use crate::health::{HealthThresholds, QueueStatus, SubscriptionState};
 
 /// A health check must answer even when the database does not.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -110,9 +110,13 @@ pub enum QueueResponse {
     Unavailable(Json<QueueHealth>),
 }
 
-pub struct HealthApi {
-    pub state: AppState,
+/// What watching the pipeline needs: the database, and when /health/queue reports trouble.
+pub struct PipelineWatch {
+    pub pool: sqlx::PgPool,
+    pub thresholds: HealthThresholds,
 }
+
+pub struct HealthApi(pub Wired<PipelineWatch>);
 
 #[OpenApi(tag = "ApiTags::Operations")]
 impl HealthApi {
@@ -130,7 +134,7 @@ impl HealthApi {
     #[oai(path = "/health/db", method = "get")]
     async fn database(&self) -> DatabaseResponse {
         let started = Instant::now();
-        let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.state.pool);
+        let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&self.0.pool);
         let error = match tokio::time::timeout(CHECK_TIMEOUT, query).await {
             Ok(Ok(_)) => {
                 return DatabaseResponse::Ok(Json(DatabaseHealth {
@@ -164,7 +168,7 @@ impl HealthApi {
     async fn queue(&self) -> QueueResponse {
         let status = tokio::time::timeout(
             CHECK_TIMEOUT,
-            crate::health::queue_status(&self.state.pool, self.state.health),
+            crate::health::queue_status(&self.0.pool, self.0.thresholds),
         )
         .await;
         match status {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::{ApiTags, AppState};
+use super::health::PipelineWatch;
+use super::{ApiTags, Wired};
 
 /// A scrape should not hang on a slow database: the gauges keep their last values instead.
 const REFRESH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,9 +24,8 @@ pub enum MetricsResponse {
     Ok(PlainText<String>),
 }
 
-pub struct MetricsApi {
-    pub state: AppState,
-}
+/// Serves the metrics; refreshes the pipeline's gauges from the database first.
+pub struct MetricsApi(pub Wired<PipelineWatch>);
 
 #[OpenApi(tag = "ApiTags::Operations")]
 impl MetricsApi {
@@ -37,7 +37,7 @@ impl MetricsApi {
         // Refreshes the subscription lag and effect gauges.
         let refreshed = tokio::time::timeout(
             REFRESH_TIMEOUT,
-            crate::health::queue_status(&self.state.pool, self.state.health),
+            crate::health::queue_status(&self.0.pool, self.0.thresholds),
         )
         .await;
         if !matches!(refreshed, Ok(Ok(_))) {

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod bots;
 pub mod chats;
+pub mod consistency;
 pub mod errors;
 pub mod events;
 pub mod failures;
@@ -20,7 +21,11 @@ pub mod paging;
 pub mod projections;
 pub mod session_cookie;
 pub mod strict_json;
+pub mod users;
 pub mod webhook;
+pub mod wired;
+
+pub use wired::Wired;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,7 +43,7 @@ use crate::event_store::CommandGateway;
 use crate::secrets::TokenCipher;
 use crate::subscriptions::SubscriptionProgress;
 
-/// What every handler may use. Cheap to clone.
+/// What the router is built from: every API takes its own part of it. Cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
@@ -86,7 +91,7 @@ pub type ApiService = OpenApiService<
         auth::AuthApi,
         bots::BotsApi,
         chats::ChatsApi,
-        chats::UsersApi,
+        users::UsersApi,
         events::EventsApi,
         failures::FailuresApi,
         webhook::WebhookApi,
@@ -97,57 +102,84 @@ pub type ApiService = OpenApiService<
     (),
 >;
 
-/// The OpenAPI service; also what `botfleet openapi` prints.
-pub fn service(state: AppState) -> ApiService {
-    let webhook = webhook::WebhookApi {
-        pool: state.pool.clone(),
-        intake: state.intake.clone(),
-        cipher: state.cipher.clone(),
-        limits: state.limits.clone(),
+/// The APIs, each holding its dependencies (or none, for the document alone).
+fn apis(state: Option<&AppState>) -> <ApiService as ApiTuple>::Apis {
+    fn wire<T>(state: Option<&AppState>, deps: impl FnOnce(&AppState) -> T) -> Wired<T> {
+        state.map_or_else(Wired::unwired, |state| Wired::new(deps(state)))
+    }
+    let pipeline_watch = |s: &AppState| health::PipelineWatch {
+        pool: s.pool.clone(),
+        thresholds: s.health,
     };
-    OpenApiService::new(
-        (
-            auth::AuthApi {
-                state: state.clone(),
-            },
-            bots::BotsApi {
-                state: state.clone(),
-            },
-            chats::ChatsApi {
-                state: state.clone(),
-            },
-            chats::UsersApi {
-                state: state.clone(),
-            },
-            events::EventsApi {
-                state: state.clone(),
-            },
-            failures::FailuresApi {
-                state: state.clone(),
-            },
-            webhook,
-            health::HealthApi {
-                state: state.clone(),
-            },
-            metrics::MetricsApi {
-                state: state.clone(),
-            },
-            projections::ProjectionsApi { state },
-        ),
-        "Botfleet",
-        env!("CARGO_PKG_VERSION"),
-    )
-    .description(
-        "Admin API of Botfleet, a self-hosted platform for a fleet of LLM-answered Telegram bots. \
-         Admin operations need the session cookie from `POST /auth/login`, and writes also \
-         the session's CSRF token in `X-CSRF-Token`. Errors share one JSON shape: `error` (a \
-         stable code), `message`, and `field` when a request field is at fault.",
+    let read_your_writes = |s: &AppState| consistency::ReadYourWrites {
+        progress: s.progress.clone(),
+        wait: s.read_model_wait,
+    };
+    (
+        auth::AuthApi(wire(state, |s| auth::AuthDeps {
+            auth: s.auth.clone(),
+            secure_cookies: s.secure_cookies,
+        })),
+        bots::BotsApi(wire(state, |s| bots::BotsDeps {
+            pool: s.pool.clone(),
+            bots: s.bots.clone(),
+            read_your_writes: read_your_writes(s),
+        })),
+        chats::ChatsApi(wire(state, |s| chats::ChatsDeps {
+            pool: s.pool.clone(),
+            chats: s.chats.clone(),
+            vault: s.vault.clone(),
+            read_your_writes: read_your_writes(s),
+        })),
+        users::UsersApi(wire(state, |s| users::UsersDeps {
+            pool: s.pool.clone(),
+            vault: s.vault.clone(),
+        })),
+        events::EventsApi(wire(state, |s| s.pool.clone())),
+        failures::FailuresApi(wire(state, |s| failures::FailuresDeps {
+            pool: s.pool.clone(),
+            chats: s.chats.clone(),
+        })),
+        webhook::WebhookApi(wire(state, |s| webhook::WebhookDeps {
+            pool: s.pool.clone(),
+            intake: s.intake.clone(),
+            cipher: s.cipher.clone(),
+            limits: s.limits.clone(),
+        })),
+        health::HealthApi(wire(state, pipeline_watch)),
+        metrics::MetricsApi(wire(state, pipeline_watch)),
+        projections::ProjectionsApi(wire(state, pipeline_watch)),
     )
 }
 
-/// The OpenAPI document as committed in `openapi.yaml`.
-pub fn spec_yaml(state: AppState) -> String {
-    service(state).spec_yaml()
+/// Names the tuple of APIs an [`ApiService`] serves.
+trait ApiTuple {
+    type Apis;
+}
+
+impl<T, W> ApiTuple for OpenApiService<T, W> {
+    type Apis = T;
+}
+
+fn service_of(apis: <ApiService as ApiTuple>::Apis) -> ApiService {
+    OpenApiService::new(apis, "Botfleet", env!("CARGO_PKG_VERSION")).description(
+        "Admin API of Botfleet, a self-hosted platform for a fleet of LLM-answered Telegram bots. \
+         Admin operations need the session cookie from `POST /auth/login`, and writes also \
+         the session's CSRF token in `X-CSRF-Token`. Errors share one JSON shape: `error` (a \
+         stable code), `message`, and `field` when a request field is at fault. Each operation \
+         lists the statuses it can answer with.",
+    )
+}
+
+/// The OpenAPI service the server runs.
+pub fn service(state: AppState) -> ApiService {
+    service_of(apis(Some(&state)))
+}
+
+/// The OpenAPI document as committed in `openapi.yaml`: built from the code alone, with no
+/// configuration, database or key.
+pub fn spec_yaml() -> String {
+    service_of(apis(None)).spec_yaml()
 }
 
 /// Every route the server answers, inside its middleware (outermost last).

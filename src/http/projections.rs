@@ -6,10 +6,10 @@ use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::errors::{ApiError, ApiFailure};
+use super::errors::{error_responses, ApiError, ApiFailure};
 use super::guard::AdminSession;
-use super::health::SubscriptionHealth;
-use super::{ApiTags, AppState};
+use super::health::{PipelineWatch, SubscriptionHealth};
+use super::{ApiTags, Wired};
 use crate::health::SubscriptionState;
 use crate::subscriptions::faults::{self, Fault, ResolveError};
 
@@ -105,9 +105,31 @@ pub enum RetryResponse {
     Resumed(Json<FaultView>),
 }
 
-pub struct ProjectionsApi {
-    pub state: AppState,
+error_responses! {
+    /// What `GET /projections` answers when it does not succeed.
+    pub enum ProjectionListError { Unauthorized, TooManyRequests, Internal }
 }
+
+error_responses! {
+    /// What `GET /projections/{name}/faults` answers when it does not succeed.
+    pub enum FaultListError { Unauthorized, NotFound, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `POST /projections/{name}/retry` answers when it does not succeed.
+    pub enum ProjectionRetryError { Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal }
+}
+
+error_responses! {
+    /// What `POST /projections/{name}/skip` answers when it does not succeed.
+    pub enum ProjectionSkipError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge,
+        UnsupportedMediaType, TooManyRequests, Internal,
+    }
+}
+
+/// Reads and resolves the projections' state: the database and the health thresholds.
+pub struct ProjectionsApi(pub Wired<PipelineWatch>);
 
 fn known(name: &str) -> Result<std::sync::Arc<dyn projections::Projector>, ApiFailure> {
     projections::all()
@@ -137,11 +159,15 @@ impl ProjectionsApi {
     /// Each read model's checkpoint, lag and state, its poison policy, and its paused and
     /// parked events.
     #[oai(path = "/projections", method = "get")]
-    async fn list(&self, _auth: AdminSession) -> Result<ProjectionListResponse, ApiFailure> {
-        let status = crate::health::queue_status(&self.state.pool, self.state.health)
+    async fn list(
+        &self,
+        _auth: AdminSession,
+    ) -> Result<ProjectionListResponse, ProjectionListError> {
+        let pool = &self.0.pool;
+        let status = crate::health::queue_status(pool, self.0.thresholds)
             .await
             .map_err(|e| ApiFailure::internal("reading the projections failed", &e))?;
-        let open = faults::list(&self.state.pool, None, true)
+        let open = faults::list(pool, None, true)
             .await
             .map_err(|e| ApiFailure::internal("reading the poison events failed", &e))?;
         let items = status
@@ -180,9 +206,9 @@ impl ProjectionsApi {
         &self,
         _auth: AdminSession,
         name: Path<String>,
-    ) -> Result<FaultListResponse, ApiFailure> {
+    ) -> Result<FaultListResponse, FaultListError> {
         known(&name.0)?;
-        let items = faults::list(&self.state.pool, Some(&name.0), false)
+        let items = faults::list(&self.0.pool, Some(&name.0), false)
             .await
             .map_err(|e| ApiFailure::internal("reading the poison events failed", &e))?;
         Ok(FaultListResponse::Ok(Json(FaultList {
@@ -199,9 +225,9 @@ impl ProjectionsApi {
         &self,
         auth: AdminSession,
         name: Path<String>,
-    ) -> Result<RetryResponse, ApiFailure> {
+    ) -> Result<RetryResponse, ProjectionRetryError> {
         known(&name.0)?;
-        let fault = faults::retry(&self.state.pool, &name.0, &auth.actor().to_string())
+        let fault = faults::retry(&self.0.pool, &name.0, &auth.actor().to_string())
             .await
             .map_err(resolve_failure)?;
         Ok(RetryResponse::Resumed(Json(fault.into())))
@@ -218,10 +244,10 @@ impl ProjectionsApi {
         auth: AdminSession,
         name: Path<String>,
         body: Json<SkipRequest>,
-    ) -> Result<FaultListResponse, ApiFailure> {
+    ) -> Result<FaultListResponse, ProjectionSkipError> {
         known(&name.0)?;
         let resolved = faults::skip(
-            &self.state.pool,
+            &self.0.pool,
             Some(&name.0),
             &body.0.event,
             &auth.actor().to_string(),

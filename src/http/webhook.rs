@@ -12,9 +12,9 @@ use poem_openapi::{ApiResponse, OpenApi};
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
-use super::errors::{ApiError, ApiFailure};
+use super::errors::{error_responses, ApiError, ApiFailure};
 use super::limits::Limits;
-use super::ApiTags;
+use super::{ApiTags, Wired};
 use crate::intake::{Accepted, Intake};
 use crate::secrets::TokenCipher;
 use crate::telegram::updates::{BotIdentity, Update};
@@ -25,15 +25,8 @@ pub async fn live_bot_identity(
     pool: &sqlx::PgPool,
     bot_id: Uuid,
 ) -> Result<Option<BotIdentity>, sqlx::Error> {
-    let row: Option<(String, Option<String>)> = sqlx::query_as(
-        "SELECT token_hint, username FROM bots
-         WHERE id = $1 AND is_active AND deleted_at IS NULL
-           AND last_error_kind IS DISTINCT FROM $2",
-    )
-    .bind(bot_id)
-    .bind(aggregates::bot::INVALID_TOKEN_ERROR)
-    .fetch_optional(pool)
-    .await?;
+    let row = projections::bots::find_live_bot(pool, bot_id, aggregates::bot::INVALID_TOKEN_ERROR)
+        .await?;
     Ok(row.map(|(hint, username)| BotIdentity {
         bot_id,
         telegram_id: crate::telegram::updates::telegram_id_from_hint(&hint),
@@ -41,7 +34,15 @@ pub async fn live_bot_identity(
     }))
 }
 
-pub struct WebhookApi {
+error_responses! {
+    /// What the webhook answers when it does not take an update.
+    pub enum WebhookError {
+        BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, Internal,
+    }
+}
+
+/// What the webhook uses.
+pub struct WebhookDeps {
     pub pool: sqlx::PgPool,
     pub intake: Intake,
     pub cipher: Arc<TokenCipher>,
@@ -49,6 +50,8 @@ pub struct WebhookApi {
     /// instead of crowding out every other bot's updates.
     pub limits: Arc<Limits>,
 }
+
+pub struct WebhookApi(pub Wired<WebhookDeps>);
 
 #[derive(ApiResponse)]
 pub enum WebhookResponse {
@@ -68,14 +71,16 @@ impl WebhookApi {
         bot_id: Path<Uuid>,
         #[oai(name = "X-Telegram-Bot-Api-Secret-Token")] secret: Header<Option<String>>,
         update: Json<serde_json::Value>,
-    ) -> Result<WebhookResponse, ApiFailure> {
-        let expected = self.cipher.webhook_secret(bot_id.0);
+    ) -> Result<WebhookResponse, WebhookError> {
+        let deps = &*self.0;
+        let expected = deps.cipher.webhook_secret(bot_id.0);
         let given = secret.0.unwrap_or_default();
         if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
             return Err(ApiFailure::Unauthorized(Json(ApiError::new(
                 "unauthorized",
                 "the secret token does not match this bot's",
-            ))));
+            )))
+            .into());
         }
         let update: Update = serde_json::from_value(update.0).map_err(|e| {
             ApiFailure::BadRequest(Json(ApiError::new(
@@ -83,25 +88,26 @@ impl WebhookApi {
                 format!("not a Telegram update: {e}"),
             )))
         })?;
-        let bot = live_bot_identity(&self.pool, bot_id.0)
+        let bot = live_bot_identity(&deps.pool, bot_id.0)
             .await
             .map_err(|e| ApiFailure::internal("reading the bot for a webhook failed", &e))?;
         let Some(bot) = bot else {
             tracing::info!(bot_id = %bot_id.0, update_id = update.update_id, "update for a bot that is not live; dropped");
             return Ok(WebhookResponse::Ok);
         };
-        if let Err(retry) = self.limits.per_bot.check(bot_id.0) {
+        if let Err(retry) = deps.limits.per_bot.check(bot_id.0) {
             tracing::warn!(bot_id = %bot_id.0, update_id = update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
             return Err(ApiFailure::too_many_requests(
                 "too many updates for this bot; retry later",
                 retry,
-            ));
+            )
+            .into());
         }
-        match self.intake.accept(&bot, &update).await {
+        match deps.intake.accept(&bot, &update).await {
             Ok(Accepted::Recorded | Accepted::Duplicate | Accepted::Unhandled(_)) => {
                 Ok(WebhookResponse::Ok)
             }
-            Err(e) => Err(ApiFailure::internal("recording an update failed", &e)),
+            Err(e) => Err(ApiFailure::internal("recording an update failed", &e).into()),
         }
     }
 }

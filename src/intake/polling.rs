@@ -187,11 +187,7 @@ impl Poller {
 
     /// The bot's @username may be learned while polling runs: read it each round.
     async fn refresh_identity(&mut self) {
-        let username: Result<Option<Option<String>>, _> =
-            sqlx::query_scalar("SELECT username FROM bots WHERE id = $1")
-                .bind(self.bot_id)
-                .fetch_optional(&self.pool)
-                .await;
+        let username = projections::bots::find_username(&self.pool, self.bot_id).await;
         if let Ok(Some(username)) = username {
             self.identity.username = username;
         }

@@ -1,5 +1,14 @@
 //! The `chats`, `telegram_users` and `messages` read models: conversations as admins see
 //! them, with token usage and cost on every response.
+//!
+//! This folder owns the three tables: the projector that writes them is here, and every
+//! query on them is in the file named after its table.
+
+// Each query file is named after its table, and one table is `chats` like the folder.
+#[allow(clippy::module_inception)]
+pub mod chats;
+pub mod messages;
+pub mod telegram_users;
 
 use aggregates::chat::{turn_id, Chat, ChatEvent, ResponseKind, TelegramChat, TelegramUser};
 use aggregates::personal::PersonalText;
@@ -13,12 +22,15 @@ use sqlx::PgConnection;
 
 use crate::{ProjectionError, Projector, RecordedEvent};
 
+/// The projection's name (its checkpoint's).
+pub const NAME: &str = "chats";
+
 pub struct ChatProjector;
 
 #[async_trait::async_trait]
 impl Projector for ChatProjector {
     fn name(&self) -> &'static str {
-        "chats"
+        NAME
     }
 
     fn tables(&self) -> &'static [&'static str] {
@@ -46,7 +58,7 @@ impl Projector for ChatProjector {
             ChatEvent::MessageReceived {
                 bot_id,
                 update_id,
-                message_id: _,
+                message_id,
                 chat,
                 from,
                 text,
@@ -57,6 +69,7 @@ impl Projector for ChatProjector {
                     chat_id,
                     bot_id,
                     update_id,
+                    message_id: Some(message_id),
                     chat: &chat,
                     from: from.as_ref(),
                     at,
@@ -78,6 +91,7 @@ impl Projector for ChatProjector {
                     chat_id,
                     bot_id,
                     update_id,
+                    message_id: None,
                     chat: &chat,
                     from: from.as_ref(),
                     at,
@@ -108,15 +122,12 @@ impl Projector for ChatProjector {
                 message_id,
                 text,
             } => {
-                // The edited message is the user message whose update carried this message id.
+                // The edited message is the user message with this Telegram message id (kept
+                // in the projector's own rows: a projector reads only its event and its
+                // tables, never the raw event log, which would bypass the upcasters).
                 sqlx::query(
-                    "UPDATE messages m SET text = $3, edited_at = $4
-                     FROM events e
-                     WHERE m.chat_id = $1 AND m.role = 'user'
-                       AND e.aggregate_type = 'Chat' AND e.aggregate_id = $1::text
-                       AND e.event_type = 'MessageReceived'
-                       AND (e.payload -> 'MessageReceived' ->> 'message_id')::bigint = $2
-                       AND (e.payload -> 'MessageReceived' ->> 'update_id')::bigint = m.update_id",
+                    "UPDATE messages SET text = $3, edited_at = $4
+                     WHERE chat_id = $1 AND role = 'user' AND telegram_message_id = $2",
                 )
                 .bind(chat_id)
                 .bind(message_id)
@@ -324,6 +335,8 @@ struct Incoming<'a> {
     chat_id: uuid::Uuid,
     bot_id: uuid::Uuid,
     update_id: i64,
+    /// The Telegram message id of a message (a button press has none).
+    message_id: Option<i64>,
     chat: &'a TelegramChat,
     from: Option<&'a TelegramUser>,
     at: chrono::DateTime<chrono::Utc>,
@@ -362,8 +375,8 @@ impl Incoming<'_> {
                     last_seen_at = EXCLUDED.last_seen_at
              )
              INSERT INTO messages (chat_id, update_id, role, text, status, telegram_user_id,
-                created_at, turn_id, media)
-             VALUES ($1, $15, 'user', $16, 'received', $7, $8, $17, $18)",
+                created_at, turn_id, media, telegram_message_id)
+             VALUES ($1, $15, 'user', $16, 'received', $7, $8, $17, $18, $19)",
         )
         .bind(self.chat_id)
         .bind(self.bot_id)
@@ -383,6 +396,7 @@ impl Incoming<'_> {
         .bind(text)
         .bind(turn_id(self.chat_id, self.update_id))
         .bind(media)
+        .bind(self.message_id)
         .execute(&mut *tx)
         .await?;
         Ok(())

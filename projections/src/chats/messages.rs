@@ -1,0 +1,123 @@
+//! Queries on the `messages` table: a chat's history, and the turns that failed for good.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+/// A row of `messages`: a person's message, the bot's answer, or an admin's message. Its text
+/// is sealed per person, as stored.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct MessageRow {
+    pub update_id: i64,
+    pub role: String,
+    pub text: String,
+    pub status: String,
+    pub telegram_message_ids: Vec<i64>,
+    pub response_kind: Option<String>,
+    pub model: Option<String>,
+    pub response_id: Option<String>,
+    pub input_tokens: Option<i64>,
+    pub cached_input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub reasoning_tokens: Option<i64>,
+    pub cost_micro_usd: Option<i64>,
+    pub media: Option<String>,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// Where a page of a chat's history starts: after this message.
+#[derive(Debug, Clone)]
+pub struct MessageCursor {
+    pub created_at: DateTime<Utc>,
+    pub update_id: i64,
+    pub role: String,
+}
+
+/// A page of a chat's history in the order it happened; within a turn, the person's message
+/// comes before the answer.
+pub async fn list_messages(
+    conn: impl sqlx::PgExecutor<'_>,
+    chat_id: Uuid,
+    after: Option<&MessageCursor>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT update_id, role, text, status, telegram_message_ids, response_kind, model,
+                response_id, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
+                cost_micro_usd, media, attempts, last_error, created_at, sent_at, edited_at
+         FROM messages
+         WHERE chat_id = $1
+           AND ($2::timestamptz IS NULL
+                OR (created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role))
+                   > ($2, $3, array_position(ARRAY['user', 'bot', 'admin'], $4::text)))
+         ORDER BY created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role)
+         LIMIT $5",
+    )
+    .bind(chat_id)
+    .bind(after.map(|c| c.created_at))
+    .bind(after.map(|c| c.update_id))
+    .bind(after.map(|c| c.role.clone()))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// A turn that failed for good: its message got no answer.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct FailedTurnRow {
+    pub turn_id: Uuid,
+    pub bot_id: Uuid,
+    pub chat_id: Uuid,
+    pub telegram_chat_id: i64,
+    pub update_id: i64,
+    pub failure_class: Option<String>,
+    pub failure_step: Option<String>,
+    pub last_error: Option<String>,
+    pub attempts: i32,
+    pub failed_at: Option<DateTime<Utc>>,
+}
+
+/// Failed turns, newest first, of one bot or all, before `before`.
+pub async fn list_failed_turns(
+    conn: impl sqlx::PgExecutor<'_>,
+    bot_id: Option<Uuid>,
+    before: Option<DateTime<Utc>>,
+    limit: i64,
+) -> Result<Vec<FailedTurnRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.turn_id, c.bot_id, m.chat_id, c.telegram_chat_id, m.update_id,
+                m.failure_class, m.failure_step, m.last_error, m.attempts, m.failed_at
+         FROM messages m JOIN chats c ON c.id = m.chat_id
+         WHERE m.role = 'user' AND m.status = 'failed'
+           AND ($1::uuid IS NULL OR c.bot_id = $1)
+           AND ($2::timestamptz IS NULL OR m.failed_at < $2)
+         ORDER BY m.failed_at DESC, m.turn_id
+         LIMIT $3",
+    )
+    .bind(bot_id)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// The chat and update of a turn, by the turn's id.
+pub async fn find_turn(
+    conn: impl sqlx::PgExecutor<'_>,
+    turn_id: Uuid,
+) -> Result<Option<(Uuid, i64)>, sqlx::Error> {
+    sqlx::query_as("SELECT chat_id, update_id FROM messages WHERE turn_id = $1 AND role = 'user'")
+        .bind(turn_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// How many people's messages failed for good, in all.
+pub async fn count_failed(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM messages WHERE role = 'user' AND status = 'failed'")
+        .fetch_one(conn)
+        .await
+}
