@@ -26,11 +26,18 @@ use projections::bots::DeliveryRow;
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
 use crate::intake::polling::{allowed_updates, Poller};
 use crate::intake::Intake;
+use crate::runtime::backoff::Backoff;
 use crate::runtime::leases::{bot_resource, Leases};
 use crate::secrets::TokenCipher;
 use crate::subscriptions::SubscriptionProgress;
 use crate::telegram::failures::classify;
 use crate::telegram::TelegramClients;
+
+/// Pauses after a failed setWebhook or deleteWebhook of one bot: 2 s doubling to 5 minutes.
+const WEBHOOK_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(2),
+    max: Duration::from_secs(300),
+};
 
 /// How often the supervisor looks again when nothing wakes it.
 const RECHECK: Duration = Duration::from_secs(5);
@@ -149,7 +156,7 @@ impl BotSupervisor {
                 }
                 Err(message) => {
                     let failures = backoff.get(&bot.id).map_or(1, |(_, n)| n + 1);
-                    let pause = Duration::from_secs(2u64.saturating_pow(failures).min(300));
+                    let pause = WEBHOOK_BACKOFF.pause(failures, None);
                     backoff.insert(bot.id, (now + pause, failures));
                     tracing::warn!(bot_id = %bot.id, error = %message, "webhook change failed");
                 }

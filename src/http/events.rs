@@ -110,6 +110,25 @@ impl EventsApi {
     }
 }
 
+impl EventsApi {
+    /// A page of one aggregate's stream.
+    async fn stream_page(
+        &self,
+        aggregate_type: &str,
+        id: Uuid,
+        after: Option<String>,
+        limit: Option<u32>,
+    ) -> Result<EventPageResponse, EventReadError> {
+        let filter = HistoryFilter {
+            after: parse_after(after.as_deref())?,
+            aggregate_type: Some(aggregate_type.to_owned()),
+            aggregate_id: Some(id.to_string()),
+            ..HistoryFilter::default()
+        };
+        self.page(filter, EVENT_PAGES.limit(limit)?).await
+    }
+}
+
 #[OpenApi(tag = "ApiTags::Audit")]
 impl EventsApi {
     /// Read the event log
@@ -152,13 +171,7 @@ impl EventsApi {
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<EventPageResponse, EventReadError> {
-        let filter = HistoryFilter {
-            after: parse_after(after.0.as_deref())?,
-            aggregate_type: Some("Bot".to_owned()),
-            aggregate_id: Some(id.0.to_string()),
-            ..HistoryFilter::default()
-        };
-        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
+        self.stream_page("Bot", id.0, after.0, limit.0).await
     }
 
     /// Read a chat's events
@@ -170,13 +183,7 @@ impl EventsApi {
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
     ) -> Result<EventPageResponse, EventReadError> {
-        let filter = HistoryFilter {
-            after: parse_after(after.0.as_deref())?,
-            aggregate_type: Some("Chat".to_owned()),
-            aggregate_id: Some(id.0.to_string()),
-            ..HistoryFilter::default()
-        };
-        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
+        self.stream_page("Chat", id.0, after.0, limit.0).await
     }
 }
 

@@ -19,9 +19,17 @@ use uuid::Uuid;
 
 use super::Intake;
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
+use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{bot_resource, Leases};
 use crate::telegram::failures::classify;
 use crate::telegram::updates::Update;
+
+/// Pauses after failed rounds: from 1 s, doubling to a minute, never shorter than what
+/// Telegram asked for (`retry_after`, or the conflict pause).
+const POLL_BACKOFF: Backoff = Backoff {
+    base: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
 
 /// The update kinds Botfleet asks Telegram for, by webhook or by polling.
 pub fn allowed_updates() -> Vec<AllowedUpdate> {
@@ -53,7 +61,7 @@ pub struct Poller {
 impl Poller {
     pub async fn run(mut self, cancel: CancellationToken) {
         let resource = bot_resource(self.bot_id);
-        let mut error_pause = Duration::from_secs(1);
+        let mut retrying = Retrying::new(POLL_BACKOFF);
         let mut webhook_cleared = false;
         while !cancel.is_cancelled() {
             match self.leases.try_claim(&resource).await {
@@ -67,7 +75,7 @@ impl Poller {
                 }
                 Err(e) => {
                     tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot claim the bot's polling lease");
-                    if sleep_or_cancel(&cancel, error_pause).await {
+                    if sleep_or_cancel(&cancel, retrying.failed(None)).await {
                         break;
                     }
                     continue;
@@ -85,17 +93,12 @@ impl Poller {
                     }
                 }
             }
-            let pause = match self.poll_once(&cancel).await {
-                Ok(()) => {
-                    error_pause = Duration::from_secs(1);
-                    None
-                }
-                Err(pause) => Some(pause),
-            };
-            if let Some(pause) = pause {
-                error_pause = (error_pause * 2).min(Duration::from_secs(60));
-                if sleep_or_cancel(&cancel, pause.max(Duration::from_millis(100))).await {
-                    break;
+            match self.poll_once(&cancel).await {
+                Ok(()) => retrying.succeeded(),
+                Err(requested) => {
+                    if sleep_or_cancel(&cancel, retrying.failed(Some(requested))).await {
+                        break;
+                    }
                 }
             }
         }

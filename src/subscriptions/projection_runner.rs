@@ -28,7 +28,7 @@ use super::checkpoints::{self, SubscriptionProgress};
 use super::faults::{self, FaultStatus};
 use super::wakeups::EventWakeups;
 use crate::event_store::stream::read_batch;
-use crate::runtime::backoff::Backoff;
+use crate::runtime::backoff::{Backoff, Retrying};
 
 /// Events per transaction: large enough to amortise the commit, small enough to keep the
 /// transaction short.
@@ -42,6 +42,13 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
 const RETRY_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(100),
     max: Duration::from_secs(30),
+};
+
+/// While a transaction in flight holds the stream back: read again after 1 ms, doubling to
+/// 50 ms (its commit, or its abort, which sends no notification, comes soon).
+const BLOCKED_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(1),
+    max: Duration::from_millis(50),
 };
 
 /// How long a busy runner waits for more events before projecting: a commit costs the
@@ -492,8 +499,8 @@ impl ProjectionRunner {
                 }
             }
             let mut wake = wakeups.subscribe();
-            let mut blocked_pause = Duration::from_millis(1);
-            let mut error_pause = Duration::from_millis(100);
+            let mut blocked = Retrying::new(BLOCKED_BACKOFF);
+            let mut errors = Retrying::new(RETRY_BACKOFF);
             let mut last_batch = Instant::now() - GATHER_WHEN_BUSY_WITHIN;
             loop {
                 // Busy: let a few more commits arrive, so that one transaction projects them
@@ -505,7 +512,7 @@ impl ProjectionRunner {
                 last_batch = Instant::now();
                 let (pause, retry_at) = match self.run_batch().await {
                     Ok(outcome) => {
-                        error_pause = Duration::from_millis(100);
+                        errors.succeeded();
                         if outcome.applied > 0 {
                             tracing::debug!(projection = name, applied = outcome.applied, position = %outcome.position, "projected");
                         }
@@ -515,11 +522,9 @@ impl ProjectionRunner {
                         if outcome.blocked {
                             // Wait for the transaction in flight; its commit (or abort, which
                             // sends no notification) will be seen on the next read.
-                            let pause = blocked_pause;
-                            blocked_pause = (blocked_pause * 2).min(Duration::from_millis(50));
-                            (Some(pause), outcome.retry_at)
+                            (Some(blocked.failed(None)), outcome.retry_at)
                         } else {
-                            blocked_pause = Duration::from_millis(1);
+                            blocked.succeeded();
                             (None, outcome.retry_at)
                         }
                     }
@@ -529,9 +534,7 @@ impl ProjectionRunner {
                     }
                     Err(e) => {
                         tracing::error!(projection = name, error = ?e, "projection failed; retrying");
-                        let pause = error_pause;
-                        error_pause = (error_pause * 2).min(Duration::from_secs(30));
-                        (Some(pause), None)
+                        (Some(errors.failed(None)), None)
                     }
                 };
                 let mut sleep = pause.unwrap_or(poll_interval);

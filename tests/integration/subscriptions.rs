@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::bot::{Bot, BotCommand, BotEvent, BotServices, SealedToken};
+use aggregates::bot::{Bot, BotCommand, BotServices};
 use botfleet::event_store::{Actor, CommandGateway, EventMetadata};
 use botfleet::secrets::{TokenCipher, TokenKey};
 use botfleet::subscriptions::{ProjectionRunner, SubscriptionProgress};
@@ -15,23 +15,6 @@ use sqlx::{PgConnection, PgPool};
 
 use crate::helpers::{eventually, token, TestApp, TestDb};
 
-fn created_payload(name: &str) -> serde_json::Value {
-    serde_json::to_value(BotEvent::BotCreated {
-        bot_id: uuid::Uuid::nil(),
-        name: name.to_owned(),
-        token: SealedToken {
-            ciphertext: "v1.sealed".into(),
-            fingerprint: format!("fp-{name}"),
-            hint: "1:…abcd".into(),
-        },
-        start_message: "Hi".into(),
-        error_message: "Oops".into(),
-        model: "gpt-5-mini".into(),
-        instructions: String::new(),
-    })
-    .unwrap()
-}
-
 async fn append_created(conn: &mut PgConnection, name: &str) -> uuid::Uuid {
     let id = uuid::Uuid::now_v7();
     sqlx::query(
@@ -39,7 +22,7 @@ async fn append_created(conn: &mut PgConnection, name: &str) -> uuid::Uuid {
          VALUES ('Bot', $1, 1, 'BotCreated', '1.0', $2, '{}')",
     )
     .bind(id.to_string())
-    .bind(created_payload(name))
+    .bind(crate::commit_order::bot_created(uuid::Uuid::nil(), name))
     .execute(conn)
     .await
     .unwrap();
