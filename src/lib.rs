@@ -1,23 +1,33 @@
 //! Botfleet: a self-hosted, event-sourced platform for a fleet of LLM-answered Telegram bots.
 //!
-//! Where to start reading:
+//! The rooms of this crate, in the order an update's data flows through them. Each room may
+//! use the rooms listed *below* it and none above (a test, `tests/integration/floor_plan.rs`,
+//! fails when one does), so a newcomer in a room knows what it may touch:
 //!
-//! - [`cli`]: the `botfleet` command (`serve`, `migrate`, `openapi`, `projections …`).
-//! - [`app`]: wires one running service together: the pool, the command gateways, the
-//!   subscriptions and the HTTP server; tests build it the same way on a random port.
-//! - [`config`]: every setting, read from the environment or flags, checked at start.
-//! - [`event_store`]: commands go in through a [`event_store::CommandGateway`], which appends
-//!   the aggregates' events (with correlation, causation and actor metadata) to Postgres.
-//! - [`subscriptions`]: catch-up subscriptions over the global event order; they run the
-//!   projectors of the `projections` crate with durable checkpoints.
-//! - [`api`]: the admin HTTP API (poem-openapi), whose reads come from the read models, and
-//!   the open endpoints (Telegram's webhook, health, metrics).
-//! - [`auth`]: admin accounts, server-side sessions and the failed-login throttle.
-//! - [`health`], [`metrics`], [`rate_limit`]: what operators watch, and what keeps one client
-//!   or one bot from taking the whole service.
-//! - [`secrets`]: sealing bot tokens before they enter an event.
+//! - [`cli`], [`app`], [`config`]: the wiring. `cli` is the `botfleet` command; `app` builds
+//!   one running service (pool, gateways, subscriptions, runners, HTTP server) from a
+//!   [`config::Config`], which hands each subsystem its own settings.
+//! - [`http`]: the HTTP surface: Telegram's webhook, the admin API (poem-openapi, one error
+//!   enum per operation), health and metrics. Each API holds only what it uses.
+//! - [`turns`] and [`bots`]: the effects. `turns` claims chats with due turns and works each
+//!   chat's turns in order (ask the LLM, send to Telegram, record every outcome as an
+//!   event); `bots` keeps each bot reachable (webhooks set and deleted, pollers started) and
+//!   sends admins their alerts.
+//! - [`intake`], [`auth`], [`health`]: accepting Telegram updates exactly once (webhook and
+//!   polling); admin accounts and sessions; how far behind the pipeline is.
+//! - [`subscriptions`], [`personal_data`]: catch-up subscriptions that run the projectors of
+//!   the `projections` crate with durable checkpoints (and park or pause on poison events);
+//!   per-person keys that seal names and texts (crypto-shredding).
+//! - [`event_store`]: commands in, events out through a [`event_store::CommandGateway`], with
+//!   correlation, causation and actor metadata; the stream read in commit order; history and
+//!   time travel for auditors.
+//! - [`llm`], [`telegram`]: the outside world's adapters, behind traits the effects code
+//!   against ([`llm::LanguageModel`]; Telegram's markdown, splitting, pacing and failures).
+//! - The ground floor: [`runtime`] (backoff, leases, the intake-to-runner hand-off, error
+//!   chains, TLS), [`secrets`], [`metrics`], [`rate_limit`], [`db`], [`telemetry`].
 //!
-//! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
+//! Between crates, dependencies point one way: this crate uses `projections` (read models and
+//! every query on them), which uses `aggregates` (the domain, no I/O).
 #![forbid(unsafe_code)]
 
 pub mod app;

@@ -183,7 +183,7 @@ pub struct Alert {
 /// When the next notification falls due, if one is pending.
 pub async fn next_due_in(conn: impl sqlx::PgExecutor<'_>) -> Result<Option<Duration>, sqlx::Error> {
     let millis: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM (min(send_after) - now())) * 1000 FROM admin_alerts
+        "SELECT (extract(epoch FROM (min(send_after) - now())) * 1000)::float8 FROM admin_alerts
          WHERE pending_count > 0",
     )
     .fetch_one(conn)

@@ -1,4 +1,4 @@
-//! Admin notifications of final errors (seed P2 item 13): to an admin Telegram chat through
+//! Admin notifications of final errors: to an admin Telegram chat through
 //! one of the fleet's bots, and/or to a webhook URL. The errors are counted by the `alerts`
 //! projection (`projections::alerts`); this sends what it has gathered.
 

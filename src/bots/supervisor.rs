@@ -2,7 +2,7 @@
 //!
 //! With PUBLIC_URL set, an enabled bot has its webhook set to
 //! `PUBLIC_URL/telegram/{bot_id}/webhook` (with its secret token), and a disabled or deleted
-//! one has it deleted (seed P2 item 9). Without PUBLIC_URL, every enabled bot is long-polled.
+//! one has it deleted. Without PUBLIC_URL, every enabled bot is long-polled.
 //! The supervisor compares the `bots` read model (what should be) with the recorded webhook
 //! (what is), acts, and records the outcome on the Bot aggregate, which refuses an outcome
 //! that is no longer wanted (a webhook for a bot disabled meanwhile).

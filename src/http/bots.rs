@@ -1,4 +1,4 @@
-//! `/bots`: registering and administering bots (seed P1 item 5).
+//! `/bots`: registering and administering bots.
 //!
 //! Writes go through the Bot aggregate; every answer is read from the `bots` read model after
 //! waiting for it to include the write, so a write's response and any read after it agree.

@@ -1,4 +1,4 @@
-//! `/chats`: conversations as admins see them (seed P1 item 5, chats-admin.controller), and
+//! `/chats`: conversations as admins see them, and
 //! an admin's own message to a chat.
 
 use std::sync::Arc;

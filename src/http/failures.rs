@@ -1,4 +1,4 @@
-//! `/failures`: turns that failed for good, and an admin's manual retry (seed P2 item 13).
+//! `/failures`: turns that failed for good, and an admin's manual retry.
 
 use std::sync::Arc;
 

@@ -122,7 +122,7 @@ impl Leases {
     /// When the next chat whose turns wait for a backoff becomes due, if any does.
     pub async fn next_due_in(&self) -> Result<Option<Duration>, sqlx::Error> {
         let millis: Option<f64> = sqlx::query_scalar(
-            "SELECT extract(epoch FROM (min(available_at) - now())) * 1000 FROM chat_work
+            "SELECT (extract(epoch FROM (min(available_at) - now())) * 1000)::float8 FROM chat_work
              WHERE open_turns > 0 AND available_at > now()",
         )
         .fetch_one(&self.pool)

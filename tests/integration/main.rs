@@ -22,5 +22,6 @@ mod metrics;
 mod openapi;
 mod projection_faults;
 mod resilience;
+mod retry_timing;
 mod subscriptions;
 mod turns;
