@@ -51,3 +51,31 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }
+
+/// Whether `error` (or one of its causes) says the database is out of reach or refusing for
+/// a while (a lost or refused connection, a full pool, a server shutting down), rather than
+/// that the request itself was wrong: the caller may answer "try again", not "broken".
+pub fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if let Some(e) = error.downcast_ref::<sqlx::Error>() {
+            return match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                // 08: connection exception; 53: insufficient resources; 57: operator
+                // intervention (shutdown, a database that does not allow connections).
+                sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+                    ["08", "53", "57", "55000"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+                }),
+                _ => false,
+            };
+        }
+        current = error.source();
+    }
+    false
+}

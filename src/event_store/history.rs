@@ -72,6 +72,21 @@ pub async fn read(
         .collect()
 }
 
+/// Whether an aggregate has any event at all.
+pub async fn stream_exists(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE aggregate_type = $1 AND aggregate_id = $2)",
+    )
+    .bind(aggregate_type)
+    .bind(aggregate_id)
+    .fetch_one(pool)
+    .await
+}
+
 /// The metadata of an aggregate's latest event of one of `event_types`: what a later effect
 /// continues the story of.
 pub async fn latest_metadata(

@@ -83,6 +83,30 @@ pub async fn pending_after(
     .await
 }
 
+/// The newest committed event of one aggregate type, in commit order.
+pub async fn newest_of_type(
+    conn: &mut PgConnection,
+    aggregate_type: &str,
+) -> Result<Option<StreamPosition>, sqlx::Error> {
+    let row: Option<(String, i64)> = sqlx::query_as(
+        "SELECT transaction_id::text, global_position FROM events
+         WHERE aggregate_type = $1
+         ORDER BY transaction_id DESC, global_position DESC LIMIT 1",
+    )
+    .bind(aggregate_type)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|(transaction_id, global_position)| {
+        Ok(StreamPosition {
+            transaction_id: transaction_id
+                .parse()
+                .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+            global_position,
+        })
+    })
+    .transpose()
+}
+
 /// An event from a row of [`EVENT_COLUMNS`].
 pub(crate) fn decode_row(row: &sqlx::postgres::PgRow) -> Result<RecordedEvent, sqlx::Error> {
     let transaction_id: String = row.try_get("commit_txid")?;

@@ -5,6 +5,8 @@
 
 use std::sync::Arc;
 
+use cqrs_es::Aggregate;
+
 use aggregates::bot::{
     Bot, BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
 };
@@ -19,7 +21,7 @@ use super::consistency::ReadYourWrites;
 use super::errors::{error_responses, ApiError, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::{
-    cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
+    checked_instant, cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
 };
 use super::strict_json::Strict;
 use super::{ApiTags, Wired};
@@ -184,7 +186,9 @@ error_responses! {
 
 error_responses! {
     /// What `GET /bots/{id}` answers when it does not succeed.
-    pub enum BotReadError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
+    pub enum BotReadError {
+        BadRequest, Unauthorized, NotFound, Unprocessable, TooManyRequests, Internal,
+    }
 }
 
 error_responses! {
@@ -258,17 +262,25 @@ impl BotsApi {
 
     /// Get a bot
     ///
-    /// With `as_of` (RFC 3339), the bot as it was at that instant, rebuilt from its events.
+    /// A deleted bot answers 404 unless `include_deleted` is true. With `as_of` (RFC 3339),
+    /// the bot as it was at that instant, rebuilt from its events.
     #[oai(path = "/bots/:id", method = "get")]
     async fn get(
         &self,
         _auth: AdminSession,
         id: Path<Uuid>,
         as_of: Query<Option<DateTime<Utc>>>,
+        include_deleted: Query<Option<bool>>,
     ) -> Result<BotResponse, BotReadError> {
         let Some(as_of) = as_of.0 else {
-            return Ok(BotResponse::Ok(Json(self.read(id.0).await?)));
+            let bot = self.read(id.0).await?;
+            // As in the list: a deleted bot is shown only when asked for.
+            if bot.status == BotStatus::Deleted && !include_deleted.0.unwrap_or(false) {
+                return Err(ApiFailure::not_found("bot").into());
+            }
+            return Ok(BotResponse::Ok(Json(bot)));
         };
+        let as_of = checked_instant("as_of", as_of)?;
         let mut past = super::events::view_as_of(
             &self.0.pool,
             &projections::bots::BotProjector,
@@ -305,7 +317,7 @@ impl BotsApi {
                 .unwrap_or(DEFAULT_ERROR_MESSAGE),
             body.instructions.as_deref().unwrap_or_default(),
         )?;
-        self.ensure_token_unused(&token, None).await?;
+        let _claim = self.claim_token(&token, None).await?;
         let bot_id = Uuid::now_v7();
         let committed = self
             .0
@@ -349,9 +361,10 @@ impl BotsApi {
             &body.error_message,
             &body.instructions,
         )?;
-        if let Some(token) = &token {
-            self.ensure_token_unused(token, Some(id.0)).await?;
-        }
+        let _claim = match &token {
+            Some(token) => Some(self.claim_token(token, Some(id.0)).await?),
+            None => None,
+        };
         Ok(self
             .command(id.0, BotCommand::Update { token, settings }, actor)
             .await?)
@@ -439,16 +452,36 @@ impl BotsApi {
     }
 
     /// One token answers for one bot: Telegram delivers each update to a single receiver.
-    /// Checked against the read model, so two concurrent registrations can still race.
-    async fn ensure_token_unused(
+    /// Every registration or token change of one token takes a PostgreSQL advisory lock
+    /// keyed by the token's fingerprint (so writers in every process take turns), waits until
+    /// the bots read model includes every bot event committed so far, and only then checks
+    /// it; the lock is held until the guard is dropped, after the write is in the read model.
+    async fn claim_token(
         &self,
         token: &BotToken,
         except: Option<Uuid>,
-    ) -> Result<(), ApiFailure> {
+    ) -> Result<TokenGuard, ApiFailure> {
+        let failed = |e: sqlx::Error| ApiFailure::internal("checking a token failed", &e);
         let fingerprint = self.0.bots.services().sealer.fingerprint(token);
+        let mut lock = self.0.pool.begin().await.map_err(failed)?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1, hashtext($2))")
+            .bind(TOKEN_LOCK_NAMESPACE)
+            .bind(&fingerprint)
+            .execute(&mut *lock)
+            .await
+            .map_err(failed)?;
+        let newest = crate::event_store::stream::newest_of_type(&mut lock, Bot::TYPE)
+            .await
+            .map_err(failed)?;
+        if let Some(newest) = newest {
+            self.0
+                .read_your_writes
+                .caught_up(read_model::NAME, newest)
+                .await?;
+        }
         let used = read_model::bot_using_token(&self.0.pool, &fingerprint, except)
             .await
-            .map_err(|e| ApiFailure::internal("checking a token failed", &e))?;
+            .map_err(failed)?;
         match used {
             Some(other) => Err(ApiFailure::Conflict(Json(
                 ApiError::new(
@@ -457,9 +490,18 @@ impl BotsApi {
                 )
                 .with_field("token"),
             ))),
-            None => Ok(()),
+            None => Ok(TokenGuard { _lock: lock }),
         }
     }
+}
+
+/// The advisory-lock namespace of token claims (the first key of the two-key form).
+const TOKEN_LOCK_NAMESPACE: i32 = 0x6266_0002;
+
+/// Holds a token's claim (a transaction holding its advisory lock, and nothing else: it
+/// writes nothing, so it holds back no reader) until dropped.
+struct TokenGuard {
+    _lock: sqlx::Transaction<'static, sqlx::Postgres>,
 }
 
 fn parse_settings(

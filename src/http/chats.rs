@@ -17,7 +17,7 @@ use super::consistency::ReadYourWrites;
 use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::{
-    cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
+    checked_instant, cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
 };
 use super::strict_json::Strict;
 use super::{ApiTags, Wired};
@@ -193,7 +193,9 @@ error_responses! {
 
 error_responses! {
     /// What `GET /chats/{id}` answers when it does not succeed.
-    pub enum ChatReadError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
+    pub enum ChatReadError {
+        BadRequest, Unauthorized, NotFound, Unprocessable, TooManyRequests, Internal,
+    }
 }
 
 error_responses! {
@@ -280,6 +282,7 @@ impl ChatsApi {
         let Some(as_of) = as_of.0 else {
             return Ok(ChatResponse::Ok(Json(self.read(id.0).await?)));
         };
+        let as_of = checked_instant("as_of", as_of)?;
         let mut past = super::events::view_as_of(
             &self.0.pool,
             &projections::chats::ChatProjector,

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
-use super::paging::EVENT_PAGES;
+use super::paging::{checked_instant, EVENT_PAGES};
 use super::{ApiTags, Wired};
 use crate::event_store::history::{self, HistoryFilter};
 
@@ -71,6 +71,13 @@ error_responses! {
     pub enum EventReadError { BadRequest, Unauthorized, Unprocessable, TooManyRequests, Internal }
 }
 
+error_responses! {
+    /// What reading one bot's or chat's stream answers when it does not succeed.
+    pub enum StreamReadError {
+        BadRequest, Unauthorized, NotFound, Unprocessable, TooManyRequests, Internal,
+    }
+}
+
 /// Reads the event log; all it needs is the database.
 pub struct EventsApi(pub Wired<sqlx::PgPool>);
 
@@ -92,21 +99,17 @@ fn parse_after(after: Option<&str>) -> Result<Option<StreamPosition>, ApiFailure
 }
 
 impl EventsApi {
-    async fn page(
-        &self,
-        filter: HistoryFilter,
-        limit: i64,
-    ) -> Result<EventPageResponse, EventReadError> {
+    async fn page(&self, filter: HistoryFilter, limit: i64) -> Result<EventPage, ApiFailure> {
         let events = history::read(&self.0, &filter, limit)
             .await
             .map_err(|e| ApiFailure::internal("reading the event log failed", &e))?;
         let next_after = (events.len() as i64 == limit)
             .then(|| events.last().map(|e| e.position.to_string()))
             .flatten();
-        Ok(EventPageResponse::Ok(Json(EventPage {
+        Ok(EventPage {
             items: events.into_iter().map(EventView::from).collect(),
             next_after,
-        })))
+        })
     }
 }
 
@@ -118,14 +121,23 @@ impl EventsApi {
         id: Uuid,
         after: Option<String>,
         limit: Option<u32>,
-    ) -> Result<EventPageResponse, EventReadError> {
+    ) -> Result<EventPageResponse, StreamReadError> {
         let filter = HistoryFilter {
             after: parse_after(after.as_deref())?,
             aggregate_type: Some(aggregate_type.to_owned()),
             aggregate_id: Some(id.to_string()),
             ..HistoryFilter::default()
         };
-        self.page(filter, EVENT_PAGES.limit(limit)?).await
+        let found = self.page(filter, EVENT_PAGES.limit(limit)?).await?;
+        if found.items.is_empty() && after.is_none() {
+            let exists = history::stream_exists(&self.0, aggregate_type, &id.to_string())
+                .await
+                .map_err(|e| ApiFailure::internal("reading the event log failed", &e))?;
+            if !exists {
+                return Err(ApiFailure::not_found(&aggregate_type.to_lowercase()).into());
+            }
+        }
+        Ok(EventPageResponse::Ok(Json(found)))
     }
 }
 
@@ -156,10 +168,11 @@ impl EventsApi {
             aggregate_id: aggregate_id.0,
             event_type: event_type.0,
             correlation_id: correlation_id.0.map(|id| id.to_string()),
-            since: since.0,
-            until: until.0,
+            since: since.0.map(|at| checked_instant("since", at)).transpose()?,
+            until: until.0.map(|at| checked_instant("until", at)).transpose()?,
         };
-        self.page(filter, EVENT_PAGES.limit(limit.0)?).await
+        let page = self.page(filter, EVENT_PAGES.limit(limit.0)?).await?;
+        Ok(EventPageResponse::Ok(Json(page)))
     }
 
     /// Read a bot's events
@@ -170,7 +183,7 @@ impl EventsApi {
         id: Path<Uuid>,
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
-    ) -> Result<EventPageResponse, EventReadError> {
+    ) -> Result<EventPageResponse, StreamReadError> {
         self.stream_page("Bot", id.0, after.0, limit.0).await
     }
 
@@ -182,7 +195,7 @@ impl EventsApi {
         id: Path<Uuid>,
         after: Query<Option<String>>,
         limit: Query<Option<u32>>,
-    ) -> Result<EventPageResponse, EventReadError> {
+    ) -> Result<EventPageResponse, StreamReadError> {
         self.stream_page("Chat", id.0, after.0, limit.0).await
     }
 }

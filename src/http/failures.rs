@@ -13,7 +13,7 @@ use projections::chats::messages::{self as read_model, FailedTurnRow};
 
 use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
-use super::paging::ADMIN_PAGES;
+use super::paging::{checked_instant, ADMIN_PAGES};
 use super::{ApiTags, Wired};
 use crate::event_store::{CommandError, CommandGateway, EventMetadata};
 
@@ -114,8 +114,12 @@ impl FailuresApi {
         before: Query<Option<DateTime<Utc>>>,
     ) -> Result<FailureListResponse, FailureListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
+        let before = before
+            .0
+            .map(|at| checked_instant("before", at))
+            .transpose()?;
         let mut items: Vec<FailureView> =
-            read_model::list_failed_turns(&self.0.pool, bot_id.0, before.0, limit + 1)
+            read_model::list_failed_turns(&self.0.pool, bot_id.0, before, limit + 1)
                 .await
                 .map_err(|e| ApiFailure::internal("listing failures failed", &e))?
                 .into_iter()

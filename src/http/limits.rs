@@ -110,6 +110,18 @@ impl<E: Endpoint> Endpoint for RequestLimitsEndpoint<E> {
             },
         }
 
+        if let Some(field) = field_with_nul(request.uri()) {
+            return Ok(Json(
+                ApiError::new(
+                    "malformed_request",
+                    format!("{field}: must not contain the NUL character"),
+                )
+                .with_field(field),
+            )
+            .with_status(StatusCode::BAD_REQUEST)
+            .into_response());
+        }
+
         if let (false, Some(ip)) = (is_public(request.uri().path()), ip) {
             if let Err(retry) = self.limits.per_ip.check(ip) {
                 tracing::info!(%ip, "admin API rate limit reached for an address");
@@ -125,6 +137,23 @@ impl<E: Endpoint> Endpoint for RequestLimitsEndpoint<E> {
             .await
             .map(IntoResponse::into_response)
     }
+}
+
+/// The query parameter (or `path`) that carries a NUL character (`%00`): PostgreSQL cannot
+/// store or compare one in text, so it is refused before any handler sees it.
+fn field_with_nul(uri: &poem::http::Uri) -> Option<String> {
+    let has_nul = |text: &str| text.to_ascii_lowercase().contains("%00");
+    if has_nul(uri.path()) {
+        return Some("path".to_owned());
+    }
+    uri.query()?.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if has_nul(name) {
+            Some("query".to_owned())
+        } else {
+            has_nul(value).then(|| name.to_owned())
+        }
+    })
 }
 
 fn too_large(max: usize) -> Response {

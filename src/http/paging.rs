@@ -79,5 +79,19 @@ pub fn micros(at: &DateTime<Utc>) -> String {
 }
 
 pub fn cursor_instant(part: &str) -> Result<DateTime<Utc>, ApiFailure> {
-    DateTime::from_timestamp_micros(cursor_part(part)?).ok_or_else(invalid_cursor)
+    let at = DateTime::from_timestamp_micros(cursor_part(part)?).ok_or_else(invalid_cursor)?;
+    checked_instant("cursor", at).map_err(|_| invalid_cursor())
+}
+
+/// An instant a query may name: PostgreSQL's timestamps start in 4713 BC (and end after
+/// chrono's), so an earlier one is refused here rather than fail in SQL.
+pub fn checked_instant(field: &str, at: DateTime<Utc>) -> Result<DateTime<Utc>, ApiFailure> {
+    use chrono::Datelike;
+    if at.year() < -4712 {
+        return Err(ApiFailure::invalid(InvalidField::new(
+            field,
+            "must be an instant after 4713 BC",
+        )));
+    }
+    Ok(at)
 }

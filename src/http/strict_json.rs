@@ -43,6 +43,13 @@ impl<T: Type> Type for Strict<T> {
 impl<T: Type + DeserializeOwned> ParseFromJSON for Strict<T> {
     fn parse_from_json(value: Option<serde_json::Value>) -> ParseResult<Self> {
         let value = value.unwrap_or_default();
+        // PostgreSQL cannot store NUL in text: refuse it here, naming the field, rather than
+        // fail deep in a query.
+        if let Some(field) = field_with_nul(&value, "") {
+            return Err(ParseError::custom(format!(
+                "field `{field}`: must not contain the NUL character"
+            )));
+        }
         serde_path_to_error::deserialize(value)
             .map(Strict)
             .map_err(|error| {
@@ -55,5 +62,36 @@ impl<T: Type + DeserializeOwned> ParseFromJSON for Strict<T> {
                     ParseError::custom(format!("field `{path}`: {inner}"))
                 }
             })
+    }
+}
+
+/// The path of the first string (or key) in `value` that holds a NUL character.
+fn field_with_nul(value: &serde_json::Value, path: &str) -> Option<String> {
+    use serde_json::Value;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        Value::String(text) if text.contains('\0') => Some(if path.is_empty() {
+            ".".to_owned()
+        } else {
+            path.to_owned()
+        }),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(n, item)| field_with_nul(item, &join(&n.to_string()))),
+        Value::Object(fields) => fields.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                Some(join(&key.replace('\0', "\\0")))
+            } else {
+                field_with_nul(item, &join(key))
+            }
+        }),
+        _ => None,
     }
 }

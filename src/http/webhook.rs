@@ -5,6 +5,7 @@
 //! and records nothing: a 2xx stops Telegram's redeliveries of updates nobody will answer.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use poem_openapi::param::{Header, Path};
 use poem_openapi::payload::Json;
@@ -38,6 +39,7 @@ error_responses! {
     /// What the webhook answers when it does not take an update.
     pub enum WebhookError {
         BadRequest, Unauthorized, PayloadTooLarge, UnsupportedMediaType, TooManyRequests, Internal,
+        Unavailable,
     }
 }
 
@@ -82,32 +84,65 @@ impl WebhookApi {
             )))
             .into());
         }
-        let update: Update = serde_json::from_value(update.0).map_err(|e| {
+        let update = Update::parse(update.0).map_err(|e| {
             ApiFailure::BadRequest(Json(ApiError::new(
                 "malformed_request",
                 format!("not a Telegram update: {e}"),
             )))
         })?;
-        let bot = live_bot_identity(&deps.pool, bot_id.0)
+        // Telegram waits for the answer and redelivers on any error: with the database away, a
+        // quick 503 beats a 500 after the pool's ten-second wait.
+        tokio::time::timeout(DATABASE_PATIENCE, self.record(bot_id.0, update))
             .await
-            .map_err(|e| ApiFailure::internal("reading the bot for a webhook failed", &e))?;
+            .unwrap_or_else(|_| Err(database_unavailable()))
+            .map_err(WebhookError::from)
+    }
+}
+
+/// How long the webhook waits for the database before answering 503.
+const DATABASE_PATIENCE: Duration = Duration::from_secs(3);
+
+fn database_unavailable() -> ApiFailure {
+    ApiFailure::Unavailable(Json(ApiError::new(
+        "database_unavailable",
+        "the database is not answering; deliver the update again later",
+    )))
+}
+
+/// A database error as the webhook answers it: 503 when the database is away (Telegram
+/// redelivers), 500 otherwise.
+fn database_failure(context: &str, error: &(dyn std::error::Error + 'static)) -> ApiFailure {
+    if crate::db::is_unavailable(error) {
+        tracing::warn!(error = %crate::runtime::error_chain::ErrorChain(error), "{context}: the database is away");
+        database_unavailable()
+    } else {
+        ApiFailure::internal(context, error)
+    }
+}
+
+impl WebhookApi {
+    /// Records an update for a live bot; the webhook's part that needs the database.
+    async fn record(&self, bot_id: Uuid, update: Update) -> Result<WebhookResponse, ApiFailure> {
+        let deps = &*self.0;
+        let bot = live_bot_identity(&deps.pool, bot_id)
+            .await
+            .map_err(|e| database_failure("reading the bot for a webhook failed", &e))?;
         let Some(bot) = bot else {
-            tracing::info!(bot_id = %bot_id.0, update_id = update.update_id, "update for a bot that is not live; dropped");
+            tracing::info!(%bot_id, update_id = update.update_id, "update for a bot that is not live; dropped");
             return Ok(WebhookResponse::Ok);
         };
-        if let Err(retry) = deps.limits.per_bot.check(bot_id.0) {
-            tracing::warn!(bot_id = %bot_id.0, update_id = update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
+        if let Err(retry) = deps.limits.per_bot.check(bot_id) {
+            tracing::warn!(%bot_id, update_id = update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
             return Err(ApiFailure::too_many_requests(
                 "too many updates for this bot; retry later",
                 retry,
-            )
-            .into());
+            ));
         }
         match deps.intake.accept(&bot, &update).await {
             Ok(Accepted::Recorded | Accepted::Duplicate | Accepted::Unhandled(_)) => {
                 Ok(WebhookResponse::Ok)
             }
-            Err(e) => Err(ApiFailure::internal("recording an update failed", &e).into()),
+            Err(e) => Err(database_failure("recording an update failed", &e)),
         }
     }
 }

@@ -163,7 +163,7 @@ impl Poller {
             let update_id = i64::from(update.id.0);
             let parsed = serde_json::to_value(&update)
                 .ok()
-                .and_then(|value| serde_json::from_value::<Update>(value).ok());
+                .and_then(|value| Update::parse(value).ok());
             if let Some(parsed) = parsed {
                 if let Err(e) = self.intake.accept(&self.identity, &parsed).await {
                     // Not confirmed: the update comes again with the next getUpdates.

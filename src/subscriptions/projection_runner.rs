@@ -168,21 +168,9 @@ pub(crate) fn is_transient(error: &ProjectionError) -> bool {
     let ProjectionError::Database(e) = error else {
         return false;
     };
-    match e {
-        sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            // 08: connection exception; 40: transaction rollback (deadlock, serialization);
-            // 53: insufficient resources; 57: operator intervention (shutdown, cancel).
-            ["08", "40", "53", "57"]
-                .iter()
-                .any(|class| code.starts_with(class))
-        }),
-        _ => false,
-    }
+    // A deadlock or a serialization failure (class 40) passes too.
+    crate::db::is_unavailable(e)
+        || matches!(e, sqlx::Error::Database(db) if db.code().is_some_and(|code| code.starts_with("40")))
 }
 
 /// The error with its causes, for the fault record and the log.

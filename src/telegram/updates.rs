@@ -15,6 +15,35 @@ pub struct Update {
     pub callback_query: Option<CallbackQuery>,
 }
 
+impl Update {
+    /// Reads an update as Telegram sent it (the webhook's body, or one of getUpdates'). Every
+    /// NUL character becomes U+FFFD first: PostgreSQL cannot store it in a JSON event or a
+    /// text column, and an update refused for it would be redelivered forever.
+    pub fn parse(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        replace_nul(&mut value);
+        serde_json::from_value(value)
+    }
+}
+
+/// Replaces NUL in every string and key of `value`.
+fn replace_nul(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::String(text) if text.contains('\0') => *text = text.replace('\0', "\u{FFFD}"),
+        Value::Array(items) => items.iter_mut().for_each(replace_nul),
+        Value::Object(fields) => {
+            if fields.keys().any(|k| k.contains('\0')) {
+                *fields = std::mem::take(fields)
+                    .into_iter()
+                    .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                    .collect();
+            }
+            fields.values_mut().for_each(replace_nul);
+        }
+        _ => {}
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
     pub message_id: i64,
@@ -257,6 +286,32 @@ pub fn telegram_id_from_hint(hint: &str) -> i64 {
         .next()
         .and_then(|id| id.parse().ok())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod nul_tests {
+    use super::Update;
+
+    #[test]
+    fn nul_in_any_string_of_an_update_becomes_the_replacement_character() {
+        let update = Update::parse(serde_json::json!({
+            "update_id": 1,
+            "callback_query": {
+                "id": "q\u{0}1", "data": "d\u{0}",
+                "from": {"id": 5, "first_name": "A\u{0}", "language_code": "e\u{0}n"},
+                "message": {"message_id": 2, "date": 0, "chat": {"id": 5, "type": "pri\u{0}vate"}}
+            }
+        }))
+        .unwrap();
+        let query = update.callback_query.unwrap();
+        assert_eq!(query.id, "q\u{FFFD}1");
+        assert_eq!(query.data.as_deref(), Some("d\u{FFFD}"));
+        assert_eq!(query.from.language_code.as_deref(), Some("e\u{FFFD}n"));
+        assert_eq!(query.message.unwrap().chat.kind, "pri\u{FFFD}vate");
+        assert!(!serde_json::to_string(&query.from.first_name)
+            .unwrap()
+            .contains("\\u0000"));
+    }
 }
 
 #[cfg(test)]

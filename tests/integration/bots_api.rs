@@ -88,7 +88,9 @@ async fn enable_disable_and_delete_follow_the_bots_lifecycle() {
 
     let (status, _) = app.delete(&format!("/bots/{id}")).await;
     assert_eq!(status, 204);
-    let (status, deleted) = app.get(&format!("/bots/{id}")).await;
+    let (status, _) = app.get(&format!("/bots/{id}")).await;
+    assert_eq!(status, 404, "a deleted bot is hidden, as in the list");
+    let (status, deleted) = app.get(&format!("/bots/{id}?include_deleted=true")).await;
     assert_eq!(status, 200);
     assert_eq!(deleted["status"], "deleted");
     assert!(deleted["deleted_at"].is_string());

@@ -16,6 +16,7 @@ mod event_store;
 mod failures;
 mod floor_plan;
 mod health;
+mod input_edges;
 mod limits;
 mod llm;
 mod metrics;

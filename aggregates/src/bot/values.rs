@@ -19,11 +19,15 @@ pub struct BotToken(String);
 
 impl BotToken {
     pub fn parse(value: &str) -> Result<Self, InvalidField> {
-        let reason = "must look like a Telegram bot token: digits, a colon, and 35 characters of A-Za-z0-9_-";
+        let reason = "must look like a Telegram bot token: the bot's id (a positive number), a colon, and 35 characters of A-Za-z0-9_-";
         let (id, secret) = value
             .split_once(':')
             .ok_or_else(|| InvalidField::new("token", reason))?;
-        let id_ok = !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit());
+        // The id is the bot's Telegram user id: a positive 64-bit number, written without a
+        // leading zero (so one token has one spelling, and its fingerprint one value).
+        let id_ok = id.bytes().all(|b| b.is_ascii_digit())
+            && !id.starts_with('0')
+            && id.parse::<i64>().is_ok_and(|n| n > 0);
         let secret_ok = secret.len() == 35
             && secret
                 .bytes()
@@ -163,6 +167,24 @@ mod tests {
             let err = BotToken::parse(bad).unwrap_err();
             assert_eq!(err.field, "token", "{bad}");
         }
+    }
+
+    #[test]
+    fn the_bot_id_of_a_token_is_a_positive_64_bit_number() {
+        let secret = "AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
+        for bad in [
+            "0",
+            "00",
+            "0123",
+            "9223372036854775808",
+            "18446744073709551616",
+        ] {
+            let err = BotToken::parse(&format!("{bad}:{secret}")).unwrap_err();
+            assert_eq!(err.field, "token", "{bad}");
+        }
+        let largest = BotToken::parse(&format!("9223372036854775807:{secret}")).unwrap();
+        assert_eq!(largest.telegram_bot_id(), i64::MAX);
+        assert!(BotToken::parse(&format!("1:{secret}")).is_ok());
     }
 
     #[test]
