@@ -17,10 +17,6 @@ use aggregates::chat::{
 use chrono::Utc;
 use projections::bots::{find_bot, BotRow};
 use sqlx::PgPool;
-use teloxide_core::payloads::{AnswerCallbackQuerySetters, SendMessageSetters};
-use teloxide_core::requests::Requester;
-use teloxide_core::types::{ChatAction, ChatId, ParseMode};
-use teloxide_core::{ApiError, RequestError};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -30,11 +26,11 @@ use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata, Loa
 use crate::llm::{ErrorClass, HistoryTurn, LanguageModel, LlmRequest, PriceTable};
 use crate::personal_data::PersonalDataVault;
 use crate::runtime::backoff::Backoff;
-use crate::telegram::failures::{classify, TelegramFailure};
+use crate::telegram::failures::TelegramFailure;
 use crate::telegram::markdown::to_telegram_html;
 use crate::telegram::pacing::SendPacer;
 use crate::telegram::split::{split_message, TELEGRAM_MESSAGE_LIMIT};
-use crate::telegram::TelegramClients;
+use crate::telegram::Messenger;
 
 /// The reply to `/help`.
 pub const HELP_TEXT: &str = "I answer your messages with an AI model.\n\n\
@@ -73,7 +69,7 @@ pub struct TurnWorker {
     pub pool: PgPool,
     pub chats: Arc<CommandGateway<Chat>>,
     pub bots: Arc<CommandGateway<Bot>>,
-    pub telegram: Arc<TelegramClients>,
+    pub telegram: Arc<dyn Messenger>,
     pub llm: Arc<dyn LanguageModel>,
     pub prices: Arc<PriceTable>,
     /// Attempts at one step before the turn fails for good.
@@ -319,13 +315,8 @@ impl TurnWorker {
         } else {
             UNKNOWN_BUTTON_NOTICE
         };
-        let outcome = match self.telegram.client(bot.id, &bot.token_ciphertext) {
-            Ok(client) => client
-                .answer_callback_query(teloxide_core::types::CallbackQueryId(query_id.to_owned()))
-                .text(text)
-                .await
-                .map(|_| ())
-                .map_err(|e| classify(&e)),
+        let outcome = match self.telegram.bot(bot.id, &bot.token_ciphertext) {
+            Ok(messenger) => messenger.answer_callback_query(query_id, text).await,
             Err(e) => Err(TelegramFailure::fatal(e.to_string())),
         };
         let command = match outcome {
@@ -496,14 +487,11 @@ impl TurnWorker {
     /// Keeps the "typing…" indicator up while the LLM works.
     fn show_typing(&self, bot: &BotRow, chat: &Chat) -> Option<tokio::task::JoinHandle<()>> {
         let chat_id = chat.telegram_chat.as_ref()?.id;
-        let client = self.telegram.client(bot.id, &bot.token_ciphertext).ok()?;
+        let messenger = self.telegram.bot(bot.id, &bot.token_ciphertext).ok()?;
         Some(tokio::spawn(async move {
             loop {
-                if let Err(e) = client
-                    .send_chat_action(ChatId(chat_id), ChatAction::Typing)
-                    .await
-                {
-                    tracing::debug!(error = %e, "typing indicator failed");
+                if let Err(failure) = messenger.send_typing(chat_id).await {
+                    tracing::debug!(error = %failure.message, "typing indicator failed");
                 }
                 tokio::time::sleep(TYPING_REFRESH).await;
             }
@@ -523,8 +511,8 @@ impl TurnWorker {
             return Ok(Next::Pause);
         };
         let is_group = matches!(telegram_chat.kind.as_str(), "group" | "supergroup");
-        let client = match self.telegram.client(bot.id, &bot.token_ciphertext) {
-            Ok(client) => client,
+        let messenger = match self.telegram.bot(bot.id, &bot.token_ciphertext) {
+            Ok(messenger) => messenger,
             Err(e) => {
                 let fail = ChatCommand::FailTurn {
                     update_id: turn.update_id,
@@ -545,7 +533,10 @@ impl TurnWorker {
             self.pacer
                 .wait_turn(bot.id, telegram_chat.id, is_group)
                 .await;
-            match send_formatted(&client, telegram_chat.id, &part).await {
+            let sent = messenger
+                .send_part(telegram_chat.id, &to_telegram_html(&part), &part)
+                .await;
+            match sent {
                 Ok(message_id) => {
                     crate::metrics::telegram_call("sendMessage", 200);
                     message_ids.push(message_id)
@@ -681,31 +672,6 @@ impl BotCache {
 /// How long a chat's claim lasts without renewal; renewed at a third of it.
 pub fn heartbeat_interval(lease: Duration) -> Duration {
     lease / 3
-}
-
-/// Sends one part as Telegram HTML converted from the LLM's Markdown; when Telegram cannot
-/// parse the entities, sends the same part again as plain text.
-async fn send_formatted(
-    client: &teloxide_core::Bot,
-    chat_id: i64,
-    part: &str,
-) -> Result<i64, TelegramFailure> {
-    let formatted = client
-        .send_message(ChatId(chat_id), to_telegram_html(part))
-        .parse_mode(ParseMode::Html)
-        .await;
-    let message = match formatted {
-        Ok(message) => message,
-        Err(RequestError::Api(ApiError::CantParseEntities(reason))) => {
-            tracing::info!(%reason, "Telegram refused the formatting; sending plain text");
-            client
-                .send_message(ChatId(chat_id), part)
-                .await
-                .map_err(|e| classify(&e))?
-        }
-        Err(e) => return Err(classify(&e)),
-    };
-    Ok(i64::from(message.id.0))
 }
 
 /// Whose personal data a turn's texts are: the person who wrote, else the chat.
