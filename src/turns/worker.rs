@@ -52,11 +52,6 @@ pub const UNKNOWN_BUTTON_NOTICE: &str = "Sorry, this button no longer does anyth
 /// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
 const TYPING_REFRESH: Duration = Duration::from_secs(4);
 
-tokio::task_local! {
-    /// The bot whose turn is being worked, for metrics recorded deep in the steps.
-    static TURN_BOT: Uuid;
-}
-
 /// A retry counts as due this much before its time: the runner claims by the database's
 /// clock and decides by this process's, and a small skew must not make it claim and
 /// give back the same chat in a loop.
@@ -123,11 +118,7 @@ impl TurnWorker {
             }
             let correlation_id = update_correlation_id(bot_id, turn.update_id);
             let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
-            match TURN_BOT
-                .scope(bot_id, self.step(&mut work, bot_id, &turn))
-                .instrument(span)
-                .await?
-            {
+            match self.step(&mut work, bot_id, &turn).instrument(span).await? {
                 Next::Continue => continue,
                 Next::Pause => return Ok(None),
             }
@@ -154,6 +145,7 @@ impl TurnWorker {
             // Nothing is answered for a disabled or deleted bot, now or later.
             self.record(
                 work,
+                bot_id,
                 ChatCommand::FailTurn {
                     update_id: turn.update_id,
                     step: turn.step(),
@@ -170,6 +162,7 @@ impl TurnWorker {
             // Telegram refused this chat; nothing more is attempted until its user writes.
             self.record(
                 work,
+                bot_id,
                 ChatCommand::FailTurn {
                     update_id: turn.update_id,
                     step: turn.step(),
@@ -192,7 +185,7 @@ impl TurnWorker {
                     text: self.vault.seal(subject(chat, turn), MEDIA_NOTICE).await?,
                     kind: ResponseKind::Notice,
                 };
-                self.record_response(work, turn, notice, false, &metadata)
+                self.record_response(work, bot_id, turn, notice, false, &metadata)
                     .await
             }
             (TurnKind::Message, None) => self.generate(work, &bot, chat, turn, &metadata).await,
@@ -200,10 +193,12 @@ impl TurnWorker {
         }
     }
 
-    /// Records a step's outcome; a refusal means another runner recorded it first.
+    /// Records a step's outcome; a refusal means another runner recorded it first. `bot_id`
+    /// labels the failed-turns counter.
     async fn record(
         &self,
         work: &mut LoadedAggregate<Chat>,
+        bot_id: Uuid,
         command: ChatCommand,
         metadata: &EventMetadata,
     ) -> Result<(), TurnError> {
@@ -214,7 +209,7 @@ impl TurnWorker {
         };
         match self.chats.execute_on(work, command, metadata).await {
             Ok(_) => {
-                if let (Some(class), Ok(bot_id)) = (failed_class, TURN_BOT.try_with(|bot| *bot)) {
+                if let Some(class) = failed_class {
                     crate::metrics::turn_failed(bot_id, &format!("{class:?}").to_lowercase());
                 }
                 Ok(())
@@ -236,7 +231,7 @@ impl TurnWorker {
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
         let Some(user_text) = self.vault.open(&turn.user_text).await? else {
-            return self.forgotten(work, turn, metadata).await;
+            return self.forgotten(work, bot.id, turn, metadata).await;
         };
         let command = BotCommandName::parse(&user_text, None);
         let (text, kind, reset) = match command {
@@ -255,7 +250,7 @@ impl TurnWorker {
                 command: kind.expect("a command"),
             },
         };
-        self.record_response(work, turn, response, reset, metadata)
+        self.record_response(work, bot.id, turn, response, reset, metadata)
             .await
     }
 
@@ -263,6 +258,7 @@ impl TurnWorker {
     async fn forgotten(
         &self,
         work: &mut LoadedAggregate<Chat>,
+        bot_id: Uuid,
         turn: &OpenTurn,
         metadata: &EventMetadata,
     ) -> Result<Next, TurnError> {
@@ -273,13 +269,14 @@ impl TurnWorker {
             error: "the person's data was forgotten".into(),
             blocks_chat: false,
         };
-        self.record(work, fail, metadata).await?;
+        self.record(work, bot_id, fail, metadata).await?;
         Ok(Next::Continue)
     }
 
     async fn record_response(
         &self,
         work: &mut LoadedAggregate<Chat>,
+        bot_id: Uuid,
         turn: &OpenTurn,
         response: GeneratedResponse,
         reset_conversation: bool,
@@ -287,6 +284,7 @@ impl TurnWorker {
     ) -> Result<Next, TurnError> {
         self.record(
             work,
+            bot_id,
             ChatCommand::RecordResponse {
                 update_id: turn.update_id,
                 response,
@@ -334,7 +332,7 @@ impl TurnWorker {
                 blocks_chat: false,
             },
         };
-        self.record(work, command, metadata).await?;
+        self.record(work, bot.id, command, metadata).await?;
         Ok(Next::Continue)
     }
 
@@ -418,6 +416,7 @@ impl TurnWorker {
                 };
                 self.record(
                     work,
+                    bot.id,
                     ChatCommand::RecordResponse {
                         update_id: turn.update_id,
                         response,
@@ -441,6 +440,7 @@ impl TurnWorker {
                     retry.then(|| Utc::now() + self.backoff.pause(attempt, error.retry_after));
                 self.record(
                     work,
+                    bot.id,
                     ChatCommand::RecordAttemptFailure {
                         update_id: turn.update_id,
                         step: TurnStep::Generate,
@@ -462,6 +462,7 @@ impl TurnWorker {
                 // turn's response, sent like any other.
                 self.record(
                     work,
+                    bot.id,
                     ChatCommand::RecordResponse {
                         update_id: turn.update_id,
                         response: GeneratedResponse {
@@ -521,12 +522,12 @@ impl TurnWorker {
                     error: e.to_string(),
                     blocks_chat: false,
                 };
-                self.record(work, fail, metadata).await?;
+                self.record(work, bot.id, fail, metadata).await?;
                 return Ok(Next::Continue);
             }
         };
         let Some(text) = self.vault.open(&response.text).await? else {
-            return self.forgotten(work, turn, metadata).await;
+            return self.forgotten(work, bot.id, turn, metadata).await;
         };
         let mut message_ids = Vec::new();
         for part in split_message(&text, TELEGRAM_MESSAGE_LIMIT) {
@@ -550,6 +551,7 @@ impl TurnWorker {
         // The window in which a crash makes a resend: between the last send and this record.
         self.record(
             work,
+            bot.id,
             ChatCommand::RecordSent {
                 update_id: turn.update_id,
                 telegram_message_ids: message_ids,
@@ -571,8 +573,13 @@ impl TurnWorker {
     ) -> Result<Next, TurnError> {
         if let Some(to_chat_id) = failure.migrated_to {
             // The group is a supergroup now: move the chat and send again at once.
-            self.record(work, ChatCommand::RecordMigration { to_chat_id }, metadata)
-                .await?;
+            self.record(
+                work,
+                bot.id,
+                ChatCommand::RecordMigration { to_chat_id },
+                metadata,
+            )
+            .await?;
             return Ok(Next::Continue);
         }
         if let Some(pause) = failure.retry_after {
@@ -590,7 +597,7 @@ impl TurnWorker {
                 error: failure.message,
                 retry_at: Some(retry_at),
             };
-            self.record(work, record, metadata).await?;
+            self.record(work, bot.id, record, metadata).await?;
             return Ok(Next::Pause);
         }
         if failure.invalid_token {
@@ -614,7 +621,7 @@ impl TurnWorker {
             // Blocked, kicked, deactivated, not found: the chat itself is out of reach.
             blocks_chat: failure.class == FailureClass::Terminal,
         };
-        self.record(work, fail, metadata).await?;
+        self.record(work, bot.id, fail, metadata).await?;
         Ok(Next::Continue)
     }
 
