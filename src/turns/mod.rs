@@ -3,6 +3,8 @@
 //!
 //! - [`runner`]: claims chats with due turns and works them, bounded in parallel.
 //! - [`worker`]: one chat's turns, in order: generate the response, send it, record both.
+//! - [`policy`]: what a step's outcome comes to (record what, retry when, or give up).
 
+pub mod policy;
 pub mod runner;
 pub mod worker;
