@@ -69,14 +69,14 @@ pub struct Decision {
 }
 
 /// How failed attempts are tried again.
-pub struct Retries<'a> {
+pub struct Retries<P> {
     /// Attempts at one step before the turn fails for good.
     pub max_attempts: u32,
     /// When the attempt failed.
     pub now: DateTime<Utc>,
     /// The pause after the n-th failed attempt (1-based), at least what the remote side asked
     /// for: the runner's jittered backoff, a fixed one in tests.
-    pub pause: &'a dyn Fn(u32, Option<Duration>) -> Duration,
+    pub pause: P,
 }
 
 /// The retry rule, the same for both steps.
@@ -90,7 +90,7 @@ enum Verdict {
     },
 }
 
-impl Retries<'_> {
+impl<P: Fn(u32, Option<Duration>) -> Duration> Retries<P> {
     fn judge(&self, turn: &OpenTurn, class: FailureClass, requested: Option<Duration>) -> Verdict {
         let attempt = turn.attempts + 1;
         match class {
@@ -129,7 +129,7 @@ pub fn after_llm(
     turn: &OpenTurn,
     outcome: LlmOutcome<'_>,
     bot: &LlmBot<'_>,
-    retries: &Retries<'_>,
+    retries: &Retries<impl Fn(u32, Option<Duration>) -> Duration>,
 ) -> Decision {
     let error = match outcome {
         LlmOutcome::Answered { text, kind } => {
@@ -191,7 +191,7 @@ pub fn after_llm(
 pub fn after_send(
     turn: &OpenTurn,
     outcome: Result<Vec<i64>, TelegramFailure>,
-    retries: &Retries<'_>,
+    retries: &Retries<impl Fn(u32, Option<Duration>) -> Duration>,
 ) -> Decision {
     let failure = match outcome {
         // The window in which a crash makes a resend: between the last send and this record.
@@ -378,11 +378,11 @@ mod tests {
         requested.unwrap_or(Duration::from_secs(10 * u64::from(attempt)))
     }
 
-    fn retries() -> Retries<'static> {
+    fn retries() -> Retries<fn(u32, Option<Duration>) -> Duration> {
         Retries {
             max_attempts: MAX_ATTEMPTS,
             now: now(),
-            pause: &pause,
+            pause,
         }
     }
 
