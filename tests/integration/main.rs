@@ -23,4 +23,5 @@ mod openapi;
 mod projection_faults;
 mod resilience;
 mod subscriptions;
+mod turn_worker;
 mod turns;
