@@ -1,6 +1,7 @@
-//! The Telegram calls a chat's turns make, behind a trait: the effect runner codes against
-//! [`Messenger`] only, so it can be driven in-process with a fake, as [`crate::llm`]'s
-//! `LanguageModel` allows for the model. [`TelegramClients`] is the real one (teloxide-core).
+//! The Telegram calls the effect runner makes while answering a chat, behind a trait: the
+//! runner codes against [`Messenger`] only, so it can be driven in-process with a fake, as
+//! `LanguageModel` (in the llm room) allows for the model. [`TelegramClients`] is the real one
+//! (teloxide-core).
 //!
 //! Two steps, because a bot's token is opened before anything is said: a bot whose sealed
 //! token cannot be opened fails its turn without a call being made (and without a call being

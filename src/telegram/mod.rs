@@ -6,7 +6,7 @@
 //! - [`split`]: long replies become several messages, cut at natural boundaries.
 //! - [`markdown`]: the LLM's Markdown as Telegram HTML.
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
-//! - [`messenger`]: the calls a chat's turns make (send, typing, answer a button), as a trait.
+//! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
 
 pub mod clients;
 pub mod failures;
