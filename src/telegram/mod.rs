@@ -6,12 +6,15 @@
 //! - [`split`]: long replies become several messages, cut at natural boundaries.
 //! - [`markdown`]: the LLM's Markdown as Telegram HTML.
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
+//! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
 
 pub mod clients;
 pub mod failures;
 pub mod markdown;
+pub mod messenger;
 pub mod pacing;
 pub mod split;
 pub mod updates;
 
 pub use clients::TelegramClients;
+pub use messenger::{BotMessenger, Messenger};

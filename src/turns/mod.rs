@@ -2,7 +2,17 @@
 //! order, recording every outcome back as an event through the Chat aggregate.
 //!
 //! - [`runner`]: claims chats with due turns and works them, bounded in parallel.
-//! - [`worker`]: one chat's turns, in order: generate the response, send it, record both.
+//! - [`worker`]: one chat's turns, in order, and the recording the steps share.
+//! - [`generate`]: a turn's response: a command's reply, the media notice, or the LLM's.
+//! - [`send`]: the response to Telegram, in parts, formatted, paced.
+//! - [`callback`]: a button press answered.
+//! - [`policy`]: what a step's outcome comes to (record what, retry when, or give up); pure.
+//! - [`bot_rows`]: the bots' settings the steps read, cached for a moment.
 
+pub mod bot_rows;
+pub mod callback;
+pub mod generate;
+pub mod policy;
 pub mod runner;
+pub mod send;
 pub mod worker;

@@ -25,4 +25,5 @@ mod projection_faults;
 mod resilience;
 mod retry_timing;
 mod subscriptions;
+mod turn_worker;
 mod turns;
