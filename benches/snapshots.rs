@@ -8,9 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use aggregates::chat::{
-    chat_aggregate_id, Chat, ChatCommand, ChatServices, IncomingMessage, TelegramChat,
-};
+use aggregates::chat::{Chat, ChatCommand, ChatServices, IncomingMessage, TelegramChat};
+use aggregates::ids::{BotId, ChatId, TurnKey, UpdateId};
 use aggregates::personal::PersonalText;
 use botfleet::event_store::{Actor, CommandGateway, EventMetadata};
 use sqlx::PgPool;
@@ -20,8 +19,8 @@ const SAMPLES: usize = 200;
 
 fn message(bot_id: Uuid, chat: i64, update_id: i64) -> IncomingMessage {
     IncomingMessage {
-        bot_id,
-        update_id,
+        bot_id: BotId(bot_id),
+        update_id: UpdateId(update_id),
         message_id: update_id,
         chat: TelegramChat {
             id: chat,
@@ -40,13 +39,13 @@ fn message(bot_id: Uuid, chat: i64, update_id: i64) -> IncomingMessage {
 /// MessageReceived, ResponseGenerated and ResponseSent, as years of history would be.
 async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
     use aggregates::chat::{ChatEvent, GeneratedResponse, ResponseKind, TokenUsage};
-    let aggregate_id = chat_aggregate_id(bot_id, chat).to_string();
+    let aggregate_id = ChatId::of(BotId(bot_id), chat).to_string();
     let event = |sequence: i64| -> (String, &'static str, serde_json::Value) {
         let update_id = (sequence - 1) / 3 + 1;
         let event = match sequence % 3 {
             1 => ChatEvent::MessageReceived {
-                bot_id,
-                update_id,
+                bot_id: BotId(bot_id),
+                update_id: UpdateId(update_id),
                 message_id: update_id,
                 chat: message(bot_id, chat, update_id).chat,
                 from: None,
@@ -55,7 +54,7 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
                 media: None,
             },
             2 => ChatEvent::ResponseGenerated {
-                update_id,
+                update_id: TurnKey::Update(UpdateId(update_id)),
                 response: GeneratedResponse {
                     text: PersonalText::plain(format!("answer {update_id}")),
                     kind: ResponseKind::Llm {
@@ -67,7 +66,7 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
                 },
             },
             _ => ChatEvent::ResponseSent {
-                update_id,
+                update_id: TurnKey::Update(UpdateId(update_id)),
                 telegram_message_ids: vec![update_id],
             },
         };
@@ -122,7 +121,7 @@ async fn time_commands(
     chat: i64,
     first_update: i64,
 ) -> (Duration, Duration, Duration) {
-    let id = chat_aggregate_id(bot_id, chat).to_string();
+    let id = ChatId::of(BotId(bot_id), chat).to_string();
     let metadata = EventMetadata::new_request(Actor::System("bench"));
     let mut samples = Vec::with_capacity(SAMPLES);
     for n in 0..SAMPLES as i64 {

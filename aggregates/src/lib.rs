@@ -2,6 +2,7 @@
 //!
 //! - [`bot`]: a Telegram bot registered by an admin (its settings, sealed token and lifecycle).
 //! - [`chat`]: one Telegram chat with one bot: messages received, responses generated and sent.
+//! - [`ids`]: typed identities (bot, chat, update, turn) and the bot error kinds.
 //!
 //! This crate is pure domain: no database, no HTTP. Side effects the domain needs (sealing a
 //! bot token) sit behind service traits that the application implements, so every rule here is
@@ -10,6 +11,7 @@
 
 pub mod bot;
 pub mod chat;
+pub mod ids;
 pub mod person;
 pub mod personal;
 pub mod text;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use aggregates::bot::{Bot, BotEvent};
 use aggregates::chat::{Chat, ChatEvent, ResponseKind};
+use aggregates::ids::BotErrorKind;
 use chrono::{DateTime, Utc};
 use cqrs_es::Aggregate;
 use serde::Serialize;
@@ -45,7 +46,7 @@ async fn final_error(
     if event.aggregate_type == Bot::TYPE {
         if let BotEvent::BotErrorRecorded { kind, message } = event.decode::<BotEvent>()? {
             // An LLM failure is counted per turn, as the error message sent for it.
-            if kind != "llm" {
+            if kind != BotErrorKind::Llm {
                 return Ok(Some((
                     event.aggregate_uuid()?,
                     format!("bot_{kind}"),
@@ -161,7 +162,7 @@ async fn remember_chat(
         "INSERT INTO alert_chats (chat_id, bot_id) VALUES ($1, $2) ON CONFLICT (chat_id) DO NOTHING",
     )
     .bind(event.aggregate_uuid()?)
-    .bind(bot_id)
+    .bind(bot_id.0)
     .execute(&mut *tx)
     .await?;
     Ok(())

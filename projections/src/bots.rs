@@ -121,7 +121,7 @@ impl Projector for BotProjector {
                      WHERE id = $1",
                 )
                 .bind(id)
-                .bind(kind)
+                .bind(kind.as_str())
                 .bind(message)
                 .bind(at)
                 .bind(version)

@@ -51,7 +51,7 @@ impl Projector for ChatWorkProjector {
                         last_sequence = EXCLUDED.last_sequence",
                 )
                 .bind(chat_id)
-                .bind(bot_id)
+                .bind(bot_id.0)
                 .bind(at)
                 .bind(sequence)
                 .execute(&mut *tx)
@@ -126,4 +126,58 @@ pub async fn count_in_flight(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sql
     )
     .fetch_one(conn)
     .await
+}
+
+/// Claims, for `owner`, up to `limit` chats that have turns due and no live lease, oldest due
+/// first (a lease of `lease_ms`); not those of `drained` that were worked through the
+/// sequence chat_work shows (the projection has not seen the end of their turns yet). One
+/// statement: the effect runner's hot path.
+pub async fn claim_due(
+    conn: impl sqlx::PgExecutor<'_>,
+    owner: uuid::Uuid,
+    lease_ms: i64,
+    limit: i64,
+    drained: &[uuid::Uuid],
+    drained_sequences: &[i64],
+) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH due AS (
+            SELECT w.chat_id FROM chat_work w
+            WHERE w.open_turns > 0 AND w.available_at <= now()
+              AND NOT EXISTS (SELECT 1 FROM leases l
+                              WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
+              AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
+                              WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
+            ORDER BY w.available_at
+            LIMIT $1
+         ), claimed AS (
+            INSERT INTO leases (resource, owner, expires_at)
+            SELECT 'chat:' || chat_id, $2, now() + $3 * interval '1 millisecond' FROM due
+            ON CONFLICT (resource) DO UPDATE
+               SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+               WHERE leases.expires_at <= now()
+            RETURNING resource
+         )
+         SELECT substr(resource, 6)::uuid FROM claimed",
+    )
+    .bind(limit)
+    .bind(owner)
+    .bind(lease_ms)
+    .bind(drained)
+    .bind(drained_sequences)
+    .fetch_all(conn)
+    .await
+}
+
+/// When the next chat whose turns wait for a retry's backoff falls due, if any does.
+pub async fn next_due_in(
+    conn: impl sqlx::PgExecutor<'_>,
+) -> Result<Option<std::time::Duration>, sqlx::Error> {
+    let millis: Option<f64> = sqlx::query_scalar(
+        "SELECT (extract(epoch FROM (min(available_at) - now())) * 1000)::float8 FROM chat_work
+         WHERE open_turns > 0 AND available_at > now()",
+    )
+    .fetch_one(conn)
+    .await?;
+    Ok(millis.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)))
 }

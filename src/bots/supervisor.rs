@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 use uuid::Uuid;
 
+use aggregates::ids::{BotErrorKind, BotId};
 use projections::bots::DeliveryRow;
 
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
@@ -101,9 +102,11 @@ impl BotSupervisor {
         backoff: &mut HashMap<Uuid, (DateTime<Utc>, u32)>,
         shutdown: &CancellationToken,
     ) -> Result<(), sqlx::Error> {
-        let bots =
-            projections::bots::list_deliveries(&self.pool, aggregates::bot::INVALID_TOKEN_ERROR)
-                .await?;
+        let bots = projections::bots::list_deliveries(
+            &self.pool,
+            BotErrorKind::TelegramInvalidToken.as_str(),
+        )
+        .await?;
         let bots: Vec<DeliveryRow> = bots.into_iter().filter(|b| !b.token_invalid).collect();
         for bot in bots.iter().filter(|b| b.active && b.username.is_none()) {
             self.learn_username(bot).await;
@@ -181,7 +184,7 @@ impl BotSupervisor {
         let poller = Poller {
             bot_id: bot.id,
             identity: crate::telegram::updates::BotIdentity {
-                bot_id: bot.id,
+                bot_id: BotId(bot.id),
                 telegram_id: crate::telegram::updates::telegram_id_from_hint(&bot.token_hint),
                 username: bot.username.clone(),
             },
@@ -229,7 +232,7 @@ impl BotSupervisor {
                 if failure.invalid_token {
                     let metadata = EventMetadata::new_request(Actor::System("bot-supervisor"));
                     let command = BotCommand::RecordError {
-                        kind: aggregates::bot::INVALID_TOKEN_ERROR.to_owned(),
+                        kind: BotErrorKind::TelegramInvalidToken,
                         message: failure.message,
                     };
                     let _ = self
@@ -283,11 +286,10 @@ impl BotSupervisor {
                 let failure = classify(&error);
                 let record = BotCommand::RecordError {
                     kind: if failure.invalid_token {
-                        "telegram_invalid_token"
+                        BotErrorKind::TelegramInvalidToken
                     } else {
-                        "webhook"
-                    }
-                    .to_owned(),
+                        BotErrorKind::Webhook
+                    },
                     message: failure.message.clone(),
                 };
                 let _ = self
@@ -308,7 +310,7 @@ impl BotSupervisor {
                     .execute(
                         &bot.id.to_string(),
                         BotCommand::ClearError {
-                            kind: "webhook".to_owned(),
+                            kind: BotErrorKind::Webhook,
                         },
                         &metadata,
                     )

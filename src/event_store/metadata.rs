@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use aggregates::ids::{BotId, TurnKey};
 use uuid::Uuid;
 
 /// Who an event is attributed to.
@@ -72,9 +73,9 @@ const UPDATE_CORRELATION_NAMESPACE: Uuid =
 
 /// The correlation id of everything one update causes. Derived, so a redelivery of the same
 /// update, or the effect runner's later steps, share it without storing it anywhere.
-pub fn update_correlation_id(bot_id: Uuid, update_id: i64) -> Uuid {
+pub fn update_correlation_id(bot_id: BotId, turn: TurnKey) -> Uuid {
     Uuid::new_v5(
         &UPDATE_CORRELATION_NAMESPACE,
-        format!("{bot_id}:{update_id}").as_bytes(),
+        format!("{bot_id}:{}", turn.stored()).as_bytes(),
     )
 }

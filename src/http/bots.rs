@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use aggregates::ids::BotId;
 use cqrs_es::Aggregate;
 
 use aggregates::bot::{
@@ -325,7 +326,7 @@ impl BotsApi {
             .execute(
                 &bot_id.to_string(),
                 BotCommand::Create {
-                    bot_id,
+                    bot_id: BotId(bot_id),
                     token,
                     settings,
                 },

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use aggregates::chat::{Chat, ChatCommand, ChatError};
+use aggregates::ids::TurnKey;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -425,7 +426,7 @@ impl ChatsApi {
         }
         Ok(AdminMessageResponse::Queued(Json(AdminMessageQueued {
             chat_id: id.0,
-            update_id: -chat.admin_messages,
+            update_id: TurnKey::AdminMessage(chat.admin_messages).stored(),
             status: "queued".to_owned(),
         })))
     }

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use aggregates::chat::{Chat, ChatCommand, ChatError};
+use aggregates::ids::TurnKey;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -158,7 +159,9 @@ impl FailuresApi {
             .chats
             .execute(
                 &chat_id.to_string(),
-                ChatCommand::RetryTurn { update_id },
+                ChatCommand::RetryTurn {
+                    update_id: TurnKey::from_stored(update_id),
+                },
                 &EventMetadata::new_request(auth.actor()),
             )
             .await;

@@ -19,6 +19,7 @@ use super::{ApiTags, Wired};
 use crate::intake::{Accepted, Intake};
 use crate::secrets::TokenCipher;
 use crate::telegram::updates::{BotIdentity, Update};
+use aggregates::ids::{BotErrorKind, BotId};
 
 /// The identity of `bot_id` if it is enabled, not deleted, and its token is not known to be
 /// invalid (an invalid token stops the bot's intake until an admin sets a new one).
@@ -26,10 +27,11 @@ pub async fn live_bot_identity(
     pool: &sqlx::PgPool,
     bot_id: Uuid,
 ) -> Result<Option<BotIdentity>, sqlx::Error> {
-    let row = projections::bots::find_live_bot(pool, bot_id, aggregates::bot::INVALID_TOKEN_ERROR)
-        .await?;
+    let row =
+        projections::bots::find_live_bot(pool, bot_id, BotErrorKind::TelegramInvalidToken.as_str())
+            .await?;
     Ok(row.map(|(hint, username)| BotIdentity {
-        bot_id,
+        bot_id: BotId(bot_id),
         telegram_id: crate::telegram::updates::telegram_id_from_hint(&hint),
         username,
     }))
@@ -128,11 +130,11 @@ impl WebhookApi {
             .await
             .map_err(|e| database_failure("reading the bot for a webhook failed", &e))?;
         let Some(bot) = bot else {
-            tracing::info!(%bot_id, update_id = update.update_id, "update for a bot that is not live; dropped");
+            tracing::info!(%bot_id, update_id = %update.update_id, "update for a bot that is not live; dropped");
             return Ok(WebhookResponse::Ok);
         };
         if let Err(retry) = deps.limits.per_bot.check(bot_id) {
-            tracing::warn!(%bot_id, update_id = update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
+            tracing::warn!(%bot_id, update_id = %update.update_id, "intake rate limit reached for a bot; Telegram will redeliver");
             return Err(ApiFailure::too_many_requests(
                 "too many updates for this bot; retry later",
                 retry,

@@ -8,7 +8,8 @@ pub mod polling;
 
 use std::sync::Arc;
 
-use aggregates::chat::{chat_aggregate_id, Chat, ChatCommand, ChatError};
+use aggregates::chat::{Chat, ChatCommand, ChatError};
+use aggregates::ids::ChatId;
 
 use crate::event_store::{
     update_correlation_id, Actor, CommandError, CommandGateway, EventMetadata,
@@ -113,12 +114,12 @@ impl Intake {
                 Actor::System("telegram"),
             ),
             UpdateContent::Unhandled(what) => {
-                tracing::debug!(bot_id = %bot.bot_id, update_id = update.update_id, what, "update not handled");
+                tracing::debug!(bot_id = %bot.bot_id, update_id = %update.update_id, what, "update not handled");
                 return Ok(Accepted::Unhandled(what));
             }
         };
-        let chat_id = chat_aggregate_id(bot.bot_id, telegram_chat_id);
-        let correlation = update_correlation_id(bot.bot_id, update.update_id);
+        let ChatId(chat_id) = ChatId::of(bot.bot_id, telegram_chat_id);
+        let correlation = update_correlation_id(bot.bot_id, update.update_id.into());
         let committed = self
             .chats
             .execute(
@@ -128,7 +129,7 @@ impl Intake {
             )
             .await?;
         Ok(if committed.appended > 0 {
-            crate::metrics::update_received(bot.bot_id);
+            crate::metrics::update_received(bot.bot_id.0);
             if opens_turn {
                 self.fresh_work.announce(chat_id);
             }

@@ -23,6 +23,7 @@ use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{bot_resource, Leases};
 use crate::telegram::failures::classify;
 use crate::telegram::updates::Update;
+use aggregates::ids::BotErrorKind;
 
 /// Pauses after failed rounds: from 1 s, doubling to a minute, never shorter than what
 /// Telegram asked for (`retry_after`, or the conflict pause).
@@ -130,13 +131,13 @@ impl Poller {
                 let failure = classify(&error);
                 if failure.conflict || failure.invalid_token {
                     let kind = if failure.conflict {
-                        "telegram_conflict"
+                        BotErrorKind::TelegramConflict
                     } else {
-                        "telegram_invalid_token"
+                        BotErrorKind::TelegramInvalidToken
                     };
-                    tracing::warn!(bot_id = %self.bot_id, kind, error = %failure.message, "polling stopped by Telegram");
+                    tracing::warn!(bot_id = %self.bot_id, %kind, error = %failure.message, "polling stopped by Telegram");
                     self.record(BotCommand::RecordError {
-                        kind: kind.to_owned(),
+                        kind,
                         message: failure.message,
                     })
                     .await;
@@ -153,7 +154,7 @@ impl Poller {
         };
         if self.may_show_error {
             self.record(BotCommand::ClearError {
-                kind: "telegram_conflict".to_owned(),
+                kind: BotErrorKind::TelegramConflict,
             })
             .await;
             self.may_show_error = false;

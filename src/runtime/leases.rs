@@ -36,8 +36,19 @@ impl Leases {
         }
     }
 
+    /// How long a claim lasts unless renewed.
     pub fn duration(&self) -> Duration {
         self.duration
+    }
+
+    /// The database the leases are kept in.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// This process's identity as a lease holder.
+    pub fn owner(&self) -> Uuid {
+        self.owner
     }
 
     fn millis(&self) -> i64 {
@@ -62,44 +73,6 @@ impl Leases {
         Ok(claimed.is_some())
     }
 
-    /// Claims up to `limit` chats that have turns due and no live lease, oldest due first;
-    /// not those of `drained` that were worked through the sequence chat_work shows (the
-    /// projection has not seen the end of their turns yet).
-    pub async fn claim_due_chats(
-        &self,
-        limit: i64,
-        drained: &[Uuid],
-        drained_sequences: &[i64],
-    ) -> Result<Vec<Uuid>, sqlx::Error> {
-        sqlx::query_scalar(
-            "WITH due AS (
-                SELECT w.chat_id FROM chat_work w
-                WHERE w.open_turns > 0 AND w.available_at <= now()
-                  AND NOT EXISTS (SELECT 1 FROM leases l
-                                  WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
-                  AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
-                                  WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
-                ORDER BY w.available_at
-                LIMIT $1
-             ), claimed AS (
-                INSERT INTO leases (resource, owner, expires_at)
-                SELECT 'chat:' || chat_id, $2, now() + $3 * interval '1 millisecond' FROM due
-                ON CONFLICT (resource) DO UPDATE
-                   SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-                   WHERE leases.expires_at <= now()
-                RETURNING resource
-             )
-             SELECT substr(resource, 6)::uuid FROM claimed",
-        )
-        .bind(limit)
-        .bind(self.owner)
-        .bind(self.millis())
-        .bind(drained)
-        .bind(drained_sequences)
-        .fetch_all(&self.pool)
-        .await
-    }
-
     /// Claims those of `chats` that nobody holds a live lease on (the fast path: chats that
     /// just got a turn in this process).
     pub async fn claim_chats(&self, chats: &[Uuid]) -> Result<Vec<Uuid>, sqlx::Error> {
@@ -117,17 +90,6 @@ impl Leases {
         .bind(self.millis())
         .fetch_all(&self.pool)
         .await
-    }
-
-    /// When the next chat whose turns wait for a backoff becomes due, if any does.
-    pub async fn next_due_in(&self) -> Result<Option<Duration>, sqlx::Error> {
-        let millis: Option<f64> = sqlx::query_scalar(
-            "SELECT (extract(epoch FROM (min(available_at) - now())) * 1000)::float8 FROM chat_work
-             WHERE open_turns > 0 AND available_at > now()",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(millis.map(|ms| Duration::from_millis(ms.max(0.0) as u64)))
     }
 
     /// Extends a lease this process holds; false when it was lost (expired and taken).

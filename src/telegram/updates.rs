@@ -2,14 +2,14 @@
 //! does not handle is still an update (acknowledged, not recorded), never an error.
 
 use aggregates::chat::{IncomingCallback, IncomingMessage, TelegramChat, TelegramUser};
+use aggregates::ids::{BotId, UpdateId};
 use aggregates::personal::PersonalText;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Update {
-    pub update_id: i64,
+    pub update_id: UpdateId,
     pub message: Option<Message>,
     pub edited_message: Option<Message>,
     pub callback_query: Option<CallbackQuery>,
@@ -100,7 +100,7 @@ pub struct CallbackQuery {
 /// Who the bot is on Telegram: needed to tell whether a group message is meant for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BotIdentity {
-    pub bot_id: Uuid,
+    pub bot_id: BotId,
     /// The bot's own Telegram user id (the digits of its token).
     pub telegram_id: i64,
     /// Its @username, once learned from getMe.
@@ -321,7 +321,7 @@ mod tests {
 
     fn bot() -> BotIdentity {
         BotIdentity {
-            bot_id: Uuid::from_u128(1),
+            bot_id: BotId(uuid::Uuid::from_u128(1)),
             telegram_id: 999,
             username: Some("HelpBot".into()),
         }

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use aggregates::ids::BotId;
 use projections::bots::{find_bot, BotRow};
 use sqlx::PgPool;
-use uuid::Uuid;
 
 /// How long the runner trusts the bot settings it read: a bot disabled or changed is seen by
 /// the turns within this time.
@@ -16,14 +16,14 @@ const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(1);
 /// Bots' settings as the runner last read them, shared by all the chats it works.
 #[derive(Default)]
 pub struct BotCache {
-    rows: Mutex<HashMap<Uuid, (Instant, Option<BotRow>)>>,
+    rows: Mutex<HashMap<BotId, (Instant, Option<BotRow>)>>,
 }
 
 impl BotCache {
     pub(super) async fn get(
         &self,
         pool: &PgPool,
-        bot_id: Uuid,
+        bot_id: BotId,
     ) -> Result<Option<BotRow>, sqlx::Error> {
         {
             let rows = self.rows.lock().expect("bot cache lock");
@@ -33,7 +33,7 @@ impl BotCache {
                 }
             }
         }
-        let row = find_bot(pool, bot_id).await?;
+        let row = find_bot(pool, bot_id.0).await?;
         let mut rows = self.rows.lock().expect("bot cache lock");
         if rows.len() > 10_000 {
             rows.retain(|_, (read_at, _)| read_at.elapsed() < BOT_ROW_FRESHNESS);

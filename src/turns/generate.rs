@@ -7,10 +7,11 @@ use std::time::Duration;
 use aggregates::chat::{BotCommandName, Chat, ResponseKind, TokenUsage};
 use projections::bots::BotRow;
 
-use super::policy::{self, LlmBot, LlmOutcome, Next, Unanswerable, LLM_ERROR};
+use super::policy::{self, LlmBot, LlmOutcome, Next, Unanswerable};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
 use crate::llm::{HistoryTurn, LlmReply, LlmRequest};
+use aggregates::ids::BotErrorKind;
 
 /// The reply to `/help`.
 pub const HELP_TEXT: &str = "I answer your messages with an AI model.\n\n\
@@ -82,7 +83,7 @@ impl TurnWorker {
         }
         crate::metrics::llm_call(&bot.model, elapsed_ms as f64 / 1000.0, result.is_ok());
         let llm_bot = LlmBot {
-            shows_llm_error: bot.last_error_kind.as_deref() == Some(LLM_ERROR),
+            shows_llm_error: bot.last_error_kind.as_deref() == Some(BotErrorKind::Llm.as_str()),
             error_message: &bot.error_message,
         };
         let decision = match result {

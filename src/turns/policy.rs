@@ -25,15 +25,12 @@
 
 use std::time::Duration;
 
-use aggregates::bot::INVALID_TOKEN_ERROR;
 use aggregates::chat::{ChatCommand, FailureClass, OpenTurn, ResponseKind, TurnStep};
+use aggregates::ids::BotErrorKind;
 use chrono::{DateTime, Utc};
 
 use crate::llm::{ErrorClass, LlmError};
 use crate::telegram::failures::TelegramFailure;
-
-/// The kind of bot error the LLM's fatal failures are shown under.
-pub const LLM_ERROR: &str = "llm";
 
 /// What to do after a step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,9 +51,9 @@ pub enum Effect {
     /// Seal `text` for the chat's person and record it as the turn's response.
     Respond { text: String, kind: ResponseKind },
     /// Show on the bot what stops it from working.
-    RecordBotError { kind: String, message: String },
+    RecordBotError { kind: BotErrorKind, message: String },
     /// What caused the bot's error of this kind works again.
-    ClearBotError { kind: String },
+    ClearBotError { kind: BotErrorKind },
     /// Telegram asked that this bot send nothing for this long.
     PauseBotSends(Duration),
 }
@@ -136,7 +133,7 @@ pub fn after_llm(
             let mut effects = Vec::with_capacity(2);
             if bot.shows_llm_error {
                 effects.push(Effect::ClearBotError {
-                    kind: LLM_ERROR.to_owned(),
+                    kind: BotErrorKind::Llm,
                 });
             }
             effects.push(Effect::Respond { text, kind });
@@ -170,7 +167,7 @@ pub fn after_llm(
             )];
             if class == FailureClass::Fatal {
                 effects.push(Effect::RecordBotError {
-                    kind: LLM_ERROR.to_owned(),
+                    kind: BotErrorKind::Llm,
                     message: message.clone(),
                 });
             }
@@ -230,7 +227,7 @@ pub fn after_send(
         Verdict::GiveUp { class } => {
             if failure.invalid_token {
                 effects.push(Effect::RecordBotError {
-                    kind: INVALID_TOKEN_ERROR.to_owned(),
+                    kind: BotErrorKind::TelegramInvalidToken,
                     message: failure.message.clone(),
                 });
             }
@@ -359,6 +356,7 @@ mod tests {
     //! the errors teloxide reports, so a row reads as "Telegram says X, the turn does Y".
 
     use aggregates::chat::{GeneratedResponse, TurnKind};
+    use aggregates::ids::{TurnKey, UpdateId};
     use aggregates::personal::PersonalText;
     use chrono::TimeZone;
     use teloxide_core::types::{ChatId, Seconds};
@@ -390,7 +388,7 @@ mod tests {
     /// response.
     fn turn(attempts: u32, sending: bool) -> OpenTurn {
         OpenTurn {
-            update_id: 7,
+            update_id: TurnKey::Update(UpdateId(7)),
             message_id: 70,
             user_text: PersonalText::plain("hi"),
             from_user_id: Some(42),
@@ -462,7 +460,7 @@ mod tests {
         retry_at: Option<DateTime<Utc>>,
     ) -> Effect {
         Effect::Record(ChatCommand::RecordAttemptFailure {
-            update_id: 7,
+            update_id: TurnKey::Update(UpdateId(7)),
             step,
             class,
             error: error.into(),
@@ -472,7 +470,7 @@ mod tests {
 
     fn failed(step: TurnStep, class: FailureClass, error: &str, blocks_chat: bool) -> Effect {
         Effect::Record(ChatCommand::FailTurn {
-            update_id: 7,
+            update_id: TurnKey::Update(UpdateId(7)),
             step,
             class,
             error: error.into(),
@@ -506,7 +504,9 @@ mod tests {
         let decision = after_llm(&generating(2), llm_answer(), &bot(true), &retries());
         assert_eq!(
             decision.effects[0],
-            Effect::ClearBotError { kind: "llm".into() }
+            Effect::ClearBotError {
+                kind: BotErrorKind::Llm
+            }
         );
         assert!(matches!(decision.effects[1], Effect::Respond { .. }));
         assert_eq!(decision.next, Next::Continue);
@@ -608,7 +608,7 @@ mod tests {
                         None
                     ),
                     Effect::RecordBotError {
-                        kind: "llm".into(),
+                        kind: BotErrorKind::Llm,
                         message: error.to_string(),
                     },
                     Effect::Respond {
@@ -666,7 +666,7 @@ mod tests {
             after_send(&sending(1), Ok(vec![1001, 1002]), &retries()),
             Decision {
                 effects: vec![Effect::Record(ChatCommand::RecordSent {
-                    update_id: 7,
+                    update_id: TurnKey::Update(UpdateId(7)),
                     telegram_message_ids: vec![1001, 1002],
                 })],
                 next: Next::Continue,
@@ -811,7 +811,7 @@ mod tests {
             Decision {
                 effects: vec![
                     Effect::RecordBotError {
-                        kind: INVALID_TOKEN_ERROR.into(),
+                        kind: BotErrorKind::TelegramInvalidToken,
                         message: message.clone(),
                     },
                     failed(TurnStep::Send, FailureClass::Fatal, &message, false),
@@ -870,7 +870,7 @@ mod tests {
             after_callback(&button_press(), &refresh(), Ok(())),
             Decision {
                 effects: vec![Effect::Record(ChatCommand::RecordCallbackAnswered {
-                    update_id: 7,
+                    update_id: TurnKey::Update(UpdateId(7)),
                     text: "Done.".into(),
                     reset_conversation: true,
                 })],

@@ -165,10 +165,15 @@ impl ChatRunner {
     async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Duration), sqlx::Error> {
         let limit = slots.free;
         let (drained, sequences) = slots.drained.current();
-        let chats = self
-            .leases
-            .claim_due_chats(limit as i64, &drained, &sequences)
-            .await?;
+        let chats = projections::chat_work::claim_due(
+            self.leases.pool(),
+            self.leases.owner(),
+            self.leases.duration().as_millis() as i64,
+            limit as i64,
+            &drained,
+            &sequences,
+        )
+        .await?;
         let backlog = chats.len() == limit;
         for chat_id in chats {
             self.start(slots, chat_id);
@@ -176,8 +181,7 @@ impl ChatRunner {
         let due_in = if backlog {
             Duration::ZERO
         } else {
-            self.leases
-                .next_due_in()
+            projections::chat_work::next_due_in(self.leases.pool())
                 .await?
                 .unwrap_or(self.poll_interval)
                 .min(self.poll_interval)

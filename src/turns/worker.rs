@@ -1,5 +1,5 @@
-//! Working one chat's turns, strictly in order (seed P0 item 1: ensureResponseGenerated,
-//! ensureResponseSaved, ensureResponseSent, each idempotent).
+//! Working one chat's turns, strictly in order: generate the response, record it, send it,
+//! record the sending, each step idempotent.
 //!
 //! Every decision starts from the chat's events, loaded fresh: a turn whose response is
 //! recorded is never sent to the LLM again, and a turn whose sending is recorded is never
@@ -32,6 +32,7 @@ use crate::personal_data::PersonalDataVault;
 use crate::runtime::backoff::Backoff;
 use crate::telegram::pacing::SendPacer;
 use crate::telegram::Messenger;
+use aggregates::ids::{BotErrorKind, BotId, TurnKey};
 
 /// A retry counts as due this much before its time: the runner claims by the database's
 /// clock and decides by this process's, and a small skew must not make it claim and
@@ -67,7 +68,7 @@ pub enum TurnError {
 
 /// The turn a step works on, and what its records carry.
 pub(super) struct TurnContext<'a> {
-    pub bot_id: Uuid,
+    pub bot_id: BotId,
     /// The chat as the step found it; the aggregate moves on as the step records.
     pub chat: &'a Chat,
     pub turn: &'a OpenTurn,
@@ -99,7 +100,7 @@ impl TurnWorker {
                 return Ok(None);
             }
             let correlation_id = update_correlation_id(bot_id, turn.update_id);
-            let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, update_id = turn.update_id, step = ?turn.step());
+            let span = tracing::info_span!("turn", %chat_id, %bot_id, %correlation_id, turn = %turn.update_id, step = ?turn.step());
             match self.step(&mut work, bot_id, &turn).instrument(span).await? {
                 Next::Continue => continue,
                 Next::Pause => return Ok(None),
@@ -108,7 +109,7 @@ impl TurnWorker {
         Ok(None)
     }
 
-    fn metadata(bot_id: Uuid, update_id: i64) -> EventMetadata {
+    fn metadata(bot_id: BotId, update_id: TurnKey) -> EventMetadata {
         let correlation = update_correlation_id(bot_id, update_id);
         EventMetadata::caused_by(correlation, correlation, Actor::System("effect-runner"))
     }
@@ -116,7 +117,7 @@ impl TurnWorker {
     async fn step(
         &self,
         work: &mut LoadedAggregate<Chat>,
-        bot_id: Uuid,
+        bot_id: BotId,
         turn: &OpenTurn,
     ) -> Result<Next, TurnError> {
         let metadata = Self::metadata(bot_id, turn.update_id);
@@ -186,7 +187,7 @@ impl TurnWorker {
                         .execute(&ctx.bot_id.to_string(), clear, &ctx.metadata)
                         .await;
                 }
-                Effect::PauseBotSends(pause) => self.pacer.pause_bot(ctx.bot_id, pause),
+                Effect::PauseBotSends(pause) => self.pacer.pause_bot(ctx.bot_id.0, pause),
             }
         }
         Ok(decision.next)
@@ -197,7 +198,7 @@ impl TurnWorker {
     async fn record(
         &self,
         work: &mut LoadedAggregate<Chat>,
-        bot_id: Uuid,
+        bot_id: BotId,
         command: ChatCommand,
         metadata: &EventMetadata,
     ) -> Result<(), TurnError> {
@@ -209,7 +210,7 @@ impl TurnWorker {
         match self.chats.execute_on(work, command, metadata).await {
             Ok(_) => {
                 if let Some(class) = failed_class {
-                    crate::metrics::turn_failed(bot_id, &format!("{class:?}").to_lowercase());
+                    crate::metrics::turn_failed(bot_id.0, &format!("{class:?}").to_lowercase());
                 }
                 Ok(())
             }
@@ -245,8 +246,8 @@ impl TurnWorker {
 
     async fn record_bot_error(
         &self,
-        bot_id: Uuid,
-        kind: String,
+        bot_id: BotId,
+        kind: BotErrorKind,
         message: String,
         metadata: &EventMetadata,
     ) {

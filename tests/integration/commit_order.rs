@@ -50,7 +50,7 @@ impl Crafted {
 
 pub fn bot_created(bot_id: uuid::Uuid, name: &str) -> Value {
     serde_json::to_value(BotEvent::BotCreated {
-        bot_id,
+        bot_id: aggregates::ids::BotId(bot_id),
         name: name.to_owned(),
         token: SealedToken {
             ciphertext: "v1.sealed".into(),

@@ -160,7 +160,8 @@ async fn events_written_in_the_old_shape_load_into_the_aggregate_and_the_project
     let fakes = Fakes::start().await;
     let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
     let bot = app.create_enabled_bot("A", &token(1)).await;
-    let chat_id = aggregates::chat::chat_aggregate_id(bot.parse().unwrap(), 42).to_string();
+    let chat_id =
+        aggregates::ids::ChatId::of(aggregates::ids::BotId(bot.parse().unwrap()), 42).to_string();
     // Version 1.0 held texts and names as plain strings.
     let received = json!({"MessageReceived": {
         "bot_id": bot, "update_id": 1, "message_id": 10,

@@ -4,6 +4,7 @@ use serde_json::json;
 use sqlx::Row;
 
 use crate::helpers::{token, TestApp};
+use aggregates::ids::{BotId, TurnKey, UpdateId};
 
 #[tokio::test]
 async fn every_bot_operation_is_an_ordered_event_with_metadata() {
@@ -179,8 +180,8 @@ async fn snapshots_and_remembered_chats_equal_a_full_replay() {
             &plain
         };
         let message = IncomingMessage {
-            bot_id: uuid::Uuid::from_u128(1),
-            update_id,
+            bot_id: BotId(uuid::Uuid::from_u128(1)),
+            update_id: UpdateId(update_id),
             message_id: update_id,
             chat: TelegramChat {
                 id: 42,
@@ -198,7 +199,7 @@ async fn snapshots_and_remembered_chats_equal_a_full_replay() {
             .await
             .expect("message recorded");
         let response = ChatCommand::RecordResponse {
-            update_id,
+            update_id: TurnKey::Update(UpdateId(update_id)),
             response: GeneratedResponse {
                 text: PersonalText::plain(format!("answer {update_id}")),
                 kind: ResponseKind::Notice,
@@ -210,7 +211,7 @@ async fn snapshots_and_remembered_chats_equal_a_full_replay() {
             .await
             .expect("response recorded");
         let sent = ChatCommand::RecordSent {
-            update_id,
+            update_id: TurnKey::Update(UpdateId(update_id)),
             telegram_message_ids: vec![update_id],
         };
         gateway

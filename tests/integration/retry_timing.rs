@@ -4,16 +4,14 @@
 
 use std::time::Duration;
 
-use botfleet::runtime::leases::Leases;
-
 use crate::helpers::TestDb;
 
 #[tokio::test]
 async fn a_chat_waiting_for_its_retry_tells_the_runner_when_it_falls_due() {
     let db = TestDb::new();
     let pool = db.pool().await;
-    let leases = Leases::new(pool.clone(), uuid::Uuid::now_v7(), Duration::from_secs(30));
-    assert_eq!(leases.next_due_in().await.unwrap(), None, "nothing waits");
+    let next_due_in = || projections::chat_work::next_due_in(&pool);
+    assert_eq!(next_due_in().await.unwrap(), None, "nothing waits");
     sqlx::query(
         "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
          VALUES ($1, $2, 1, now() + interval '20 seconds', 1)",
@@ -23,8 +21,7 @@ async fn a_chat_waiting_for_its_retry_tells_the_runner_when_it_falls_due() {
     .execute(&pool)
     .await
     .unwrap();
-    let due_in = leases
-        .next_due_in()
+    let due_in = next_due_in()
         .await
         .expect("the query reads its own result")
         .expect("a chat waits");

@@ -164,7 +164,7 @@ async fn events_committed_before_a_crash_are_projected_after_restart() {
         };
         let metadata = EventMetadata::new_request(Actor::System("test"));
         let create = BotCommand::Create {
-            bot_id: id,
+            bot_id: aggregates::ids::BotId(id),
             token: aggregates::bot::BotToken::parse(&token(n)).unwrap(),
             settings,
         };

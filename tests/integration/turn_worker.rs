@@ -9,7 +9,8 @@ use std::time::Duration;
 use aggregates::bot::{
     BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
 };
-use aggregates::chat::{chat_aggregate_id, FailureClass};
+use aggregates::chat::FailureClass;
+use aggregates::ids::{BotId, ChatId};
 use botfleet::event_store::{Actor, EventMetadata};
 use botfleet::llm::{LanguageModel, LlmError, LlmReply, LlmRequest, TokenUsage};
 use botfleet::runtime::backoff::Backoff;
@@ -143,7 +144,7 @@ impl Setup {
             instructions: Instructions::parse("Answer briefly.").unwrap(),
         };
         let create = BotCommand::Create {
-            bot_id,
+            bot_id: BotId(bot_id),
             token: BotToken::parse(&token(1)).unwrap(),
             settings,
         };
@@ -202,13 +203,13 @@ impl Setup {
     /// the chat's aggregate id.
     async fn receive(&self, update_id: i64, chat_id: i64, text: &str) -> Uuid {
         let identity = BotIdentity {
-            bot_id: self.bot_id,
+            bot_id: BotId(self.bot_id),
             telegram_id: 100_001,
             username: None,
         };
         let update: Update = serde_json::from_value(text_update(update_id, chat_id, text)).unwrap();
         self.state.intake.accept(&identity, &update).await.unwrap();
-        chat_aggregate_id(self.bot_id, chat_id)
+        ChatId::of(BotId(self.bot_id), chat_id).0
     }
 
     async fn work(&self, chat: Uuid) -> Option<usize> {

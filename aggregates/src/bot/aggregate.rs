@@ -7,9 +7,7 @@ use super::errors::BotError;
 use super::events::BotEvent;
 use super::values::SealedToken;
 use super::BotServices;
-
-/// The error kind recorded when Telegram refuses the bot's token; a new token clears it.
-pub const INVALID_TOKEN_ERROR: &str = "telegram_invalid_token";
+use crate::ids::{BotErrorKind, BotId};
 
 /// Where a bot is in its life. A new bot is disabled until an admin enables it, so that
 /// nothing answers on Telegram before its settings are reviewed.
@@ -24,7 +22,7 @@ pub enum BotLifecycle {
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Bot {
-    pub id: Option<uuid::Uuid>,
+    pub id: Option<BotId>,
     pub lifecycle: BotLifecycle,
     pub name: String,
     pub token: Option<SealedToken>,
@@ -35,7 +33,7 @@ pub struct Bot {
     /// Where Telegram pushes updates, when a webhook is set.
     pub webhook_url: Option<String>,
     /// What stops the bot from working, as (kind, message).
-    pub last_error: Option<(String, String)>,
+    pub last_error: Option<(BotErrorKind, String)>,
     /// The bot's @username on Telegram, once learned.
     #[serde(default)]
     pub username: Option<String>,
@@ -117,7 +115,7 @@ impl Aggregate for Bot {
                     && self
                         .last_error
                         .as_ref()
-                        .is_some_and(|(kind, _)| kind == INVALID_TOKEN_ERROR);
+                        .is_some_and(|(kind, _)| *kind == BotErrorKind::TelegramInvalidToken);
                 let updated = BotEvent::BotUpdated {
                     name: settings.name.into_inner(),
                     token: token.map(|token| services.sealer.seal(&token)),
@@ -172,7 +170,7 @@ impl Aggregate for Bot {
             }
             BotCommand::RecordError { kind, message } => {
                 self.ensure_registered()?;
-                if self.last_error.as_ref() == Some(&(kind.clone(), message.clone())) {
+                if self.last_error.as_ref() == Some(&(kind, message.clone())) {
                     return Ok(());
                 }
                 BotEvent::BotErrorRecorded { kind, message }

@@ -11,6 +11,8 @@ use crate::bot::{
     TokenSealer,
 };
 
+use crate::ids::{BotErrorKind, BotId};
+
 type BotTest = TestFramework<Bot>;
 
 const TOKEN: &str = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1";
@@ -39,8 +41,8 @@ fn services() -> BotServices {
     BotServices::new(Arc::new(ReversingSealer))
 }
 
-fn bot_id() -> uuid::Uuid {
-    uuid::Uuid::from_u128(7)
+fn bot_id() -> BotId {
+    BotId(uuid::Uuid::from_u128(7))
 }
 
 fn settings(name: &str) -> BotSettings {
@@ -312,11 +314,11 @@ fn deleting_a_webhook_that_is_not_set_records_nothing() {
 #[test]
 fn an_error_is_recorded_once_until_cleared() {
     let error = BotCommand::RecordError {
-        kind: "telegram_conflict".into(),
+        kind: BotErrorKind::TelegramConflict,
         message: "terminated by other getUpdates request".into(),
     };
     let recorded = BotEvent::BotErrorRecorded {
-        kind: "telegram_conflict".into(),
+        kind: BotErrorKind::TelegramConflict,
         message: "terminated by other getUpdates request".into(),
     };
     BotTest::with(services())
@@ -330,23 +332,27 @@ fn an_error_is_recorded_once_until_cleared() {
     BotTest::with(services())
         .given(vec![created(), recorded.clone()])
         .when(BotCommand::ClearError {
-            kind: "telegram_conflict".into(),
+            kind: BotErrorKind::TelegramConflict,
         })
         .then_expect_events(vec![BotEvent::BotErrorCleared]);
     BotTest::with(services())
         .given(vec![created(), recorded])
-        .when(BotCommand::ClearError { kind: "llm".into() })
+        .when(BotCommand::ClearError {
+            kind: BotErrorKind::Llm,
+        })
         .then_expect_events(vec![]);
     BotTest::with(services())
         .given(vec![created()])
-        .when(BotCommand::ClearError { kind: "llm".into() })
+        .when(BotCommand::ClearError {
+            kind: BotErrorKind::Llm,
+        })
         .then_expect_events(vec![]);
 }
 
 #[test]
 fn a_new_token_clears_an_invalid_token_error() {
     let invalid = BotEvent::BotErrorRecorded {
-        kind: INVALID_TOKEN_ERROR.into(),
+        kind: BotErrorKind::TelegramInvalidToken,
         message: "Invalid bot token".into(),
     };
     BotTest::with(services())

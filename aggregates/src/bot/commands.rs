@@ -2,6 +2,7 @@
 //! built; the aggregate decides only what depends on the bot's history.
 
 use super::values::{BotMessage, BotName, BotToken, Instructions, ModelName};
+use crate::ids::BotErrorKind;
 
 /// The settings an admin edits as a whole.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub struct BotSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BotCommand {
     Create {
-        bot_id: uuid::Uuid,
+        bot_id: crate::ids::BotId,
         token: BotToken,
         settings: BotSettings,
     },
@@ -36,13 +37,13 @@ pub enum BotCommand {
     RecordWebhookDeleted,
     /// Records what stops the bot from working (a repeat of the current error is no change).
     RecordError {
-        kind: String,
+        kind: BotErrorKind,
         message: String,
     },
     /// What caused an error of this kind works again: clears the bot's error if it is of
     /// that kind (another kind of error is not this caller's to clear).
     ClearError {
-        kind: String,
+        kind: BotErrorKind,
     },
     /// Records the bot's @username (a repeat of the known one is no change).
     RecordIdentity {

@@ -5,11 +5,12 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::values::SealedToken;
+use crate::ids::BotErrorKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BotEvent {
     BotCreated {
-        bot_id: uuid::Uuid,
+        bot_id: crate::ids::BotId,
         name: String,
         token: SealedToken,
         start_message: String,
@@ -37,7 +38,7 @@ pub enum BotEvent {
     WebhookDeleted,
     /// Something stops the bot from working; shown to admins until cleared.
     BotErrorRecorded {
-        kind: String,
+        kind: BotErrorKind,
         message: String,
     },
     BotErrorCleared,

@@ -6,7 +6,7 @@ mod errors;
 mod events;
 mod values;
 
-pub use aggregate::{Bot, BotLifecycle, INVALID_TOKEN_ERROR};
+pub use aggregate::{Bot, BotLifecycle};
 pub use commands::{BotCommand, BotSettings};
 pub use errors::BotError;
 pub use events::BotEvent;

@@ -4,13 +4,13 @@ use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::commands::ChatCommand;
 use super::errors::ChatError;
 use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnKind, TurnStep};
 use super::values::TelegramChat;
 use super::ChatServices;
+use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
 /// How many earlier exchanges a chat keeps for prompts built from its own history.
@@ -22,7 +22,8 @@ pub const FAILED_TURNS_KEPT: usize = 100;
 /// A message that has not been answered (or failed) yet.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenTurn {
-    pub update_id: i64,
+    /// The turn: the update that opened it, or an admin message.
+    pub update_id: TurnKey,
     pub message_id: i64,
     pub user_text: PersonalText,
     pub from_user_id: Option<i64>,
@@ -58,10 +59,10 @@ pub struct Conversation {
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Chat {
-    pub bot_id: Option<Uuid>,
+    pub bot_id: Option<BotId>,
     pub telegram_chat: Option<TelegramChat>,
     /// Every update id accepted, so a redelivered update is recognised whenever it comes.
-    pub seen_updates: BTreeSet<i64>,
+    pub seen_updates: BTreeSet<UpdateId>,
     /// Unfinished turns in arrival order: the first is the one to work on.
     pub open_turns: Vec<OpenTurn>,
     pub conversation: Conversation,
@@ -72,9 +73,9 @@ pub struct Chat {
     /// The last failed turns, newest last, for a manual retry.
     #[serde(default)]
     pub failed_turns: Vec<OpenTurn>,
-    /// Admin messages so far; the next one is numbered `-(admin_messages + 1)`.
+    /// Admin messages so far; the next one is `TurnKey::AdminMessage(admin_messages + 1)`.
     #[serde(default)]
-    pub admin_messages: i64,
+    pub admin_messages: u32,
 }
 
 impl Chat {
@@ -90,20 +91,20 @@ impl Chat {
             .or_else(|| self.open_turns.first())
     }
 
-    fn open_turn(&self, update_id: i64) -> Result<&OpenTurn, ChatError> {
+    fn open_turn(&self, update_id: TurnKey) -> Result<&OpenTurn, ChatError> {
         self.open_turns
             .iter()
             .find(|t| t.update_id == update_id)
             .ok_or(ChatError::NoOpenTurn(update_id))
     }
 
-    fn open_turn_mut(&mut self, update_id: i64) -> Option<&mut OpenTurn> {
+    fn open_turn_mut(&mut self, update_id: TurnKey) -> Option<&mut OpenTurn> {
         self.open_turns
             .iter_mut()
             .find(|t| t.update_id == update_id)
     }
 
-    fn close_turn(&mut self, update_id: i64) -> Option<OpenTurn> {
+    fn close_turn(&mut self, update_id: TurnKey) -> Option<OpenTurn> {
         let index = self
             .open_turns
             .iter()
@@ -111,7 +112,7 @@ impl Chat {
         Some(self.open_turns.remove(index))
     }
 
-    fn ensure_same_bot(&self, bot_id: Uuid) -> Result<(), ChatError> {
+    fn ensure_same_bot(&self, bot_id: BotId) -> Result<(), ChatError> {
         if self.bot_id.is_some_and(|bot| bot != bot_id) {
             return Err(ChatError::OtherBot);
         }
@@ -207,7 +208,7 @@ impl Aggregate for Chat {
                     return Err(ChatError::NotStarted);
                 }
                 vec![ChatEvent::AdminMessageQueued {
-                    update_id: -(self.admin_messages + 1),
+                    update_id: TurnKey::AdminMessage(self.admin_messages + 1),
                     text,
                     admin,
                 }]
@@ -321,7 +322,7 @@ impl Aggregate for Chat {
                 self.messages_received += 1;
                 self.blocked = false;
                 self.open_turns.push(OpenTurn {
-                    update_id,
+                    update_id: update_id.into(),
                     message_id,
                     user_text: text,
                     from_user_id: from.map(|u| u.id),
@@ -346,7 +347,7 @@ impl Aggregate for Chat {
                 self.seen_updates.insert(update_id);
                 self.blocked = false;
                 self.open_turns.push(OpenTurn {
-                    update_id,
+                    update_id: update_id.into(),
                     message_id: 0,
                     user_text: PersonalText::plain(data.clone().unwrap_or_default()),
                     from_user_id: from.map(|u| u.id),

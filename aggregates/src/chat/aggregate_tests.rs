@@ -8,18 +8,24 @@ use crate::chat::{
     BotCommandName, ChatCommand, FailureClass, IncomingMessage, ResponseKind, TelegramChat,
     TelegramUser, TokenUsage,
 };
+use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
 type ChatTest = TestFramework<Chat>;
 
-fn bot() -> Uuid {
-    Uuid::from_u128(1)
+fn bot() -> BotId {
+    BotId(uuid::Uuid::from_u128(1))
+}
+
+/// The turn a stored number stands for: an update id, or (negative) an admin message.
+fn turn(stored: i64) -> TurnKey {
+    TurnKey::from_stored(stored)
 }
 
 fn incoming(update_id: i64, text: &str) -> IncomingMessage {
     IncomingMessage {
         bot_id: bot(),
-        update_id,
+        update_id: UpdateId(update_id),
         message_id: update_id * 10,
         chat: TelegramChat {
             id: 42,
@@ -74,7 +80,7 @@ fn llm_response(text: &str, response_id: &str) -> GeneratedResponse {
 
 fn generated(update_id: i64, text: &str, response_id: &str) -> ChatEvent {
     ChatEvent::ResponseGenerated {
-        update_id,
+        update_id: turn(update_id),
         response: llm_response(text, response_id),
     }
 }
@@ -102,7 +108,7 @@ fn a_redelivered_update_is_recognised_after_its_turn_is_over() {
             received(7, "hi"),
             generated(7, "hello", "resp_1"),
             ChatEvent::ResponseSent {
-                update_id: 7,
+                update_id: turn(7),
                 telegram_message_ids: vec![1],
             },
         ])
@@ -115,7 +121,7 @@ fn a_response_is_recorded_for_an_open_turn() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
         .when(ChatCommand::RecordResponse {
-            update_id: 7,
+            update_id: turn(7),
             response: llm_response("hello", "resp_1"),
             reset_conversation: false,
         })
@@ -127,11 +133,11 @@ fn a_second_response_for_the_same_turn_is_refused() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
         .when(ChatCommand::RecordResponse {
-            update_id: 7,
+            update_id: turn(7),
             response: llm_response("hello again", "resp_2"),
             reset_conversation: false,
         })
-        .then_expect_error(ChatError::AlreadyResponded(7));
+        .then_expect_error(ChatError::AlreadyResponded(turn(7)));
 }
 
 #[test]
@@ -139,11 +145,11 @@ fn a_response_for_an_unknown_turn_is_refused() {
     ChatTest::with(ChatServices)
         .given_no_previous_events()
         .when(ChatCommand::RecordResponse {
-            update_id: 7,
+            update_id: turn(7),
             response: llm_response("hello", "resp_1"),
             reset_conversation: false,
         })
-        .then_expect_error(ChatError::NoOpenTurn(7));
+        .then_expect_error(ChatError::NoOpenTurn(turn(7)));
 }
 
 #[test]
@@ -152,25 +158,25 @@ fn sending_is_recorded_once() {
     ChatTest::with(ChatServices)
         .given(given.clone())
         .when(ChatCommand::RecordSent {
-            update_id: 7,
+            update_id: turn(7),
             telegram_message_ids: vec![100],
         })
         .then_expect_events(vec![ChatEvent::ResponseSent {
-            update_id: 7,
+            update_id: turn(7),
             telegram_message_ids: vec![100],
         }]);
     let mut sent = given;
     sent.push(ChatEvent::ResponseSent {
-        update_id: 7,
+        update_id: turn(7),
         telegram_message_ids: vec![100],
     });
     ChatTest::with(ChatServices)
         .given(sent)
         .when(ChatCommand::RecordSent {
-            update_id: 7,
+            update_id: turn(7),
             telegram_message_ids: vec![101],
         })
-        .then_expect_error(ChatError::NoOpenTurn(7));
+        .then_expect_error(ChatError::NoOpenTurn(turn(7)));
 }
 
 #[test]
@@ -178,10 +184,10 @@ fn nothing_is_sent_before_it_is_generated() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
         .when(ChatCommand::RecordSent {
-            update_id: 7,
+            update_id: turn(7),
             telegram_message_ids: vec![100],
         })
-        .then_expect_error(ChatError::NotGenerated(7));
+        .then_expect_error(ChatError::NotGenerated(turn(7)));
 }
 
 #[test]
@@ -195,14 +201,14 @@ fn refresh_resets_the_conversation_before_its_reply() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "/refresh")])
         .when(ChatCommand::RecordResponse {
-            update_id: 7,
+            update_id: turn(7),
             response: reply.clone(),
             reset_conversation: true,
         })
         .then_expect_events(vec![
-            ChatEvent::ConversationReset { update_id: 7 },
+            ChatEvent::ConversationReset { update_id: turn(7) },
             ChatEvent::ResponseGenerated {
-                update_id: 7,
+                update_id: turn(7),
                 response: reply,
             },
         ]);
@@ -214,7 +220,7 @@ fn failed_attempts_are_counted_per_step() {
         .given(vec![
             received(7, "hi"),
             ChatEvent::AttemptFailed {
-                update_id: 7,
+                update_id: turn(7),
                 step: TurnStep::Generate,
                 attempt: 1,
                 class: FailureClass::Retryable,
@@ -223,14 +229,14 @@ fn failed_attempts_are_counted_per_step() {
             },
         ])
         .when(ChatCommand::RecordAttemptFailure {
-            update_id: 7,
+            update_id: turn(7),
             step: TurnStep::Generate,
             class: FailureClass::Retryable,
             error: "HTTP 500".into(),
             retry_at: None,
         })
         .then_expect_events(vec![ChatEvent::AttemptFailed {
-            update_id: 7,
+            update_id: turn(7),
             step: TurnStep::Generate,
             attempt: 2,
             class: FailureClass::Retryable,
@@ -245,7 +251,7 @@ fn a_turn_waits_for_its_backoff_until_a_step_succeeds() {
     let mut chat = Chat::default();
     chat.apply(received(7, "hi"));
     chat.apply(ChatEvent::AttemptFailed {
-        update_id: 7,
+        update_id: turn(7),
         step: TurnStep::Generate,
         attempt: 1,
         class: FailureClass::Retryable,
@@ -262,19 +268,19 @@ fn a_generate_failure_after_the_response_is_refused() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
         .when(ChatCommand::RecordAttemptFailure {
-            update_id: 7,
+            update_id: turn(7),
             step: TurnStep::Generate,
             class: FailureClass::Retryable,
             error: "late".into(),
             retry_at: None,
         })
-        .then_expect_error(ChatError::AlreadyResponded(7));
+        .then_expect_error(ChatError::AlreadyResponded(turn(7)));
 }
 
 #[test]
 fn a_chat_cannot_change_bots() {
     let mut other = incoming(8, "hi");
-    other.bot_id = Uuid::from_u128(2);
+    other.bot_id = BotId(uuid::Uuid::from_u128(2));
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
         .when(ChatCommand::ReceiveMessage(other))
@@ -289,13 +295,13 @@ fn the_state_follows_turns_in_order_and_keeps_the_conversation() {
         received(8, "second"),
         generated(7, "answer one", "resp_1"),
         ChatEvent::ResponseSent {
-            update_id: 7,
+            update_id: turn(7),
             telegram_message_ids: vec![1],
         },
     ] {
         chat.apply(event);
     }
-    assert_eq!(chat.next_turn().unwrap().update_id, 8);
+    assert_eq!(chat.next_turn().unwrap().update_id, turn(8));
     assert_eq!(
         chat.conversation.previous_response_id.as_deref(),
         Some("resp_1")
@@ -307,7 +313,7 @@ fn the_state_follows_turns_in_order_and_keeps_the_conversation() {
             PersonalText::plain("answer one")
         )]
     );
-    chat.apply(ChatEvent::ConversationReset { update_id: 8 });
+    chat.apply(ChatEvent::ConversationReset { update_id: turn(8) });
     assert_eq!(chat.conversation, Conversation::default());
 }
 
@@ -327,7 +333,7 @@ fn the_history_window_is_bounded() {
 
 fn failed(update_id: i64) -> ChatEvent {
     ChatEvent::TurnFailed {
-        update_id,
+        update_id: turn(update_id),
         step: TurnStep::Send,
         class: FailureClass::Terminal,
         error: "Forbidden: bot was blocked by the user".into(),
@@ -339,7 +345,7 @@ fn a_blocking_failure_blocks_the_chat_until_its_user_writes_again() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
         .when(ChatCommand::FailTurn {
-            update_id: 7,
+            update_id: turn(7),
             step: TurnStep::Send,
             class: FailureClass::Terminal,
             error: "Forbidden: bot was blocked by the user".into(),
@@ -348,7 +354,7 @@ fn a_blocking_failure_blocks_the_chat_until_its_user_writes_again() {
         .then_expect_events(vec![
             failed(7),
             ChatEvent::ChatBlocked {
-                update_id: 7,
+                update_id: turn(7),
                 reason: "Forbidden: bot was blocked by the user".into(),
             },
         ]);
@@ -356,7 +362,7 @@ fn a_blocking_failure_blocks_the_chat_until_its_user_writes_again() {
     chat.apply(received(7, "hi"));
     chat.apply(failed(7));
     chat.apply(ChatEvent::ChatBlocked {
-        update_id: 7,
+        update_id: turn(7),
         reason: "blocked".into(),
     });
     assert!(chat.blocked);
@@ -368,21 +374,21 @@ fn a_blocking_failure_blocks_the_chat_until_its_user_writes_again() {
 fn only_a_failed_turn_can_be_retried_and_it_reopens() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
-        .when(ChatCommand::RetryTurn { update_id: 7 })
-        .then_expect_error(ChatError::NotFailed(7));
+        .when(ChatCommand::RetryTurn { update_id: turn(7) })
+        .then_expect_error(ChatError::NotFailed(turn(7)));
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi"), failed(7)])
-        .when(ChatCommand::RetryTurn { update_id: 7 })
-        .then_expect_events(vec![ChatEvent::TurnRetried { update_id: 7 }]);
+        .when(ChatCommand::RetryTurn { update_id: turn(7) })
+        .then_expect_events(vec![ChatEvent::TurnRetried { update_id: turn(7) }]);
     let mut chat = Chat::default();
     for event in [
         received(7, "hi"),
         failed(7),
-        ChatEvent::TurnRetried { update_id: 7 },
+        ChatEvent::TurnRetried { update_id: turn(7) },
     ] {
         chat.apply(event);
     }
-    assert_eq!(chat.next_turn().unwrap().update_id, 7);
+    assert_eq!(chat.next_turn().unwrap().update_id, turn(7));
     assert!(chat.failed_turns.is_empty());
 }
 
@@ -390,7 +396,7 @@ fn only_a_failed_turn_can_be_retried_and_it_reopens() {
 fn a_callback_query_is_accepted_once_and_answered() {
     let callback = crate::chat::IncomingCallback {
         bot_id: bot(),
-        update_id: 9,
+        update_id: UpdateId(9),
         query_id: "q1".into(),
         data: Some("refresh".into()),
         chat: incoming(9, "").chat,
@@ -398,7 +404,7 @@ fn a_callback_query_is_accepted_once_and_answered() {
     };
     let event = ChatEvent::CallbackQueryReceived {
         bot_id: bot(),
-        update_id: 9,
+        update_id: UpdateId(9),
         query_id: "q1".into(),
         data: Some("refresh".into()),
         chat: incoming(9, "").chat,
@@ -415,31 +421,31 @@ fn a_callback_query_is_accepted_once_and_answered() {
     ChatTest::with(ChatServices)
         .given(vec![event])
         .when(ChatCommand::RecordCallbackAnswered {
-            update_id: 9,
+            update_id: turn(9),
             text: "Started afresh.".into(),
             reset_conversation: true,
         })
         .then_expect_events(vec![
-            ChatEvent::ConversationReset { update_id: 9 },
+            ChatEvent::ConversationReset { update_id: turn(9) },
             ChatEvent::CallbackAnswered {
-                update_id: 9,
+                update_id: turn(9),
                 text: "Started afresh.".into(),
             },
         ]);
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
         .when(ChatCommand::RecordCallbackAnswered {
-            update_id: 7,
+            update_id: turn(7),
             text: "x".into(),
             reset_conversation: false,
         })
-        .then_expect_error(ChatError::NotACallback(7));
+        .then_expect_error(ChatError::NotACallback(turn(7)));
 }
 
 #[test]
 fn an_edit_is_recorded_once_and_opens_no_turn() {
     let edit = ChatCommand::RecordEdit {
-        update_id: 8,
+        update_id: UpdateId(8),
         message_id: 70,
         text: PersonalText::plain("hi!"),
     };
@@ -447,7 +453,7 @@ fn an_edit_is_recorded_once_and_opens_no_turn() {
         .given(vec![received(7, "hi")])
         .when(edit.clone())
         .then_expect_events(vec![ChatEvent::MessageEdited {
-            update_id: 8,
+            update_id: UpdateId(8),
             message_id: 70,
             text: PersonalText::plain("hi!"),
         }]);
@@ -455,7 +461,7 @@ fn an_edit_is_recorded_once_and_opens_no_turn() {
         .given(vec![
             received(7, "hi"),
             ChatEvent::MessageEdited {
-                update_id: 8,
+                update_id: UpdateId(8),
                 message_id: 70,
                 text: PersonalText::plain("hi!"),
             },
@@ -498,14 +504,14 @@ fn an_admin_message_is_queued_as_a_turn_ready_to_send() {
             admin: "admin:1".into(),
         })
         .then_expect_events(vec![ChatEvent::AdminMessageQueued {
-            update_id: -1,
+            update_id: turn(-1),
             text: PersonalText::plain("hello"),
             admin: "admin:1".into(),
         }]);
     let mut chat = Chat::default();
     chat.apply(received(7, "hi"));
     chat.apply(ChatEvent::AdminMessageQueued {
-        update_id: -1,
+        update_id: turn(-1),
         text: PersonalText::plain("hello"),
         admin: "admin:1".into(),
     });

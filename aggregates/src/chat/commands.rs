@@ -1,15 +1,15 @@
 use chrono::{DateTime, Utc};
-use uuid::Uuid;
 
 use super::events::{FailureClass, GeneratedResponse, TurnStep};
 use super::values::{TelegramChat, TelegramUser};
+use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
 /// A text message as the intake read it from a Telegram update.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingMessage {
-    pub bot_id: Uuid,
-    pub update_id: i64,
+    pub bot_id: BotId,
+    pub update_id: UpdateId,
     pub message_id: i64,
     pub chat: TelegramChat,
     pub from: Option<TelegramUser>,
@@ -22,8 +22,8 @@ pub struct IncomingMessage {
 /// A press on an inline keyboard button, as the intake read it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IncomingCallback {
-    pub bot_id: Uuid,
-    pub update_id: i64,
+    pub bot_id: BotId,
+    pub update_id: UpdateId,
     pub query_id: String,
     pub data: Option<String>,
     pub chat: TelegramChat,
@@ -38,36 +38,36 @@ pub enum ChatCommand {
     ReceiveCallback(IncomingCallback),
     /// Records an edit of a received message (once per update id).
     RecordEdit {
-        update_id: i64,
+        update_id: UpdateId,
         message_id: i64,
         text: PersonalText,
     },
     /// Records that a callback query was answered, resetting the conversation if asked.
     RecordCallbackAnswered {
-        update_id: i64,
+        update_id: TurnKey,
         text: String,
         reset_conversation: bool,
     },
     /// Replies now go to the supergroup this group became.
     RecordMigration { to_chat_id: i64 },
     /// Opens a failed turn again (an admin's manual retry).
-    RetryTurn { update_id: i64 },
+    RetryTurn { update_id: TurnKey },
     /// An admin's message to the chat, to be sent by the effect runner.
     SendAdminMessage { text: PersonalText, admin: String },
     /// Records the response of an open turn; `reset_conversation` for `/refresh`.
     RecordResponse {
-        update_id: i64,
+        update_id: TurnKey,
         response: GeneratedResponse,
         reset_conversation: bool,
     },
     /// Records that the response reached Telegram.
     RecordSent {
-        update_id: i64,
+        update_id: TurnKey,
         telegram_message_ids: Vec<i64>,
     },
     /// Records a failed attempt that will be retried at `retry_at`.
     RecordAttemptFailure {
-        update_id: i64,
+        update_id: TurnKey,
         step: TurnStep,
         class: FailureClass,
         error: String,
@@ -76,7 +76,7 @@ pub enum ChatCommand {
     /// Ends a turn without delivering a response; `blocks_chat` when Telegram refuses the
     /// chat itself, so its other turns are not attempted either.
     FailTurn {
-        update_id: i64,
+        update_id: TurnKey,
         step: TurnStep,
         class: FailureClass,
         error: String,

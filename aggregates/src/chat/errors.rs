@@ -2,18 +2,18 @@
 /// step was already recorded, by you or another runner": reload and carry on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChatError {
-    #[error("update {0} has no open turn in this chat")]
-    NoOpenTurn(i64),
-    #[error("update {0} already has a response")]
-    AlreadyResponded(i64),
-    #[error("update {0} has no response to send yet")]
-    NotGenerated(i64),
+    #[error("{0} has no open turn in this chat")]
+    NoOpenTurn(crate::ids::TurnKey),
+    #[error("{0} already has a response")]
+    AlreadyResponded(crate::ids::TurnKey),
+    #[error("{0} has no response to send yet")]
+    NotGenerated(crate::ids::TurnKey),
     #[error("this chat belongs to another bot")]
     OtherBot,
-    #[error("update {0} is not a failed turn of this chat")]
-    NotFailed(i64),
-    #[error("update {0} is not a callback query awaiting an answer")]
-    NotACallback(i64),
+    #[error("{0} is not a failed turn of this chat")]
+    NotFailed(crate::ids::TurnKey),
+    #[error("{0} is not a callback query awaiting an answer")]
+    NotACallback(crate::ids::TurnKey),
     #[error("the chat has not started: nobody wrote to the bot in it yet")]
     NotStarted,
 }

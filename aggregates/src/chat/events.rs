@@ -3,9 +3,9 @@
 use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use super::values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
 /// The step of a turn an outcome belongs to.
@@ -81,12 +81,14 @@ pub struct GeneratedResponse {
 /// The version of `MessageReceived` and `ResponseGenerated` since personal data is sealed.
 pub const MESSAGE_RECEIVED_VERSION: &str = "2.0";
 
+/// The events of a chat. Every `update_id` after the first two names the turn the event
+/// belongs to ([`TurnKey`]: an update, or an admin message).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChatEvent {
     MessageReceived {
-        bot_id: Uuid,
+        bot_id: BotId,
         /// Telegram's id of the update, unique per bot: the idempotency key of the intake.
-        update_id: i64,
+        update_id: UpdateId,
         message_id: i64,
         chat: TelegramChat,
         from: Option<TelegramUser>,
@@ -99,49 +101,49 @@ pub enum ChatEvent {
     },
     /// A press on one of the bot's inline keyboard buttons.
     CallbackQueryReceived {
-        bot_id: Uuid,
-        update_id: i64,
+        bot_id: BotId,
+        update_id: UpdateId,
         query_id: String,
         data: Option<String>,
         chat: TelegramChat,
         from: Option<TelegramUser>,
     },
     /// The callback query was answered; `text` is the notice shown to the user.
-    CallbackAnswered { update_id: i64, text: String },
+    CallbackAnswered { update_id: TurnKey, text: String },
     /// A message was edited after it was received. It is recorded, not answered again.
     MessageEdited {
-        update_id: i64,
+        update_id: UpdateId,
         message_id: i64,
         text: PersonalText,
     },
     /// Telegram refuses to deliver to this chat (the user blocked the bot, left, was
     /// deactivated): no more work for it until the user writes again.
-    ChatBlocked { update_id: i64, reason: String },
+    ChatBlocked { update_id: TurnKey, reason: String },
     /// The group became a supergroup: replies go to the new chat id.
     ChatMigrated { to_chat_id: i64 },
     /// An admin asked for a failed turn to be tried again.
-    TurnRetried { update_id: i64 },
-    /// An admin wrote to the chat; it is sent like a response. Its `update_id` is negative:
-    /// it numbers the chat's admin messages, never a Telegram update.
+    TurnRetried { update_id: TurnKey },
+    /// An admin wrote to the chat; it is sent like a response. Its turn is an admin message
+    /// (stored as a negative number, never a Telegram update's).
     AdminMessageQueued {
-        update_id: i64,
+        update_id: TurnKey,
         text: PersonalText,
         admin: String,
     },
     ResponseGenerated {
-        update_id: i64,
+        update_id: TurnKey,
         response: GeneratedResponse,
     },
     ResponseSent {
-        update_id: i64,
+        update_id: TurnKey,
         /// A long response is split into several Telegram messages.
         telegram_message_ids: Vec<i64>,
     },
     /// The conversation starts afresh: no previous response id, no earlier history.
-    ConversationReset { update_id: i64 },
+    ConversationReset { update_id: TurnKey },
     /// One attempt at a step failed; `retry_at` says when the next one may start.
     AttemptFailed {
-        update_id: i64,
+        update_id: TurnKey,
         step: TurnStep,
         attempt: u32,
         class: FailureClass,
@@ -150,7 +152,7 @@ pub enum ChatEvent {
     },
     /// The turn ends without a response delivered.
     TurnFailed {
-        update_id: i64,
+        update_id: TurnKey,
         step: TurnStep,
         class: FailureClass,
         error: String,

@@ -18,9 +18,7 @@ pub use events::{
     ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnKind, TurnStep,
     MESSAGE_RECEIVED_VERSION,
 };
-pub use values::{
-    chat_aggregate_id, turn_id, BotCommandName, TelegramChat, TelegramUser, TokenUsage,
-};
+pub use values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
 
 /// The Chat aggregate needs nothing from the outside world: every value arrives in commands.
 #[derive(Debug, Clone, Default)]

@@ -1,32 +1,8 @@
 //! Values that chat events carry.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use crate::personal::PersonalText;
-
-/// The namespace of chat aggregate ids (UUIDv5 of `bot id:telegram chat id`).
-const CHAT_ID_NAMESPACE: Uuid = Uuid::from_u128(0x5c0f_ee7a_2b1d_4e6b_9a43_b07f_1ee7_c4a7);
-
-/// The aggregate id of the chat between `bot_id` and the Telegram chat: derived, so that the
-/// intake finds the aggregate without a lookup, and the same chat always maps to one stream.
-pub fn chat_aggregate_id(bot_id: Uuid, telegram_chat_id: i64) -> Uuid {
-    Uuid::new_v5(
-        &CHAT_ID_NAMESPACE,
-        format!("{bot_id}:{telegram_chat_id}").as_bytes(),
-    )
-}
-
-/// The namespace of turn ids (UUIDv5 of `chat id:update id`).
-const TURN_ID_NAMESPACE: Uuid = Uuid::from_u128(0x7a2c_91d4_0e3b_4f58_a6c1_d2e9_b8f0_3c17);
-
-/// A stable id for one turn (a message and its answer), e.g. for an admin's retry.
-pub fn turn_id(chat_id: Uuid, update_id: i64) -> Uuid {
-    Uuid::new_v5(
-        &TURN_ID_NAMESPACE,
-        format!("{chat_id}:{update_id}").as_bytes(),
-    )
-}
 
 /// The chat as Telegram describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,16 +98,5 @@ mod tests {
         assert_eq!(BotCommandName::parse("/unknown", None), None);
         assert_eq!(BotCommandName::parse("start", None), None);
         assert_eq!(BotCommandName::parse("", None), None);
-    }
-
-    #[test]
-    fn chat_ids_are_stable_and_distinct() {
-        let bot = Uuid::from_u128(1);
-        assert_eq!(chat_aggregate_id(bot, 42), chat_aggregate_id(bot, 42));
-        assert_ne!(chat_aggregate_id(bot, 42), chat_aggregate_id(bot, 43));
-        assert_ne!(
-            chat_aggregate_id(bot, 42),
-            chat_aggregate_id(Uuid::from_u128(2), 42)
-        );
     }
 }

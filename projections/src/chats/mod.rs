@@ -10,7 +10,8 @@ pub mod chats;
 pub mod messages;
 pub mod telegram_users;
 
-use aggregates::chat::{turn_id, Chat, ChatEvent, ResponseKind, TelegramChat, TelegramUser};
+use aggregates::chat::{Chat, ChatEvent, ResponseKind, TelegramChat, TelegramUser};
+use aggregates::ids::{ChatId, TurnKey, UpdateId};
 use aggregates::personal::PersonalText;
 
 /// A personal value as its column stores it (`NULL` stays `NULL`).
@@ -67,8 +68,8 @@ impl Projector for ChatProjector {
             } => {
                 let incoming = Incoming {
                     chat_id,
-                    bot_id,
-                    update_id,
+                    bot_id: bot_id.0,
+                    update_id: update_id.0,
                     message_id: Some(message_id),
                     chat: &chat,
                     from: from.as_ref(),
@@ -89,8 +90,8 @@ impl Projector for ChatProjector {
             } => {
                 let incoming = Incoming {
                     chat_id,
-                    bot_id,
-                    update_id,
+                    bot_id: bot_id.0,
+                    update_id: update_id.0,
                     message_id: None,
                     chat: &chat,
                     from: from.as_ref(),
@@ -109,7 +110,7 @@ impl Projector for ChatProjector {
                      VALUES ($1, $2, 'bot', $3, 'sent', 'callback_answer', $4, $4)",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(PersonalText::plain(text).to_column())
                 .bind(at)
                 .execute(&mut *tx)
@@ -166,11 +167,11 @@ impl Projector for ChatProjector {
                      VALUES ($1, $2, 'admin', $3, 'generated', 'admin', $4, $5, $6)",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(text.to_column())
                 .bind(&admin)
                 .bind(at)
-                .bind(turn_id(chat_id, update_id))
+                .bind(update_id.turn_id(ChatId(chat_id)))
                 .execute(&mut *tx)
                 .await?;
                 sqlx::query(
@@ -194,7 +195,7 @@ impl Projector for ChatProjector {
                         AND status <> 'sent' AND response_kind = 'error_message'",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .execute(&mut *tx)
                 .await?;
                 touch_chat(tx, chat_id, at, version).await?;
@@ -238,7 +239,7 @@ impl Projector for ChatProjector {
                      VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(response.text.to_column())
                 .bind(kind)
                 .bind(&model)
@@ -272,7 +273,7 @@ impl Projector for ChatProjector {
                      UPDATE chats SET last_activity_at = $4, version = $5 WHERE id = $1",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(&telegram_message_ids)
                 .bind(at)
                 .bind(version)
@@ -299,7 +300,7 @@ impl Projector for ChatProjector {
                      WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(format!("attempt {attempt}: {error}"))
                 .execute(&mut *tx)
                 .await?;
@@ -317,7 +318,7 @@ impl Projector for ChatProjector {
                      WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
                 )
                 .bind(chat_id)
-                .bind(update_id)
+                .bind(update_id.stored())
                 .bind(serde_plain(&class))
                 .bind(serde_plain(&step))
                 .bind(at)
@@ -394,7 +395,7 @@ impl Incoming<'_> {
         .bind(self.from.and_then(|u| u.language_code.clone()))
         .bind(self.update_id)
         .bind(text)
-        .bind(turn_id(self.chat_id, self.update_id))
+        .bind(TurnKey::Update(UpdateId(self.update_id)).turn_id(ChatId(self.chat_id)))
         .bind(media)
         .bind(self.message_id)
         .execute(&mut *tx)
@@ -414,7 +415,7 @@ fn serde_plain<T: serde::Serialize>(value: &T) -> String {
 async fn set_user_message(
     tx: &mut PgConnection,
     chat_id: uuid::Uuid,
-    update_id: i64,
+    update_id: TurnKey,
     status: &str,
     error: Option<&str>,
 ) -> Result<(), sqlx::Error> {
@@ -423,7 +424,7 @@ async fn set_user_message(
          WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
     )
     .bind(chat_id)
-    .bind(update_id)
+    .bind(update_id.stored())
     .bind(status)
     .bind(error)
     .execute(&mut *tx)
