@@ -110,6 +110,7 @@ impl Application {
         let telegram = Arc::new(TelegramClients::new(
             config.telegram_api_url.clone(),
             state.cipher.clone(),
+            config.telegram_call_timeout,
         ));
         let llm = crate::llm::language_model(
             config.llm_api,
@@ -156,6 +157,8 @@ impl Application {
             progress: state.progress.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
             conflict_pause: config.poll_conflict_pause,
+            webhook_max_connections: config.webhook_max_connections,
+            call_timeout: config.telegram_call_timeout,
         };
         workers.push(supervisor.spawn(shutdown.clone()));
         if config.alerts.enabled() {

@@ -55,6 +55,15 @@ pub struct ServeArgs {
     )]
     pub telegram_api_url: String,
 
+    /// How long one Telegram call may take, in seconds: longer than Telegram itself takes on
+    /// a bad day, so a slow send is awaited rather than abandoned and sent again.
+    #[arg(long, env = "TELEGRAM_SEND_TIMEOUT_SECS", default_value_t = 60)]
+    pub telegram_send_timeout_secs: u64,
+
+    /// Telegram's concurrent webhook deliveries per bot (setWebhook's max_connections, 1-100).
+    #[arg(long, env = "WEBHOOK_MAX_CONNECTIONS", default_value_t = 40)]
+    pub webhook_max_connections: u32,
+
     /// Base URL of the OpenAI API or of an OpenAI-compatible server.
     #[arg(
         long,
@@ -169,8 +178,9 @@ pub struct ServeArgs {
     #[arg(long, env = "RATE_LIMIT_SESSION_PER_MINUTE", default_value_t = 300)]
     pub rate_limit_session_per_minute: u32,
 
-    /// Webhook updates per minute accepted for one bot (0: no limit).
-    #[arg(long, env = "RATE_LIMIT_BOT_PER_MINUTE", default_value_t = 1_200)]
+    /// Webhook updates per minute accepted for one bot (0: no limit). Only against abuse:
+    /// Telegram's own pace is bounded by WEBHOOK_MAX_CONNECTIONS.
+    #[arg(long, env = "RATE_LIMIT_BOT_PER_MINUTE", default_value_t = 60_000)]
     pub rate_limit_bot_per_minute: u32,
 
     /// The largest request body accepted, in bytes.
@@ -229,6 +239,8 @@ pub struct Config {
     pub public_url: Option<Url>,
     pub token_key: TokenKey,
     pub telegram_api_url: Url,
+    pub telegram_call_timeout: Duration,
+    pub webhook_max_connections: u32,
     pub openai_base_url: Url,
     pub openai_api_key: Option<crate::secrets::Redacted>,
     pub read_model_wait: Duration,
@@ -286,6 +298,16 @@ impl Config {
             public_url,
             token_key,
             telegram_api_url: parse_url("TELEGRAM_API_URL", &args.telegram_api_url)?,
+            telegram_call_timeout: Duration::from_secs(args.telegram_send_timeout_secs.max(1)),
+            webhook_max_connections: match args.webhook_max_connections {
+                n @ 1..=100 => n,
+                _ => {
+                    return Err(ConfigError::new(
+                        "WEBHOOK_MAX_CONNECTIONS",
+                        "must be between 1 and 100 (Telegram's range)",
+                    ))
+                }
+            },
             openai_base_url: parse_url("OPENAI_BASE_URL", &args.openai_base_url)?,
             openai_api_key: args
                 .openai_api_key

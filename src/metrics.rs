@@ -54,6 +54,11 @@ const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
     ),
     (
+        "botfleet_telegram_ambiguous_calls_total",
+        "Telegram calls that got no answer after the request was written (Telegram may have acted on them), per method.",
+        "counter",
+    ),
+    (
         "botfleet_subscription_lag_events",
         "Events a subscription has not handled yet, refreshed at every scrape.",
         "gauge",
@@ -108,6 +113,7 @@ struct Metrics {
     llm_tokens: IntCounterVec,
     llm_cost: IntCounterVec,
     telegram_calls: IntCounterVec,
+    telegram_ambiguous: IntCounterVec,
     subscription_lag: IntGaugeVec,
     subscription_paused: IntGaugeVec,
     subscription_parked: IntGaugeVec,
@@ -184,6 +190,11 @@ impl Metrics {
                 &registry,
                 "botfleet_telegram_calls_total",
                 &["method", "code"],
+            ),
+            telegram_ambiguous: counter(
+                &registry,
+                "botfleet_telegram_ambiguous_calls_total",
+                &["method"],
             ),
             subscription_lag,
             subscription_paused: gauge_vec(
@@ -277,6 +288,15 @@ pub fn telegram_call(method: &str, code: u16) {
     METRICS
         .telegram_calls
         .with_label_values(&[method, &code.to_string()])
+        .inc();
+}
+
+/// A Telegram call of `method` timed out after its request was written: it may have taken
+/// effect (a message delivered that will be sent again on retry).
+pub fn telegram_ambiguous_call(method: &str) {
+    METRICS
+        .telegram_ambiguous
+        .with_label_values(&[method])
         .inc();
 }
 

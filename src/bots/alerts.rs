@@ -8,7 +8,7 @@ use std::time::Duration;
 use projections::alerts as read_model;
 use serde::Serialize;
 use sqlx::PgPool;
-use teloxide_core::requests::Requester;
+use teloxide_core::payloads::SendMessage;
 use teloxide_core::types::ChatId;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -165,9 +165,9 @@ impl AlertSender {
                 .client(bot_id, &ciphertext)
                 .map_err(|e| e.to_string())?;
             client
-                .send_message(ChatId(chat_id), alert.text())
+                .call(&SendMessage::new(ChatId(chat_id), alert.text()))
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|failure| failure.message)?;
         }
         Ok(())
     }

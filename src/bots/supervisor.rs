@@ -14,8 +14,7 @@ use std::time::Duration;
 use aggregates::bot::{Bot, BotCommand};
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
-use teloxide_core::payloads::SetWebhookSetters;
-use teloxide_core::requests::Requester;
+use teloxide_core::payloads::{DeleteWebhook, GetMe};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use url::Url;
@@ -31,7 +30,6 @@ use crate::runtime::backoff::Backoff;
 use crate::runtime::leases::{bot_resource, Leases};
 use crate::secrets::TokenCipher;
 use crate::subscriptions::SubscriptionProgress;
-use crate::telegram::failures::classify;
 use crate::telegram::TelegramClients;
 
 /// Pauses after a failed setWebhook or deleteWebhook of one bot: 2 s doubling to 5 minutes.
@@ -54,6 +52,10 @@ pub struct BotSupervisor {
     pub progress: SubscriptionProgress,
     pub poll_timeout_secs: u32,
     pub conflict_pause: Duration,
+    /// Telegram's concurrent webhook deliveries per bot (`WEBHOOK_MAX_CONNECTIONS`).
+    pub webhook_max_connections: u32,
+    /// How long one Bot API call may take.
+    pub call_timeout: Duration,
 }
 
 /// A running poller and the token it polls with (a new token restarts it).
@@ -211,7 +213,7 @@ impl BotSupervisor {
         let Ok(client) = self.telegram.client(bot.id, &bot.token_ciphertext) else {
             return;
         };
-        match client.get_me().await {
+        match client.call(&GetMe::new()).await {
             Ok(me) => {
                 let Some(username) = me.user.username.clone() else {
                     return;
@@ -226,8 +228,7 @@ impl BotSupervisor {
                     tracing::warn!(bot_id = %bot.id, error = ?e, "cannot record the bot's username");
                 }
             }
-            Err(error) => {
-                let failure = classify(&error);
+            Err(failure) => {
                 tracing::warn!(bot_id = %bot.id, error = %failure.message, "getMe failed");
                 if failure.invalid_token {
                     let metadata = EventMetadata::new_request(Actor::System("bot-supervisor"));
@@ -266,24 +267,29 @@ impl BotSupervisor {
         let outcome = match wanted {
             Some(url) => {
                 let parsed = Url::parse(url).map_err(|e| e.to_string())?;
+                // `max_connections` bounds Telegram's concurrent deliveries to this bot, so
+                // that a popular bot is paced by Telegram rather than refused by us.
+                let params = serde_json::json!({
+                    "url": parsed.as_str(),
+                    "secret_token": self.cipher.webhook_secret(bot.id),
+                    "allowed_updates": allowed_updates(),
+                    "max_connections": self.webhook_max_connections,
+                });
                 client
-                    .set_webhook(parsed)
-                    .secret_token(self.cipher.webhook_secret(bot.id))
-                    .allowed_updates(allowed_updates())
+                    .call_method::<bool>("setWebhook", &params, self.call_timeout)
                     .await
                     .map(|_| BotCommand::RecordWebhookSet {
                         url: url.to_owned(),
                     })
             }
             None => client
-                .delete_webhook()
+                .call(&DeleteWebhook::new())
                 .await
                 .map(|_| BotCommand::RecordWebhookDeleted),
         };
         let command = match outcome {
             Ok(command) => command,
-            Err(error) => {
-                let failure = classify(&error);
+            Err(failure) => {
                 let record = BotCommand::RecordError {
                     kind: if failure.invalid_token {
                         BotErrorKind::TelegramInvalidToken

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use aggregates::bot::{Bot, BotCommand};
 use sqlx::PgPool;
-use teloxide_core::payloads::GetUpdatesSetters;
-use teloxide_core::requests::Requester;
+use teloxide_core::payloads::DeleteWebhook;
 use teloxide_core::types::AllowedUpdate;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -21,7 +20,7 @@ use super::Intake;
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
 use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{bot_resource, Leases};
-use crate::telegram::failures::classify;
+use crate::telegram::bot_api::BotEndpoint;
 use crate::telegram::updates::Update;
 use aggregates::ids::BotErrorKind;
 
@@ -45,12 +44,12 @@ pub struct Poller {
     pub bot_id: Uuid,
     /// Who the bot is on Telegram, to tell which group messages are meant for it.
     pub identity: crate::telegram::updates::BotIdentity,
-    pub client: teloxide_core::Bot,
+    pub client: BotEndpoint,
     pub intake: Intake,
     pub pool: PgPool,
     pub bots: Arc<CommandGateway<Bot>>,
     pub leases: Leases,
-    /// getUpdates' long-poll timeout: below teloxide's 17 s client timeout.
+    /// getUpdates' long-poll timeout (the call itself may take a little longer).
     pub timeout_secs: u32,
     /// How long to wait after a 409 Conflict before trying again.
     pub conflict_pause: Duration,
@@ -84,13 +83,13 @@ impl Poller {
             }
             if !webhook_cleared {
                 // getUpdates is refused while a webhook is set.
-                match self.client.delete_webhook().await {
+                match self.client.call(&DeleteWebhook::new()).await {
                     Ok(_) => {
                         webhook_cleared = true;
                         self.record(BotCommand::RecordWebhookDeleted).await;
                     }
-                    Err(e) => {
-                        tracing::warn!(bot_id = %self.bot_id, error = %e, "deleteWebhook before polling failed")
+                    Err(failure) => {
+                        tracing::warn!(bot_id = %self.bot_id, error = %failure.message, "deleteWebhook before polling failed")
                     }
                 }
             }
@@ -113,22 +112,23 @@ impl Poller {
             tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot read the polling offset");
             Duration::from_secs(1)
         })?;
-        let mut request = self
-            .client
-            .get_updates()
-            .timeout(self.timeout_secs)
-            .allowed_updates(allowed_updates());
-        if let Some(offset) = offset {
-            request = request.offset(offset as i32);
-        }
+        let params = serde_json::json!({
+            "offset": offset,
+            "timeout": self.timeout_secs,
+            "allowed_updates": allowed_updates(),
+        });
+        // Telegram holds the call up to `timeout`; give the answer a moment more to arrive.
+        let patience = Duration::from_secs(u64::from(self.timeout_secs) + 10);
+        let request =
+            self.client
+                .call_method::<Vec<serde_json::Value>>("getUpdates", &params, patience);
         let updates = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
             result = request => result,
         };
         let updates = match updates {
             Ok(updates) => updates,
-            Err(error) => {
-                let failure = classify(&error);
+            Err(failure) => {
                 if failure.conflict || failure.invalid_token {
                     let kind = if failure.conflict {
                         BotErrorKind::TelegramConflict
@@ -161,11 +161,11 @@ impl Poller {
         }
         let mut next_offset = offset;
         for update in updates {
-            let update_id = i64::from(update.id.0);
-            let parsed = serde_json::to_value(&update)
-                .ok()
-                .and_then(|value| Update::parse(value).ok());
-            if let Some(parsed) = parsed {
+            let Some(update_id) = update["update_id"].as_i64() else {
+                tracing::warn!(bot_id = %self.bot_id, "skipping an update without an id");
+                continue;
+            };
+            if let Ok(parsed) = Update::parse(update) {
                 if let Err(e) = self.intake.accept(&self.identity, &parsed).await {
                     // Not confirmed: the update comes again with the next getUpdates.
                     tracing::error!(bot_id = %self.bot_id, update_id, error = ?e, "cannot record a polled update");

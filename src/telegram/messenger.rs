@@ -1,7 +1,7 @@
 //! The Telegram calls the effect runner makes while answering a chat, behind a trait: the
 //! runner codes against [`Messenger`] only, so it can be driven in-process with a fake, as
 //! `LanguageModel` (in the llm room) allows for the model. [`TelegramClients`] is the real one
-//! (teloxide-core).
+//! (the Bot API over HTTP, [`super::bot_api`]).
 //!
 //! Two steps, because a bot's token is opened before anything is said: a bot whose sealed
 //! token cannot be opened fails its turn without a call being made (and without a call being
@@ -9,13 +9,15 @@
 
 use std::sync::Arc;
 
-use teloxide_core::payloads::{AnswerCallbackQuerySetters, SendMessageSetters};
-use teloxide_core::requests::Requester;
+use teloxide_core::payloads::{
+    AnswerCallbackQuery, AnswerCallbackQuerySetters, SendChatAction, SendMessage,
+    SendMessageSetters,
+};
 use teloxide_core::types::{CallbackQueryId, ChatAction, ChatId, ParseMode};
-use teloxide_core::{ApiError, RequestError};
 use uuid::Uuid;
 
-use super::failures::{classify, TelegramFailure};
+use super::bot_api::BotEndpoint;
+use super::failures::TelegramFailure;
 use super::TelegramClients;
 use crate::secrets::UnsealError;
 
@@ -65,35 +67,29 @@ impl Messenger for TelegramClients {
 }
 
 #[async_trait::async_trait]
-impl BotMessenger for teloxide_core::Bot {
+impl BotMessenger for BotEndpoint {
     async fn send_part(
         &self,
         chat_id: i64,
         html: &str,
         plain: &str,
     ) -> Result<i64, TelegramFailure> {
-        let formatted = self
-            .send_message(ChatId(chat_id), html)
-            .parse_mode(ParseMode::Html)
-            .await;
-        let message = match formatted {
+        let formatted = SendMessage::new(ChatId(chat_id), html).parse_mode(ParseMode::Html);
+        let message = match self.call(&formatted).await {
             Ok(message) => message,
-            Err(RequestError::Api(ApiError::CantParseEntities(reason))) => {
-                tracing::info!(%reason, "Telegram refused the formatting; sending plain text");
-                self.send_message(ChatId(chat_id), plain)
-                    .await
-                    .map_err(|e| classify(&e))?
+            Err(failure) if failure.cant_parse_entities => {
+                tracing::info!(reason = %failure.message, "Telegram refused the formatting; sending plain text");
+                self.call(&SendMessage::new(ChatId(chat_id), plain)).await?
             }
-            Err(e) => return Err(classify(&e)),
+            Err(failure) => return Err(failure),
         };
         Ok(i64::from(message.id.0))
     }
 
     async fn send_typing(&self, chat_id: i64) -> Result<(), TelegramFailure> {
-        self.send_chat_action(ChatId(chat_id), ChatAction::Typing)
+        self.call(&SendChatAction::new(ChatId(chat_id), ChatAction::Typing))
             .await
             .map(|_| ())
-            .map_err(|e| classify(&e))
     }
 
     async fn answer_callback_query(
@@ -101,10 +97,7 @@ impl BotMessenger for teloxide_core::Bot {
         query_id: &str,
         text: &str,
     ) -> Result<(), TelegramFailure> {
-        Requester::answer_callback_query(self, CallbackQueryId(query_id.to_owned()))
-            .text(text)
-            .await
-            .map(|_| ())
-            .map_err(|e| classify(&e))
+        let answer = AnswerCallbackQuery::new(CallbackQueryId(query_id.to_owned())).text(text);
+        self.call(&answer).await.map(|_| ())
     }
 }

@@ -1,6 +1,8 @@
-//! Talking to the Telegram Bot API (teloxide-core, pointed at TELEGRAM_API_URL).
+//! Talking to the Telegram Bot API (at TELEGRAM_API_URL): our own HTTP calls, teloxide-core's
+//! payloads and types.
 //!
-//! - [`clients`]: one client per bot, made on demand from its sealed token and cached.
+//! - [`bot_api`]: one call, one request, one classified answer (no sleeping on a 5xx).
+//! - [`clients`]: one endpoint per bot, made on demand from its sealed token and cached.
 //! - [`updates`]: the parts of an incoming update Botfleet reads.
 //! - [`failures`]: what a failed call means for the turn (retry, give up, stop the bot).
 //! - [`split`]: long replies become several messages, cut at natural boundaries.
@@ -8,6 +10,7 @@
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
 //! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
 
+pub mod bot_api;
 pub mod clients;
 pub mod failures;
 pub mod markdown;

@@ -353,17 +353,16 @@ fn fail_turn(
 #[cfg(test)]
 mod tests {
     //! The table above, row by row. Telegram's failures are made by the real classifier from
-    //! the errors teloxide reports, so a row reads as "Telegram says X, the turn does Y".
+    //! the answers Telegram sends, so a row reads as "Telegram says X, the turn does Y".
 
     use aggregates::chat::{GeneratedResponse, TurnKind};
     use aggregates::ids::{TurnKey, UpdateId};
     use aggregates::personal::PersonalText;
     use chrono::TimeZone;
-    use teloxide_core::types::{ChatId, Seconds};
-    use teloxide_core::{ApiError, RequestError};
 
     use super::*;
-    use crate::telegram::failures::classify;
+    use crate::telegram::bot_api::AnswerParameters;
+    use crate::telegram::failures::classify_answer;
 
     const MAX_ATTEMPTS: u32 = 3;
 
@@ -443,14 +442,24 @@ mod tests {
         }
     }
 
-    fn telegram(error: RequestError) -> TelegramFailure {
-        classify(&error)
+    /// Telegram's answer: its status and description.
+    fn telegram(code: u16, description: &str) -> TelegramFailure {
+        classify_answer(code, description, &AnswerParameters::default())
     }
 
     fn server_trouble() -> TelegramFailure {
-        telegram(RequestError::Api(ApiError::Unknown(
-            "Internal Server Error".into(),
-        )))
+        telegram(500, "Internal Server Error")
+    }
+
+    fn flood_control() -> TelegramFailure {
+        classify_answer(
+            429,
+            "Too Many Requests: retry after 30",
+            &AnswerParameters {
+                retry_after: Some(30),
+                migrate_to_chat_id: None,
+            },
+        )
     }
 
     fn attempt_failed_at(
@@ -694,7 +703,7 @@ mod tests {
 
     #[test]
     fn send_retry_after_is_honoured_the_bots_sends_pause_and_the_retry_waits_as_long() {
-        let failure = telegram(RequestError::RetryAfter(Seconds::from_seconds(30)));
+        let failure = flood_control();
         let message = failure.message.clone();
         assert_eq!(
             after_send(&sending(0), Err(failure), &retries()),
@@ -715,7 +724,7 @@ mod tests {
 
     #[test]
     fn send_retry_after_still_pauses_the_bots_sends_when_the_turn_gives_up() {
-        let failure = telegram(RequestError::RetryAfter(Seconds::from_seconds(30)));
+        let failure = flood_control();
         let message = failure.message.clone();
         assert_eq!(
             after_send(&sending(MAX_ATTEMPTS - 1), Err(failure), &retries()).effects,
@@ -746,7 +755,7 @@ mod tests {
 
     #[test]
     fn send_fatal_fails_the_turn_at_once() {
-        let failure = telegram(RequestError::Api(ApiError::MessageTextIsEmpty));
+        let failure = telegram(400, "Bad Request: message text is empty");
         let message = failure.message.clone();
         assert_eq!(
             after_send(&sending(0), Err(failure), &retries()),
@@ -759,7 +768,7 @@ mod tests {
 
     #[test]
     fn send_terminal_telegram_refuses_the_chat_and_the_chat_is_blocked() {
-        let failure = telegram(RequestError::Api(ApiError::BotBlocked));
+        let failure = telegram(403, "Forbidden: bot was blocked by the user");
         let message = failure.message.clone();
         assert_eq!(
             after_send(&sending(0), Err(failure), &retries()),
@@ -790,7 +799,14 @@ mod tests {
 
     #[test]
     fn send_migrated_group_records_the_migration_and_sends_again_at_once_whatever_the_attempts() {
-        let failure = telegram(RequestError::MigrateToChatId(ChatId(-100_123)));
+        let failure = classify_answer(
+            400,
+            "Bad Request: group chat was upgraded to a supergroup chat",
+            &AnswerParameters {
+                retry_after: None,
+                migrate_to_chat_id: Some(-100_123),
+            },
+        );
         assert_eq!(
             after_send(&sending(MAX_ATTEMPTS - 1), Err(failure), &retries()),
             Decision {
@@ -804,7 +820,7 @@ mod tests {
 
     #[test]
     fn send_invalid_token_shows_the_bots_error_then_fails_the_turn_fatal() {
-        let failure = telegram(RequestError::Api(ApiError::InvalidToken));
+        let failure = telegram(401, "Unauthorized");
         let message = failure.message.clone();
         assert_eq!(
             after_send(&sending(0), Err(failure), &retries()),

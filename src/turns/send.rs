@@ -73,19 +73,11 @@ impl TurnWorker {
         let mut message_ids = Vec::new();
         for part in split_message(text, TELEGRAM_MESSAGE_LIMIT) {
             self.pacer.wait_turn(bot_id, chat_id, is_group).await;
-            match messenger
+            // Each call is counted by the transport (`botfleet_telegram_calls_total`).
+            let message_id = messenger
                 .send_part(chat_id, &to_telegram_html(&part), &part)
-                .await
-            {
-                Ok(message_id) => {
-                    crate::metrics::telegram_call("sendMessage", 200);
-                    message_ids.push(message_id)
-                }
-                Err(failure) => {
-                    crate::metrics::telegram_call("sendMessage", failure.code);
-                    return Err(failure);
-                }
-            }
+                .await?;
+            message_ids.push(message_id);
         }
         Ok(message_ids)
     }

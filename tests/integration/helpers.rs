@@ -76,6 +76,8 @@ pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
         public_url: None,
         token_encryption_key: Some(token_key.to_owned()),
         telegram_api_url: "http://127.0.0.1:9".to_owned(),
+        telegram_send_timeout_secs: 60,
+        webhook_max_connections: 40,
         openai_base_url: "http://127.0.0.1:9/v1".to_owned(),
         openai_api_key: Some("sk-test-key".to_owned()),
         read_model_wait_ms: 10_000,

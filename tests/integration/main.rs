@@ -25,5 +25,6 @@ mod projection_faults;
 mod resilience;
 mod retry_timing;
 mod subscriptions;
+mod telegram_transport;
 mod turn_worker;
 mod turns;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use aggregates::bot::{
     BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
 };
-use aggregates::chat::FailureClass;
 use aggregates::ids::{BotId, ChatId};
 use botfleet::event_store::{Actor, EventMetadata};
 use botfleet::llm::{LanguageModel, LlmError, LlmReply, LlmRequest, TokenUsage};
@@ -29,6 +28,8 @@ use uuid::Uuid;
 
 use crate::fakes::telegram::text_update;
 use crate::helpers::{random_token_key, test_config, token, TestDb};
+use botfleet::telegram::bot_api::AnswerParameters;
+use botfleet::telegram::failures::classify_answer;
 
 /// Telegram in-process, one line for every bot: each part handed to it, refused while
 /// scripted failures are queued, else delivered.
@@ -242,15 +243,11 @@ async fn a_retryable_send_failure_records_the_attempt_with_its_retry_time_and_th
 ) {
     let setup = Setup::new().await;
     let chat = setup.receive(1, 42, "hi").await;
-    setup.telegram.refuse_next(TelegramFailure {
-        class: FailureClass::Retryable,
-        retry_after: None,
-        invalid_token: false,
-        conflict: false,
-        migrated_to: None,
-        message: "Bad Gateway".into(),
-        code: 502,
-    });
+    setup.telegram.refuse_next(classify_answer(
+        502,
+        "Bad Gateway",
+        &AnswerParameters::default(),
+    ));
 
     // First claim: the model answers, Telegram refuses, the chat waits for its retry.
     let before = chrono::Utc::now();
@@ -312,15 +309,11 @@ async fn a_retryable_send_failure_records_the_attempt_with_its_retry_time_and_th
 async fn telegram_refusing_the_chat_fails_the_turn_and_blocks_the_chat_without_a_retry() {
     let setup = Setup::new().await;
     let chat = setup.receive(1, 42, "hi").await;
-    setup.telegram.refuse_next(TelegramFailure {
-        class: FailureClass::Terminal,
-        retry_after: None,
-        invalid_token: false,
-        conflict: false,
-        migrated_to: None,
-        message: "Forbidden: bot was blocked by the user".into(),
-        code: 403,
-    });
+    setup.telegram.refuse_next(classify_answer(
+        403,
+        "Forbidden: bot was blocked by the user",
+        &AnswerParameters::default(),
+    ));
     // A second message waits behind the first: once the chat is blocked, it fails unsent.
     setup.receive(2, 42, "are you there?").await;
 

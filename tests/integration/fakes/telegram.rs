@@ -33,6 +33,8 @@ struct State {
     calls: Mutex<Vec<TelegramCall>>,
     changed: Notify,
     failures: Mutex<HashMap<String, VecDeque<ScriptedFailure>>>,
+    /// Per method: how long the next calls take before they are answered (and succeed).
+    delays: Mutex<HashMap<String, VecDeque<Duration>>>,
     /// Per token: updates not yet confirmed by a getUpdates offset.
     updates: Mutex<HashMap<String, Vec<Value>>>,
     updates_added: Notify,
@@ -104,6 +106,14 @@ impl FakeTelegram {
                 body: body.clone(),
             });
         }
+    }
+
+    /// The next `times` calls of `method` are answered (successfully) only after `delay`, as
+    /// a Telegram having a bad day would; each is recorded when it arrives.
+    pub fn delay_next(&self, method: &str, times: usize, delay: Duration) {
+        let mut delays = self.state.delays.lock().unwrap();
+        let queue = delays.entry(method.to_ascii_lowercase()).or_default();
+        queue.extend(std::iter::repeat_n(delay, times));
     }
 
     /// Queues an update for `token`'s getUpdates.
@@ -228,6 +238,15 @@ async fn call(
         .unwrap()
         .get_mut(&method)
         .and_then(|q| q.pop_front());
+    let delay = state
+        .delays
+        .lock()
+        .unwrap()
+        .get_mut(&method)
+        .and_then(|q| q.pop_front());
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     if let Some(failure) = failure {
         return Json(failure.body)
             .with_status(poem::http::StatusCode::from_u16(failure.status).unwrap())
