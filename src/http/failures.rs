@@ -35,6 +35,10 @@ pub struct FailureView {
     /// Failed attempts of the last step.
     pub attempts: i32,
     pub failed_at: Option<DateTime<Utc>>,
+    /// What the user got: `error_message_sent` (the bot's error message, after the model
+    /// failed for good), `error_message_pending`, or `nothing_sent` (Telegram refused, or
+    /// nothing was left to answer).
+    pub outcome: String,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -77,6 +81,7 @@ impl From<FailedTurnRow> for FailureView {
             last_error: row.last_error,
             attempts: row.attempts,
             failed_at: row.failed_at,
+            outcome: row.outcome,
         }
     }
 }

@@ -1,11 +1,11 @@
 //! Bots' settings as the runner last read them: every step needs its bot's row (is it live,
 //! its token, model and messages), and the chats of one bot share one read.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aggregates::ids::BotId;
+use aggregates::ids::{BotErrorKind, BotId};
 use projections::bots::{find_bot, BotRow};
 use sqlx::PgPool;
 
@@ -17,6 +17,9 @@ const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(1);
 #[derive(Default)]
 pub struct BotCache {
     rows: Mutex<HashMap<BotId, (Instant, Option<BotRow>)>>,
+    /// Errors this process recorded on bots: a row read a moment before the bots read model
+    /// caught up does not show them, yet the next answer must clear them.
+    noted_errors: Mutex<HashSet<(BotId, BotErrorKind)>>,
 }
 
 impl BotCache {
@@ -40,5 +43,26 @@ impl BotCache {
         }
         rows.insert(bot_id, (Instant::now(), row.clone()));
         Ok(row)
+    }
+
+    /// Whether `row` (of `bot_id`) shows an error of `kind`, or this process recorded one
+    /// that the row may not show yet.
+    pub(super) fn shows_error(&self, bot_id: BotId, row: &BotRow, kind: BotErrorKind) -> bool {
+        row.last_error_kind.as_deref() == Some(kind.as_str())
+            || self
+                .noted_errors
+                .lock()
+                .expect("bot cache lock")
+                .contains(&(bot_id, kind))
+    }
+
+    /// This process recorded (`shown`) or cleared an error of `kind` on `bot_id`.
+    pub(super) fn note_error(&self, bot_id: BotId, kind: BotErrorKind, shown: bool) {
+        let mut noted = self.noted_errors.lock().expect("bot cache lock");
+        if shown {
+            noted.insert((bot_id, kind));
+        } else {
+            noted.remove(&(bot_id, kind));
+        }
     }
 }

@@ -83,7 +83,9 @@ impl TurnWorker {
         }
         crate::metrics::llm_call(&bot.model, elapsed_ms as f64 / 1000.0, result.is_ok());
         let llm_bot = LlmBot {
-            shows_llm_error: bot.last_error_kind.as_deref() == Some(BotErrorKind::Llm.as_str()),
+            shows_llm_error: self
+                .bot_rows
+                .shows_error(ctx.bot_id, bot, BotErrorKind::Llm),
             error_message: &bot.error_message,
         };
         let decision = match result {

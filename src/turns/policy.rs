@@ -6,7 +6,7 @@
 //! |----------|-------------------------------------|--------------------------------------------|-------|
 //! | generate | the model answered                  | (bot's LLM error cleared), the response    | go on |
 //! | generate | retryable, attempts left            | AttemptFailed with its retry time          | pause |
-//! | generate | retryable, attempts exhausted       | AttemptFailed terminal, error message      | go on |
+//! | generate | retryable, attempts exhausted       | AttemptFailed terminal, bot error, err msg | go on |
 //! | generate | fatal                               | AttemptFailed fatal, bot error, error msg  | go on |
 //! | send     | sent                                | ResponseSent                               | go on |
 //! | send     | the group became a supergroup       | the migration (sent again at once)         | go on |
@@ -165,12 +165,12 @@ pub fn after_llm(
                 message.clone(),
                 None,
             )];
-            if class == FailureClass::Fatal {
-                effects.push(Effect::RecordBotError {
-                    kind: BotErrorKind::Llm,
-                    message: message.clone(),
-                });
-            }
+            // Whether the model refused for good or kept failing until the attempts ran out,
+            // the bot shows it (`last_error`) until an answer clears it.
+            effects.push(Effect::RecordBotError {
+                kind: BotErrorKind::Llm,
+                message: message.clone(),
+            });
             effects.push(Effect::Respond {
                 text: bot.error_message.to_owned(),
                 kind: ResponseKind::ErrorMessage {
@@ -584,6 +584,10 @@ mod tests {
                         &error.to_string(),
                         None
                     ),
+                    Effect::RecordBotError {
+                        kind: BotErrorKind::Llm,
+                        message: error.to_string(),
+                    },
                     Effect::Respond {
                         text: "Sorry, something went wrong.".into(),
                         kind: ResponseKind::ErrorMessage {

@@ -177,7 +177,8 @@ impl TurnWorker {
                 }
                 Effect::RecordBotError { kind, message } => {
                     self.record_bot_error(ctx.bot_id, kind, message, &ctx.metadata)
-                        .await
+                        .await;
+                    self.bot_rows.note_error(ctx.bot_id, kind, true);
                 }
                 Effect::ClearBotError { kind } => {
                     // Best effort: the error shows until the next answer clears it.
@@ -186,6 +187,7 @@ impl TurnWorker {
                         .bots
                         .execute(&ctx.bot_id.to_string(), clear, &ctx.metadata)
                         .await;
+                    self.bot_rows.note_error(ctx.bot_id, kind, false);
                 }
                 Effect::PauseBotSends(pause) => self.pacer.pause_bot(ctx.bot_id.0, pause),
             }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::fakes::openai::error_body;
 use crate::fakes::telegram::{error, text_update};
@@ -485,5 +485,58 @@ async fn a_migrated_group_is_answered_at_its_new_id() {
     app.settle().await;
     assert_eq!(calls[1].body["chat_id"], -100_777);
     assert_eq!(count_events(&app, "ChatMigrated").await, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_turn_whose_llm_retries_ran_out_is_a_failure_admins_see_and_can_retry() {
+    let fakes = Fakes::start().await;
+    // RETRY_LIMIT 1: two attempts, both fail; the user gets the bot's error message.
+    fakes.openai.fail_next(
+        2,
+        500,
+        error_body("The server had an error", "server_error", None),
+        None,
+    );
+    let app = TestApp::spawn_with_fakes(&fakes, |args| args.retry_limit = 1).await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+    app.deliver(&bot_id, &text_update(1, 42, "hi")).await;
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    app.settle().await;
+    assert_eq!(fakes.openai.requests().len(), 2);
+
+    let (_, failures) = app.get("/failures").await;
+    let failure = &failures["items"][0];
+    assert_eq!(failure["step"], "generate", "{failures}");
+    assert_eq!(failure["class"], "terminal");
+    assert_eq!(failure["outcome"], "error_message_sent");
+    assert!(failure["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("The server had an error"));
+    let (_, bot) = app.get(&format!("/bots/{bot_id}")).await;
+    assert_eq!(bot["last_error"]["kind"], "llm", "{bot}");
+
+    // Retried by an admin: the model is asked again and the answer follows the apology.
+    let id = failure["id"].as_str().unwrap();
+    let (status, _) = app
+        .post(&format!("/failures/{id}/retry"), Value::Null)
+        .await;
+    assert_eq!(status, 202);
+    fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
+    app.settle().await;
+    assert_eq!(
+        fakes.telegram.sent_messages()[1],
+        (42, "echo: hi".to_owned())
+    );
+    let (_, failures) = app.get("/failures").await;
+    assert!(
+        failures["items"].as_array().unwrap().is_empty(),
+        "{failures}"
+    );
+    eventually(WAIT, "the answer clears the bot's error", || async {
+        app.get(&format!("/bots/{bot_id}")).await.1["last_error"].is_null()
+    })
+    .await;
     app.stop().await;
 }

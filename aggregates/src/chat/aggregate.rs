@@ -112,6 +112,14 @@ impl Chat {
         Some(self.open_turns.remove(index))
     }
 
+    /// Keeps a failed turn for an admin's retry (the last [`FAILED_TURNS_KEPT`]).
+    fn remember_failed(&mut self, turn: OpenTurn) {
+        self.failed_turns.push(turn);
+        if self.failed_turns.len() > FAILED_TURNS_KEPT {
+            self.failed_turns.remove(0);
+        }
+    }
+
     fn ensure_same_bot(&self, bot_id: BotId) -> Result<(), ChatError> {
         if self.bot_id.is_some_and(|bot| bot != bot_id) {
             return Err(ChatError::OtherBot);
@@ -428,14 +436,22 @@ impl Aggregate for Chat {
                 }
             }
             ChatEvent::ResponseSent { update_id, .. } => {
-                self.close_turn(update_id);
+                if let Some(mut turn) = self.close_turn(update_id) {
+                    // The user got the error message: the turn failed, and an admin may retry
+                    // it (a retry asks the model again).
+                    if turn
+                        .response
+                        .as_ref()
+                        .is_some_and(|r| matches!(r.kind, ResponseKind::ErrorMessage { .. }))
+                    {
+                        turn.response = None;
+                        self.remember_failed(turn);
+                    }
+                }
             }
             ChatEvent::TurnFailed { update_id, .. } => {
                 if let Some(turn) = self.close_turn(update_id) {
-                    self.failed_turns.push(turn);
-                    if self.failed_turns.len() > FAILED_TURNS_KEPT {
-                        self.failed_turns.remove(0);
-                    }
+                    self.remember_failed(turn);
                 }
             }
             ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),

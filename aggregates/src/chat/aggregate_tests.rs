@@ -519,3 +519,46 @@ fn an_admin_message_is_queued_as_a_turn_ready_to_send() {
     assert_eq!(turn.step(), TurnStep::Send);
     assert_eq!(chat.admin_messages, 1);
 }
+
+#[test]
+fn a_turn_answered_with_the_error_message_can_be_retried_and_asks_the_model_again() {
+    let error_message = ChatEvent::ResponseGenerated {
+        update_id: turn(7),
+        response: GeneratedResponse {
+            text: PersonalText::plain("Sorry, something went wrong."),
+            kind: ResponseKind::ErrorMessage {
+                class: FailureClass::Terminal,
+                error: "the model is away".into(),
+            },
+        },
+    };
+    let sent = ChatEvent::ResponseSent {
+        update_id: turn(7),
+        telegram_message_ids: vec![70],
+    };
+    let history = vec![received(7, "hi"), error_message, sent];
+    ChatTest::with(ChatServices)
+        .given(history.clone())
+        .when(ChatCommand::RetryTurn { update_id: turn(7) })
+        .then_expect_events(vec![ChatEvent::TurnRetried { update_id: turn(7) }]);
+    let mut chat = Chat::default();
+    for event in history {
+        chat.apply(event);
+    }
+    chat.apply(ChatEvent::TurnRetried { update_id: turn(7) });
+    let next = chat.next_turn().expect("the turn is open again");
+    assert_eq!(next.step(), TurnStep::Generate, "the model is asked again");
+
+    // A turn answered by the model is not a failure: nothing to retry.
+    ChatTest::with(ChatServices)
+        .given(vec![
+            received(8, "hi"),
+            generated(8, "hello", "resp_1"),
+            ChatEvent::ResponseSent {
+                update_id: turn(8),
+                telegram_message_ids: vec![80],
+            },
+        ])
+        .when(ChatCommand::RetryTurn { update_id: turn(8) })
+        .then_expect_error(ChatError::NotFailed(turn(8)));
+}

@@ -78,6 +78,8 @@ pub struct FailedTurnRow {
     pub last_error: Option<String>,
     pub attempts: i32,
     pub failed_at: Option<DateTime<Utc>>,
+    /// What the user got: `error_message_sent`, `error_message_pending`, or `nothing_sent`.
+    pub outcome: String,
 }
 
 /// Failed turns, newest first, of one bot or all, before `before`.
@@ -89,8 +91,13 @@ pub async fn list_failed_turns(
 ) -> Result<Vec<FailedTurnRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT m.turn_id, c.bot_id, m.chat_id, c.telegram_chat_id, m.update_id,
-                m.failure_class, m.failure_step, m.last_error, m.attempts, m.failed_at
+                m.failure_class, m.failure_step, m.last_error, m.attempts, m.failed_at,
+                CASE WHEN b.status = 'sent' THEN 'error_message_sent'
+                     WHEN b.status IS NOT NULL THEN 'error_message_pending'
+                     ELSE 'nothing_sent' END AS outcome
          FROM messages m JOIN chats c ON c.id = m.chat_id
+         LEFT JOIN messages b ON b.chat_id = m.chat_id AND b.update_id = m.update_id
+                             AND b.role = 'bot' AND b.response_kind = 'error_message'
          WHERE m.role = 'user' AND m.status = 'failed'
            AND ($1::uuid IS NULL OR c.bot_id = $1)
            AND ($2::timestamptz IS NULL OR m.failed_at < $2)

@@ -236,7 +236,19 @@ impl Projector for ChatProjector {
                      INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
                         model, response_id, input_tokens, cached_input_tokens, output_tokens,
                         reasoning_tokens, cost_micro_usd, created_at)
-                     VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                     VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     -- A retried turn answered again: the new answer takes the row.
+                     ON CONFLICT (chat_id, update_id, role) DO UPDATE SET
+                        text = EXCLUDED.text, status = 'generated',
+                        response_kind = EXCLUDED.response_kind, model = EXCLUDED.model,
+                        response_id = EXCLUDED.response_id,
+                        input_tokens = EXCLUDED.input_tokens,
+                        cached_input_tokens = EXCLUDED.cached_input_tokens,
+                        output_tokens = EXCLUDED.output_tokens,
+                        reasoning_tokens = EXCLUDED.reasoning_tokens,
+                        cost_micro_usd = EXCLUDED.cost_micro_usd,
+                        telegram_message_ids = '{}', sent_at = NULL,
+                        created_at = EXCLUDED.created_at",
                 )
                 .bind(chat_id)
                 .bind(update_id.stored())
@@ -255,6 +267,22 @@ impl Projector for ChatProjector {
                 .bind(version)
                 .execute(&mut *tx)
                 .await?;
+                if let ResponseKind::ErrorMessage { class, error } = &response.kind {
+                    // The model failed for good: the user is told so, and the turn is a
+                    // failure admins see (and may retry).
+                    sqlx::query(
+                        "UPDATE messages SET status = 'failed', failure_class = $3,
+                            failure_step = 'generate', failed_at = $4, last_error = $5
+                         WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
+                    )
+                    .bind(chat_id)
+                    .bind(update_id.stored())
+                    .bind(serde_plain(class))
+                    .bind(at)
+                    .bind(error)
+                    .execute(&mut *tx)
+                    .await?;
+                }
             }
             ChatEvent::ResponseSent {
                 update_id,
@@ -269,6 +297,7 @@ impl Projector for ChatProjector {
                      ), question AS (
                         UPDATE messages SET status = 'answered'
                         WHERE chat_id = $1 AND update_id = $2 AND role = 'user'
+                          AND status <> 'failed'
                      )
                      UPDATE chats SET last_activity_at = $4, version = $5 WHERE id = $1",
                 )
