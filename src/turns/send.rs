@@ -10,8 +10,8 @@ use super::policy::{self, Next, Unanswerable};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
 use crate::telegram::failures::TelegramFailure;
-use crate::telegram::markdown::to_telegram_html;
-use crate::telegram::split::{split_message, TELEGRAM_MESSAGE_LIMIT};
+use crate::telegram::markdown::render_parts;
+use crate::telegram::split::TELEGRAM_MESSAGE_LIMIT;
 use crate::telegram::BotMessenger;
 
 impl TurnWorker {
@@ -71,11 +71,11 @@ impl TurnWorker {
         text: &str,
     ) -> Result<Vec<i64>, TelegramFailure> {
         let mut message_ids = Vec::new();
-        for part in split_message(text, TELEGRAM_MESSAGE_LIMIT) {
+        for part in render_parts(text, TELEGRAM_MESSAGE_LIMIT) {
             self.pacer.wait_turn(bot_id, chat_id, is_group).await;
             // Each call is counted by the transport (`botfleet_telegram_calls_total`).
             let message_id = messenger
-                .send_part(chat_id, &to_telegram_html(&part), &part)
+                .send_part(chat_id, &part.html, &part.plain)
                 .await?;
             message_ids.push(message_id);
         }
