@@ -128,10 +128,15 @@ pub async fn count_in_flight(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sql
     .await
 }
 
-/// Claims, for `owner`, up to `limit` chats that have turns due and no live lease, oldest due
-/// first (a lease of `lease_ms`); not those of `drained` that were worked through the
-/// sequence chat_work shows (the projection has not seen the end of their turns yet). One
-/// statement: the effect runner's hot path.
+/// Claims, for `owner`, up to `limit` chats that have turns due and no live lease (leases of
+/// `lease_ms`), sharing them fairly between bots: each bot's due chats are ranked oldest
+/// first, after the chats `held` says the bot already has in work (`held_bots` with
+/// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
+/// therefore gets its turn like any other, rather than every slot. Left out: those of
+/// `drained` worked through the sequence chat_work shows (the projection has not seen the
+/// end of their turns yet). One statement: the effect runner's hot path. Returns
+/// `(chat_id, bot_id)`.
+#[allow(clippy::too_many_arguments)]
 pub async fn claim_due(
     conn: impl sqlx::PgExecutor<'_>,
     owner: uuid::Uuid,
@@ -139,17 +144,31 @@ pub async fn claim_due(
     limit: i64,
     drained: &[uuid::Uuid],
     drained_sequences: &[i64],
-) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH due AS (
-            SELECT w.chat_id FROM chat_work w
-            WHERE w.open_turns > 0 AND w.available_at <= now()
-              AND NOT EXISTS (SELECT 1 FROM leases l
-                              WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
-              AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
-                              WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
-            ORDER BY w.available_at
-            LIMIT $1
+    held_bots: &[uuid::Uuid],
+    held_counts: &[i64],
+) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, sqlx::Error> {
+    sqlx::query_as(
+        "WITH bots AS (
+            SELECT DISTINCT bot_id FROM chat_work
+            WHERE open_turns > 0 AND available_at <= now()
+         ), candidates AS (
+            SELECT c.chat_id, c.bot_id, c.available_at,
+                   row_number() OVER (PARTITION BY c.bot_id ORDER BY c.available_at)
+                       + coalesce(h.held, 0) AS rank
+            FROM bots b
+            CROSS JOIN LATERAL (
+                SELECT w.chat_id, w.bot_id, w.available_at FROM chat_work w
+                WHERE w.bot_id = b.bot_id AND w.open_turns > 0 AND w.available_at <= now()
+                  AND NOT EXISTS (SELECT 1 FROM leases l
+                                  WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
+                  AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
+                                  WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
+                ORDER BY w.available_at
+                LIMIT $1
+            ) c
+            LEFT JOIN unnest($6::uuid[], $7::bigint[]) AS h(bot_id, held) ON h.bot_id = c.bot_id
+         ), due AS (
+            SELECT chat_id, bot_id FROM candidates ORDER BY rank, available_at LIMIT $1
          ), claimed AS (
             INSERT INTO leases (resource, owner, expires_at)
             SELECT 'chat:' || chat_id, $2, now() + $3 * interval '1 millisecond' FROM due
@@ -158,13 +177,16 @@ pub async fn claim_due(
                WHERE leases.expires_at <= now()
             RETURNING resource
          )
-         SELECT substr(resource, 6)::uuid FROM claimed",
+         SELECT due.chat_id, due.bot_id FROM claimed
+         JOIN due ON 'chat:' || due.chat_id = claimed.resource",
     )
     .bind(limit)
     .bind(owner)
     .bind(lease_ms)
     .bind(drained)
     .bind(drained_sequences)
+    .bind(held_bots)
+    .bind(held_counts)
     .fetch_all(conn)
     .await
 }

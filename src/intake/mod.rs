@@ -131,7 +131,7 @@ impl Intake {
         Ok(if committed.appended > 0 {
             crate::metrics::update_received(bot.bot_id.0);
             if opens_turn {
-                self.fresh_work.announce(chat_id);
+                self.fresh_work.announce(bot.bot_id, ChatId(chat_id));
             }
             Accepted::Recorded
         } else {

@@ -8,17 +8,20 @@
 
 use std::sync::{Arc, Mutex};
 
+use aggregates::ids::{BotId, ChatId};
 use tokio::sync::mpsc;
-use uuid::Uuid;
 
 /// Hints kept while the runner is busy; beyond this, the projection path takes over.
 const CAPACITY: usize = 4096;
 
+/// The runner's end: chats with a new turn, with their bot.
+pub type FreshWorkReceiver = mpsc::Receiver<(BotId, ChatId)>;
+
 #[derive(Clone)]
 pub struct FreshWork {
-    sender: mpsc::Sender<Uuid>,
+    sender: mpsc::Sender<(BotId, ChatId)>,
     /// Taken once, by the process's runner.
-    receiver: Arc<Mutex<Option<mpsc::Receiver<Uuid>>>>,
+    receiver: Arc<Mutex<Option<FreshWorkReceiver>>>,
 }
 
 impl Default for FreshWork {
@@ -32,14 +35,14 @@ impl Default for FreshWork {
 }
 
 impl FreshWork {
-    /// Tells the runner that `chat_id` has a new turn, committed just now.
-    pub fn announce(&self, chat_id: Uuid) {
+    /// Tells the runner that `chat` (of `bot`) has a new turn, committed just now.
+    pub fn announce(&self, bot: BotId, chat: ChatId) {
         // A full or closed queue is fine: the chat_work projection brings the same work.
-        let _ = self.sender.try_send(chat_id);
+        let _ = self.sender.try_send((bot, chat));
     }
 
     /// The runner's end of the queue; `None` once taken.
-    pub fn take_receiver(&self) -> Option<mpsc::Receiver<Uuid>> {
+    pub fn take_receiver(&self) -> Option<FreshWorkReceiver> {
         self.receiver.lock().expect("fresh work lock").take()
     }
 }

@@ -11,14 +11,22 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use aggregates::ids::{BotId, ChatId};
 use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::worker::{heartbeat_interval, TurnWorker};
+use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{chat_resource, Leases};
 use crate::subscriptions::{EventWakeups, SubscriptionProgress};
+
+/// Pauses after a failed claim (the database away): 0.1 s doubling to 5 s.
+const CLAIM_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(5),
+};
 
 /// How long shutdown waits for turns in flight before abandoning them to their leases.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -32,7 +40,7 @@ pub struct ChatRunner {
     pub wakeups: EventWakeups,
     pub poll_interval: Duration,
     /// Chats this process's intake just gave a turn (the fast path; see [`FreshWork`]).
-    pub fresh_work: Option<mpsc::Receiver<Uuid>>,
+    pub fresh_work: Option<mpsc::Receiver<(BotId, ChatId)>>,
 }
 
 impl ChatRunner {
@@ -56,36 +64,44 @@ impl ChatRunner {
         let mut claim_due = true;
         let mut next_due = tokio::time::Instant::now();
         let mut finished = Vec::new();
-        let mut hints = Vec::new();
+        let mut hints: Vec<Hint> = Vec::new();
+        let mut claim_failures = Retrying::new(CLAIM_BACKOFF);
         loop {
             // Finished chats first: their leases go back in one statement, their slots are
             // free again, and a chat that got a new turn while it was worked is claimed again.
             while let Some(done) = slots.in_flight.try_join_next_with_id() {
                 finished.push(done);
             }
-            for chat_id in self.finish(&mut slots, &mut finished).await {
-                hints.push(chat_id);
-            }
+            hints.extend(self.finish(&mut slots, &mut finished).await);
             if let Some(fresh) = fresh.as_mut() {
-                while let Ok(chat_id) = fresh.try_recv() {
-                    hints.push(chat_id);
+                while let Ok((bot, chat)) = fresh.try_recv() {
+                    hints.push(Hint {
+                        chat: chat.0,
+                        bot: bot.0,
+                    });
                 }
             }
-            if !hints.is_empty() {
-                self.claim_hinted(&mut slots, std::mem::take(&mut hints))
-                    .await;
+            if !hints.is_empty()
+                && !self
+                    .claim_hinted(&mut slots, std::mem::take(&mut hints))
+                    .await
+            {
+                // More new work than free slots: let the fair claim choose among the bots.
+                claim_due = true;
             }
             if claim_due && slots.free > 0 {
                 match self.claim_due(&mut slots).await {
                     Ok((backlog, due_in)) => {
+                        claim_failures.succeeded();
                         // With a backlog, the next free slot claims again; otherwise new work
                         // comes with the projection, an announcement, or the next due retry.
                         claim_due = backlog;
                         next_due = tokio::time::Instant::now() + due_in;
                     }
                     Err(e) => {
-                        tracing::warn!(error = ?e, "cannot claim chats; retrying");
-                        next_due = tokio::time::Instant::now() + Duration::from_millis(500);
+                        let pause = claim_failures.failed(None);
+                        tracing::warn!(error = %crate::runtime::error_chain::ErrorChain(&e), ?pause, "cannot claim chats; retrying");
+                        next_due = tokio::time::Instant::now() + pause;
                     }
                 }
             }
@@ -102,7 +118,7 @@ impl ChatRunner {
                 Some(done) = slots.in_flight.join_next_with_id(), if !slots.in_flight.is_empty() => {
                     finished.push(done);
                 }
-                Some(chat_id) = fresh_hint => hints.push(chat_id),
+                Some((bot, chat)) = fresh_hint => hints.push(Hint { chat: chat.0, bot: bot.0 }),
                 // With no slot free, a due chat waits for one anyway.
                 _ = tokio::time::sleep_until(next_due), if slots.free > 0 => claim_due = true,
             }
@@ -129,7 +145,7 @@ impl ChatRunner {
         &self,
         slots: &mut Slots,
         finished: &mut Vec<Result<(tokio::task::Id, Worked), tokio::task::JoinError>>,
-    ) -> Vec<Uuid> {
+    ) -> Vec<Hint> {
         if finished.is_empty() {
             return Vec::new();
         }
@@ -140,15 +156,15 @@ impl ChatRunner {
                 Ok((task, worked)) => (task, worked),
                 Err(e) => (e.id(), Worked::Failed),
             };
-            if let Some(chat_id) = slots.working.remove(&task) {
+            if let Some(hint) = slots.working.remove(&task) {
                 slots.free += 1;
                 if let Worked::Released { drained_at } = worked {
-                    release.push(chat_resource(chat_id));
+                    release.push(chat_resource(hint.chat));
                     if let Some(sequence) = drained_at {
-                        slots.drained.remember(chat_id, sequence);
+                        slots.drained.remember(hint.chat, sequence);
                     }
                 }
-                chats.push(chat_id);
+                chats.push(hint);
             }
         }
         if !release.is_empty() {
@@ -156,15 +172,17 @@ impl ChatRunner {
                 tracing::warn!(error = ?e, chats = release.len(), "cannot give the leases back; they will expire");
             }
         }
-        chats.retain(|chat_id| slots.again.remove(chat_id));
+        chats.retain(|hint| slots.again.remove(&hint.chat));
         chats
     }
 
-    /// Claims due chats from `chat_work` for the free slots; returns whether more may be
+    /// Claims due chats from `chat_work` for the free slots, fairly between bots (each bot's
+    /// chats ranked after those it already has in work here); returns whether more may be
     /// due than there were slots, and when a chat waiting for a retry falls due.
     async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Duration), sqlx::Error> {
         let limit = slots.free;
         let (drained, sequences) = slots.drained.current();
+        let (held_bots, held_counts) = slots.held_by_bot();
         let chats = projections::chat_work::claim_due(
             self.leases.pool(),
             self.leases.owner(),
@@ -172,11 +190,13 @@ impl ChatRunner {
             limit as i64,
             &drained,
             &sequences,
+            &held_bots,
+            &held_counts,
         )
         .await?;
         let backlog = chats.len() == limit;
-        for chat_id in chats {
-            self.start(slots, chat_id);
+        for (chat, bot) in chats {
+            self.start(slots, Hint { chat, bot });
         }
         let due_in = if backlog {
             Duration::ZERO
@@ -189,33 +209,41 @@ impl ChatRunner {
         Ok((backlog, due_in))
     }
 
-    /// Claims chats that just got a turn, those this process is not working already; a chat
-    /// it is working is claimed again when that work ends.
-    async fn claim_hinted(&self, slots: &mut Slots, hints: Vec<Uuid>) {
-        let mut wanted: Vec<Uuid> = Vec::new();
-        for chat_id in hints {
-            if slots.is_working(chat_id) {
-                slots.again.insert(chat_id);
-            } else if wanted.len() < slots.free && !wanted.contains(&chat_id) {
-                wanted.push(chat_id);
+    /// Claims chats that just got a turn, those this process is not working already (a chat
+    /// it is working is claimed again when that work ends), when there are free slots for
+    /// all of them. When there are not, it claims none: first come would be first served,
+    /// and a bot flooding the intake would take every slot; the fair claim chooses instead.
+    /// Returns whether the hints were taken.
+    async fn claim_hinted(&self, slots: &mut Slots, hints: Vec<Hint>) -> bool {
+        let mut wanted: Vec<Hint> = Vec::new();
+        for hint in hints {
+            if slots.is_working(hint.chat) {
+                slots.again.insert(hint.chat);
+            } else if !wanted.iter().any(|w| w.chat == hint.chat) {
+                wanted.push(hint);
             }
         }
         if wanted.is_empty() {
-            return;
+            return true;
         }
-        match self.leases.claim_chats(&wanted).await {
+        if wanted.len() > slots.free {
+            return false;
+        }
+        let chats: Vec<Uuid> = wanted.iter().map(|w| w.chat).collect();
+        match self.leases.claim_chats(&chats).await {
             Ok(claimed) => {
-                for chat_id in claimed {
-                    self.start(slots, chat_id);
+                for hint in wanted.into_iter().filter(|w| claimed.contains(&w.chat)) {
+                    self.start(slots, hint);
                 }
             }
             // The projection path brings the same work.
             Err(e) => tracing::warn!(error = ?e, "cannot claim fresh chats"),
         }
+        true
     }
 
-    fn start(&self, slots: &mut Slots, chat_id: Uuid) {
-        if slots.is_working(chat_id) {
+    fn start(&self, slots: &mut Slots, hint: Hint) {
+        if slots.is_working(hint.chat) {
             return;
         }
         slots.free -= 1;
@@ -224,18 +252,26 @@ impl ChatRunner {
             self.leases.clone(),
             slots.abandon.clone(),
         );
+        let chat_id = hint.chat;
         let task = slots
             .in_flight
             .spawn(async move { work_claimed_chat(worker, leases, chat_id, abandon).await });
-        slots.working.insert(task.id(), chat_id);
+        slots.working.insert(task.id(), hint);
     }
+}
+
+/// A chat with work, and its bot (whose share of the slots it counts against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hint {
+    chat: Uuid,
+    bot: Uuid,
 }
 
 /// The chats this process works right now.
 struct Slots {
     free: usize,
-    /// Each chat by the task working it.
-    working: HashMap<tokio::task::Id, Uuid>,
+    /// Each chat (and its bot) by the task working it.
+    working: HashMap<tokio::task::Id, Hint>,
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
     in_flight: JoinSet<Worked>,
@@ -247,7 +283,16 @@ struct Slots {
 
 impl Slots {
     fn is_working(&self, chat_id: Uuid) -> bool {
-        self.working.values().any(|c| *c == chat_id)
+        self.working.values().any(|w| w.chat == chat_id)
+    }
+
+    /// How many chats each bot has in work here, as two arrays for the fair claim.
+    fn held_by_bot(&self) -> (Vec<Uuid>, Vec<i64>) {
+        let mut held: HashMap<Uuid, i64> = HashMap::new();
+        for hint in self.working.values() {
+            *held.entry(hint.bot).or_default() += 1;
+        }
+        held.into_iter().unzip()
     }
 }
 

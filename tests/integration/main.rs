@@ -14,6 +14,7 @@ mod commit_order;
 mod erasure;
 mod event_store;
 mod failures;
+mod fairness;
 mod floor_plan;
 mod health;
 mod input_edges;

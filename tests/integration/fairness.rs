@@ -1,0 +1,104 @@
+//! Sharing instead of refusing: the webhook takes a popular bot's deliveries at the rate
+//! Telegram sends them, and the effect runner shares its slots between bots, so a bot with a
+//! deep backlog does not hold back every other bot's turns.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::stream::{self, StreamExt};
+
+use crate::fakes::telegram::text_update;
+use crate::helpers::{eventually, token, Fakes, TestApp};
+
+const BACKLOG: i64 = 2_000;
+const OTHER_BOTS: u32 = 10;
+const TURNS_EACH: i64 = 10;
+
+#[tokio::test]
+async fn ten_bots_are_answered_while_one_bots_backlog_of_two_thousand_still_drains() {
+    let fakes = Fakes::start().await;
+    // A slow model and few slots, so the backlog takes seconds to drain; the per-bot webhook
+    // limit at its default (against abuse only).
+    fakes.openai.set_delay(Duration::from_millis(20));
+    let app = TestApp::spawn_with_fakes(&fakes, |args| {
+        args.effect_concurrency = 4;
+        args.rate_limit_bot_per_minute = 60_000;
+    })
+    .await;
+    let busy = app.create_enabled_bot("Busy", &token(0)).await;
+    let mut others = Vec::new();
+    for n in 1..=OTHER_BOTS {
+        others.push(
+            app.create_enabled_bot(&format!("Quiet {n}"), &token(n))
+                .await,
+        );
+    }
+
+    // The busy bot's backlog, delivered as fast as sixteen connections can: every delivery
+    // is taken, none refused.
+    let deliveries = (0..BACKLOG).map(|n| (busy.clone(), text_update(n + 1, 10_000 + n, "hi")));
+    let refused = deliver_all(&app, deliveries).await;
+    assert_eq!(refused, 0, "the webhook refused genuine deliveries");
+
+    // Then ten turns for each of the ten other bots.
+    let deliveries = others.iter().enumerate().flat_map(|(b, bot)| {
+        (0..TURNS_EACH).map(move |n| {
+            (
+                bot.clone(),
+                text_update(n + 1, 20_000 + b as i64 * 100 + n, "hello"),
+            )
+        })
+    });
+    assert_eq!(
+        deliver_all(&app, deliveries.collect::<Vec<_>>().into_iter()).await,
+        0
+    );
+
+    let quiet_tokens: HashSet<String> = (1..=OTHER_BOTS).map(token).collect();
+    let expected = usize::try_from(i64::from(OTHER_BOTS) * TURNS_EACH).unwrap();
+    eventually(
+        Duration::from_secs(60),
+        "the ten bots' turns are answered",
+        || async {
+            fakes
+                .telegram
+                .calls_of("sendMessage")
+                .iter()
+                .filter(|c| quiet_tokens.contains(&c.token))
+                .count()
+                >= expected
+        },
+    )
+    .await;
+    let busy_answered = fakes
+        .telegram
+        .calls_of("sendMessage")
+        .iter()
+        .filter(|c| c.token == token(0))
+        .count();
+    assert!(
+        busy_answered < usize::try_from(BACKLOG).unwrap() * 3 / 4,
+        "the ten bots waited for the backlog: {busy_answered} of {BACKLOG} were answered first"
+    );
+    app.stop().await;
+}
+
+/// Delivers every `(bot, update)` with sixteen at a time; returns how many were refused.
+async fn deliver_all(
+    app: &TestApp,
+    deliveries: impl Iterator<Item = (String, serde_json::Value)>,
+) -> usize {
+    let statuses: Vec<u16> = stream::iter(deliveries)
+        .map(|(bot, update)| {
+            let request = app
+                .http
+                .post(app.url(&format!("/telegram/{bot}/webhook")))
+                .header("X-Telegram-Bot-Api-Secret-Token", app.webhook_secret(&bot))
+                .json(&update);
+            async move { request.send().await.unwrap().status().as_u16() }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    statuses.iter().filter(|status| **status != 200).count()
+}
