@@ -62,6 +62,8 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
                         response_id: Some(format!("resp_{update_id}")),
                         usage: TokenUsage::default(),
                         cost_micro_usd: 0,
+                        charged_to: None,
+                        context_turns: None,
                     },
                 },
             },

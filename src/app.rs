@@ -70,6 +70,7 @@ pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> App
         secure_cookies: config.secure_cookies,
         limits: Arc::new(http::limits::Limits::new(config.limits)),
         health: config.health,
+        clock: Default::default(),
         cipher,
         pool,
     }
@@ -132,6 +133,7 @@ impl Application {
                 pacer: Arc::new(crate::telegram::pacing::SendPacer::default()),
                 vault: state.vault.clone(),
                 bot_rows: Default::default(),
+                clock: state.clock.clone(),
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,

@@ -72,7 +72,7 @@ mod tests {
             PersonalText::plain("pd1.42.looks-sealed"),
             PersonalText::plain(""),
             PersonalText::Sealed {
-                subject: -100_42,
+                subject: -10_042,
                 ciphertext: "abc.def".into(),
             },
         ] {

@@ -159,6 +159,25 @@ impl Projector for BotProjector {
                 .execute(&mut *tx)
                 .await?;
             }
+            BotEvent::PolicySet { policy } => {
+                sqlx::query(
+                    "UPDATE bots SET policy = $2, updated_at = $3, version = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(sqlx::types::Json(&policy))
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
+            // Counted by the allowances read model.
+            BotEvent::ExtraGranted(_) => {
+                sqlx::query("UPDATE bots SET version = $2 WHERE id = $1")
+                    .bind(id)
+                    .bind(version)
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         Ok(())
     }
@@ -203,12 +222,14 @@ pub struct BotRow {
     pub last_error_message: Option<String>,
     pub last_error_at: Option<chrono::DateTime<chrono::Utc>>,
     pub username: Option<String>,
+    /// Who may talk to the bot and how much it may spend.
+    pub policy: sqlx::types::Json<std::sync::Arc<aggregates::bot::policy::BotPolicy>>,
 }
 
 const BOT_COLUMNS: &str =
     "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
     error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version,
-    webhook_url, last_error_kind, last_error_message, last_error_at, username";
+    webhook_url, last_error_kind, last_error_message, last_error_at, username, policy";
 
 pub async fn find_bot(
     conn: impl sqlx::PgExecutor<'_>,

@@ -75,7 +75,16 @@ impl Projector for ChatWorkProjector {
             }
             ChatEvent::ResponseSent { .. }
             | ChatEvent::TurnFailed { .. }
-            | ChatEvent::CallbackAnswered { .. } => {
+            | ChatEvent::CallbackAnswered { .. }
+            // A refusal without a notice or a leave, and a leave of a still open turn, end it.
+            | ChatEvent::TurnRefused {
+                notified: false,
+                leave_chat: false,
+                ..
+            }
+            | ChatEvent::ChatLeft {
+                ends_turn: true, ..
+            } => {
                 sqlx::query(
                     "UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = $2,
                         last_sequence = $3
@@ -98,6 +107,8 @@ impl Projector for ChatWorkProjector {
                 .await?;
             }
             ChatEvent::ResponseGenerated { .. }
+            | ChatEvent::TurnRefused { .. }
+            | ChatEvent::ChatLeft { .. }
             | ChatEvent::ConversationReset { .. }
             | ChatEvent::MessageEdited { .. }
             | ChatEvent::ChatBlocked { .. }

@@ -11,9 +11,11 @@
 //! - [`chats`]: chats, Telegram users and messages, with usage and cost.
 //! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
 //! - [`alerts`]: final errors counted per bot and kind, for admin notifications.
+//! - [`allowances`]: each person's use of each bot per day and month, and who was refused.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
+pub mod allowances;
 pub mod bots;
 pub mod chat_work;
 pub mod chats;
@@ -86,5 +88,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(bots::BotProjector),
         std::sync::Arc::new(chats::ChatProjector),
         std::sync::Arc::new(chat_work::ChatWorkProjector),
+        std::sync::Arc::new(allowances::AllowanceProjector),
     ]
 }

@@ -66,6 +66,8 @@ pub struct AppState {
     pub limits: Arc<limits::Limits>,
     /// When /health/queue reports trouble.
     pub health: crate::health::HealthThresholds,
+    /// The time budgets are judged by (the effect runner's and `/usage`'s); tests move it.
+    pub clock: crate::runtime::clock::Clock,
 }
 
 #[derive(Tags)]

@@ -33,7 +33,9 @@ pub struct LlmRequest {
     pub user_text: String,
     /// Responses mode: the provider-side conversation state to continue from.
     pub previous_response_id: Option<String>,
-    /// Chat Completions mode: earlier turns, oldest first (bounded by [`prompt`]).
+    /// Earlier turns, oldest first: in Chat Completions mode the conversation (bounded by
+    /// [`prompt`]); in Responses mode the exchanges a new chain starts from, sent only
+    /// without `previous_response_id`.
     pub history: Vec<HistoryTurn>,
 }
 
@@ -69,6 +71,12 @@ pub struct TokenUsage {
 #[async_trait::async_trait]
 pub trait LanguageModel: Send + Sync {
     async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError>;
+
+    /// Whether the provider keeps the conversation (Responses): then a turn sends only its
+    /// message and names the previous response, and the context is the chain behind it.
+    fn keeps_conversation(&self) -> bool {
+        false
+    }
 }
 
 /// Which OpenAI API the adapter speaks.

@@ -1,9 +1,11 @@
 //! The OpenAI Responses API adapter: the provider keeps the conversation (`store: true`), and
-//! each turn names the previous response, so only the new message is sent.
+//! each turn names the previous response, so only the new message is sent. A turn that starts
+//! a new chain (the conversation's limits were reached) sends the exchanges it keeps as input
+//! items instead.
 
 use async_openai::types::responses::{
-    CreateResponse, InputParam, OutputItem, OutputMessageContent, Response, ResponseErrorCode,
-    Status,
+    CreateResponse, EasyInputContent, EasyInputMessage, InputItem, InputParam, MessageType,
+    OutputItem, OutputMessageContent, Response, ResponseErrorCode, Role, Status,
 };
 
 use super::errors::{ErrorClass, LlmError};
@@ -31,15 +33,39 @@ impl LanguageModel for ResponsesModel {
             .map_err(LlmError::from_openai)?;
         reply(response)
     }
+
+    fn keeps_conversation(&self) -> bool {
+        true
+    }
 }
 
 fn create_response(request: &LlmRequest) -> CreateResponse {
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
+    let previous_response_id = request.previous_response_id.as_deref().and_then(non_empty);
+    let input = if previous_response_id.is_some() || request.history.is_empty() {
+        InputParam::Text(request.user_text.clone())
+    } else {
+        let message = |role, text: &str| {
+            InputItem::EasyMessage(EasyInputMessage {
+                r#type: MessageType::Message,
+                role,
+                content: EasyInputContent::Text(text.to_owned()),
+                phase: None,
+            })
+        };
+        let mut items = Vec::with_capacity(request.history.len() * 2 + 1);
+        for turn in &request.history {
+            items.push(message(Role::User, &turn.user));
+            items.push(message(Role::Assistant, &turn.assistant));
+        }
+        items.push(message(Role::User, &request.user_text));
+        InputParam::Items(items)
+    };
     CreateResponse {
         model: Some(request.model.clone()),
-        input: InputParam::Text(request.user_text.clone()),
+        input,
         instructions: non_empty(&request.instructions),
-        previous_response_id: request.previous_response_id.as_deref().and_then(non_empty),
+        previous_response_id,
         store: Some(true),
         ..CreateResponse::default()
     }
@@ -159,6 +185,36 @@ mod tests {
         let body = serde_json::to_value(create_response(&request)).unwrap();
         assert_eq!(body["instructions"], "Be brief.");
         assert_eq!(body["previous_response_id"], "resp_7");
+        // Continuing a chain, the history stays with the provider.
+        request.history = vec![super::super::HistoryTurn {
+            user: "q1".into(),
+            assistant: "a1".into(),
+        }];
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        assert_eq!(body["input"], "hi");
+    }
+
+    #[test]
+    fn a_new_chain_starts_from_the_exchanges_it_keeps() {
+        let request = LlmRequest {
+            model: "gpt-5-mini".into(),
+            user_text: "now".into(),
+            history: vec![super::super::HistoryTurn {
+                user: "q1".into(),
+                assistant: "a1".into(),
+            }],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        assert_eq!(body.get("previous_response_id"), None);
+        assert_eq!(
+            body["input"],
+            serde_json::json!([
+                {"type": "message", "role": "user", "content": "q1"},
+                {"type": "message", "role": "assistant", "content": "a1"},
+                {"type": "message", "role": "user", "content": "now"},
+            ])
+        );
     }
 
     #[test]

@@ -6,8 +6,10 @@
 //! - [`fresh_work`]: the hand-off from this process's intake to its effect runner.
 //! - [`error_chain`]: an error and its causes on one line, for the logs.
 //! - [`tls`]: the TLS provider the HTTP clients share.
+//! - [`clock`]: the time budgets are judged by, which tests may move forward.
 
 pub mod backoff;
+pub mod clock;
 pub mod error_chain;
 pub mod fresh_work;
 pub mod leases;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use teloxide_core::payloads::{
-    AnswerCallbackQuery, AnswerCallbackQuerySetters, SendChatAction, SendMessage,
+    AnswerCallbackQuery, AnswerCallbackQuerySetters, LeaveChat, SendChatAction, SendMessage,
     SendMessageSetters,
 };
 use teloxide_core::types::{CallbackQueryId, ChatAction, ChatId, ParseMode};
@@ -54,6 +54,9 @@ pub trait BotMessenger: Send + Sync {
         query_id: &str,
         text: &str,
     ) -> Result<(), TelegramFailure>;
+
+    /// Leaves a group the bot may not serve (leaveChat).
+    async fn leave_chat(&self, chat_id: i64) -> Result<(), TelegramFailure>;
 }
 
 impl Messenger for TelegramClients {
@@ -99,5 +102,11 @@ impl BotMessenger for BotEndpoint {
     ) -> Result<(), TelegramFailure> {
         let answer = AnswerCallbackQuery::new(CallbackQueryId(query_id.to_owned())).text(text);
         self.call(&answer).await.map(|_| ())
+    }
+
+    async fn leave_chat(&self, chat_id: i64) -> Result<(), TelegramFailure> {
+        self.call(&LeaveChat::new(ChatId(chat_id)))
+            .await
+            .map(|_| ())
     }
 }

@@ -4,14 +4,13 @@
 use aggregates::chat::Chat;
 use projections::bots::BotRow;
 
-use super::generate::REFRESH_TEXT;
+use aggregates::bot::texts::TextKey;
+
 use super::policy::{self, CallbackAnswer, Next};
+use super::texts::system_text;
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
 use crate::telegram::failures::TelegramFailure;
-
-/// The answer to a button press whose data this bot does not know.
-pub const UNKNOWN_BUTTON_NOTICE: &str = "Sorry, this button no longer does anything.";
 
 impl TurnWorker {
     pub(super) async fn answer_callback(
@@ -23,12 +22,14 @@ impl TurnWorker {
         data: Option<&str>,
     ) -> Result<Next, TurnError> {
         let refresh = data == Some("refresh");
+        let key = if refresh {
+            TextKey::Refresh
+        } else {
+            TextKey::UnknownButton
+        };
+        let text = system_text(bot, key, ctx.turn.language.as_deref());
         let answer = CallbackAnswer {
-            text: if refresh {
-                REFRESH_TEXT
-            } else {
-                UNKNOWN_BUTTON_NOTICE
-            },
+            text: &text,
             reset_conversation: refresh,
         };
         let outcome = match self.telegram.bot(bot.id, &bot.token_ciphertext) {

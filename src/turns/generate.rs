@@ -1,31 +1,23 @@
 //! The generate step: a turn's response, from a command's fixed reply, the notice that only
-//! text is read, or the LLM (priced, with the typing indicator up while it works). When the
-//! LLM fails for good, the bot's error message is the response ([`super::policy`]).
+//! text is read, or the LLM (priced, charged to the person, with the typing indicator up while
+//! it works). Every turn is screened first ([`super::screen`]). When the LLM fails for good,
+//! the bot's error message is the response ([`super::policy`]).
 
 use std::time::Duration;
 
-use aggregates::chat::{BotCommandName, Chat, ResponseKind, TokenUsage};
+use aggregates::bot::texts::TextKey;
+use aggregates::chat::{BotCommandName, Charge, Chat, ResponseKind, TokenUsage};
+use projections::allowances::person_usage;
 use projections::bots::BotRow;
 
+use super::context::{self, ContextPlan};
 use super::policy::{self, LlmBot, LlmOutcome, Next, Unanswerable};
+use super::screen::Screened;
+use super::texts::{system_text, usage_text};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
 use crate::llm::{HistoryTurn, LlmReply, LlmRequest};
 use aggregates::ids::BotErrorKind;
-
-/// The reply to `/help`.
-pub const HELP_TEXT: &str = "I answer your messages with an AI model.\n\n\
-Commands:\n\
-/start — the welcome message\n\
-/help — this help\n\
-/refresh — start a new conversation (I forget the earlier messages)";
-
-/// The reply to `/refresh` (and to the `refresh` button).
-pub const REFRESH_TEXT: &str = "Done: a new conversation starts with your next message.";
-
-/// The reply to a photo, sticker, voice message or any other non-text message.
-pub const MEDIA_NOTICE: &str =
-    "Sorry, I can only read text messages. Please write your question as text.";
 
 /// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
 const TYPING_REFRESH: Duration = Duration::from_secs(4);
@@ -36,8 +28,13 @@ impl TurnWorker {
         &self,
         work: &mut LoadedAggregate<Chat>,
         ctx: &TurnContext<'_>,
+        bot: &BotRow,
     ) -> Result<Next, TurnError> {
-        self.respond(work, ctx, MEDIA_NOTICE, ResponseKind::Notice, false)
+        if let Screened::Refused = self.screen(work, ctx, bot, false).await? {
+            return Ok(Next::Continue);
+        }
+        let text = system_text(bot, TextKey::MediaNotice, ctx.turn.language.as_deref());
+        self.respond(work, ctx, &text, ResponseKind::Notice, false)
             .await?;
         Ok(Next::Continue)
     }
@@ -53,15 +50,27 @@ impl TurnWorker {
             let decision = policy::unanswerable(ctx.turn, Unanswerable::Forgotten);
             return self.carry_out(work, ctx, decision).await;
         };
-        let Some(command) = BotCommandName::parse(&user_text, None) else {
+        let command = BotCommandName::parse(&user_text, None);
+        if let Screened::Refused = self.screen(work, ctx, bot, command.is_none()).await? {
+            return Ok(Next::Continue);
+        }
+        let Some(command) = command else {
             return self.ask_llm(work, ctx, bot, user_text).await;
         };
+        let language = ctx.turn.language.as_deref();
         let (text, reset) = match command {
-            BotCommandName::Start => (bot.start_message.as_str(), false),
-            BotCommandName::Help => (HELP_TEXT, false),
-            BotCommandName::Refresh => (REFRESH_TEXT, true),
+            BotCommandName::Start => (system_text(bot, TextKey::Start, language), false),
+            BotCommandName::Help => (system_text(bot, TextKey::Help, language), false),
+            BotCommandName::Refresh => (system_text(bot, TextKey::Refresh, language), true),
+            BotCommandName::Usage => {
+                let person = ctx.turn.from_user_id;
+                let usage =
+                    person_usage::usage_at(&self.pool, bot.id, person, self.clock.now()).await?;
+                let limits = bot.policy.budgets.limits_for(person);
+                (usage_text(bot, &usage, limits, language), false)
+            }
         };
-        self.respond(work, ctx, text, ResponseKind::Command { command }, reset)
+        self.respond(work, ctx, &text, ResponseKind::Command { command }, reset)
             .await?;
         Ok(Next::Continue)
     }
@@ -73,7 +82,8 @@ impl TurnWorker {
         bot: &BotRow,
         user_text: String,
     ) -> Result<Next, TurnError> {
-        let request = self.llm_request(ctx.chat, bot, user_text).await?;
+        let plan = self.context_plan(ctx, bot, &user_text).await?;
+        let request = self.llm_request(ctx.chat, bot, user_text, &plan).await?;
         let typing = self.show_typing(bot, ctx.chat);
         let started = std::time::Instant::now();
         let result = self.llm.respond(&request).await;
@@ -82,18 +92,32 @@ impl TurnWorker {
             typing.abort();
         }
         crate::metrics::llm_call(&bot.model, elapsed_ms as f64 / 1000.0, result.is_ok());
+        let language = ctx.turn.language.as_deref();
+        let error_message = system_text(bot, TextKey::Error, language);
         let llm_bot = LlmBot {
             shows_llm_error: self
                 .bot_rows
                 .shows_error(ctx.bot_id, bot, BotErrorKind::Llm),
-            error_message: &bot.error_message,
+            error_message: &error_message,
         };
         let decision = match result {
             Ok(reply) => {
-                let kind = self.priced(bot, &reply, elapsed_ms);
+                let charge = Charge {
+                    bot_id: ctx.bot_id,
+                    person: ctx.turn.from_user_id,
+                };
+                let kind = self.priced(bot, &reply, elapsed_ms, charge, plan.context_turns);
+                let text = if plan.new_conversation {
+                    // The user learns why the bot no longer knows what was said before.
+                    let line = system_text(bot, TextKey::NewConversation, language);
+                    format!("{line}\n\n{}", reply.text)
+                } else {
+                    reply.text
+                };
                 let answered = LlmOutcome::Answered {
-                    text: reply.text,
+                    text,
                     kind,
+                    new_conversation: plan.new_conversation,
                 };
                 policy::after_llm(ctx.turn, answered, &llm_bot, &self.retries())
             }
@@ -108,16 +132,47 @@ impl TurnWorker {
         self.carry_out(work, ctx, decision).await
     }
 
-    /// The request for this turn, with the chat's own history (a forgotten exchange is left
-    /// out of the prompt).
+    /// The context the model gets under the bot's conversation limits.
+    async fn context_plan(
+        &self,
+        ctx: &TurnContext<'_>,
+        bot: &BotRow,
+        user_text: &str,
+    ) -> Result<ContextPlan, TurnError> {
+        let conversation = &ctx.chat.conversation;
+        // Exchanges are sealed: their lengths are known only once opened, so they are opened
+        // for the count only when a token limit needs it.
+        let limits = bot.policy.conversation;
+        let mut lengths = Vec::with_capacity(conversation.history.len());
+        if limits.max_input_tokens.is_some() {
+            for (user, assistant) in &conversation.history {
+                let user = self.vault.open(user).await?.unwrap_or_default();
+                let assistant = self.vault.open(assistant).await?.unwrap_or_default();
+                lengths.push(user.chars().count() + assistant.chars().count());
+            }
+        }
+        let prompt_chars = user_text.chars().count() + bot.instructions.chars().count();
+        Ok(context::plan(
+            conversation,
+            &limits,
+            ctx.turn.sent_at,
+            self.llm.keeps_conversation(),
+            prompt_chars,
+            |index| lengths.get(index).copied().unwrap_or(0),
+        ))
+    }
+
+    /// The request for this turn, with the exchanges the plan keeps (a forgotten exchange is
+    /// left out of the prompt).
     async fn llm_request(
         &self,
         chat: &Chat,
         bot: &BotRow,
         user_text: String,
+        plan: &ContextPlan,
     ) -> Result<LlmRequest, TurnError> {
-        let mut history = Vec::with_capacity(chat.conversation.history.len());
-        for (user, assistant) in &chat.conversation.history {
+        let mut history = Vec::with_capacity(plan.history.len());
+        for (user, assistant) in chat.conversation.history.range(plan.history.clone()) {
             if let (Some(user), Some(assistant)) = (
                 self.vault.open(user).await?,
                 self.vault.open(assistant).await?,
@@ -129,13 +184,20 @@ impl TurnWorker {
             model: bot.model.clone(),
             instructions: bot.instructions.clone(),
             user_text,
-            previous_response_id: chat.conversation.previous_response_id.clone(),
+            previous_response_id: plan.previous_response_id.clone(),
             history,
         })
     }
 
     /// What the answer cost, counted in the metrics; how the response was made.
-    fn priced(&self, bot: &BotRow, reply: &LlmReply, elapsed_ms: u64) -> ResponseKind {
+    fn priced(
+        &self,
+        bot: &BotRow,
+        reply: &LlmReply,
+        elapsed_ms: u64,
+        charge: Charge,
+        context_turns: u32,
+    ) -> ResponseKind {
         let usage = TokenUsage {
             input_tokens: reply.usage.input_tokens,
             cached_input_tokens: reply.usage.cached_input_tokens,
@@ -170,6 +232,8 @@ impl TurnWorker {
             response_id: reply.response_id.clone(),
             usage,
             cost_micro_usd: cost,
+            charged_to: Some(charge),
+            context_turns: Some(context_turns),
         }
     }
 

@@ -3,7 +3,10 @@
 //!
 //! - [`runner`]: claims chats with due turns and works them, bounded in parallel.
 //! - [`worker`]: one chat's turns, in order, and the recording the steps share.
+//! - [`screen`]: whether the bot's policy lets a turn go ahead; a refusal's notice or leave.
 //! - [`generate`]: a turn's response: a command's reply, the media notice, or the LLM's.
+//! - [`context`]: how much of the conversation the model is given (conversation limits).
+//! - [`texts`]: the bot's system texts in the person's language.
 //! - [`send`]: the response to Telegram, in parts, formatted, paced.
 //! - [`callback`]: a button press answered.
 //! - [`policy`]: what a step's outcome comes to (record what, retry when, or give up); pure.
@@ -11,8 +14,11 @@
 
 pub mod bot_rows;
 pub mod callback;
+pub mod context;
 pub mod generate;
 pub mod policy;
 pub mod runner;
+pub mod screen;
 pub mod send;
+pub mod texts;
 pub mod worker;

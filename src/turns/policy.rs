@@ -49,7 +49,12 @@ pub enum Effect {
     /// Record this command on the chat.
     Record(ChatCommand),
     /// Seal `text` for the chat's person and record it as the turn's response.
-    Respond { text: String, kind: ResponseKind },
+    /// `reset_conversation` when the answer starts a new conversation (recorded before it).
+    Respond {
+        text: String,
+        kind: ResponseKind,
+        reset_conversation: bool,
+    },
     /// Show on the bot what stops it from working.
     RecordBotError { kind: BotErrorKind, message: String },
     /// What caused the bot's error of this kind works again.
@@ -104,10 +109,12 @@ impl<P: Fn(u32, Option<Duration>) -> Duration> Retries<P> {
 
 /// What the generate step's model call came to.
 pub enum LlmOutcome<'a> {
-    /// The model answered: the reply's text and how it was made ([`ResponseKind::Llm`]).
+    /// The model answered: the reply's text and how it was made ([`ResponseKind::Llm`]);
+    /// `new_conversation` when it was asked without the earlier context (idle too long).
     Answered {
         text: String,
         kind: ResponseKind,
+        new_conversation: bool,
     },
     Failed(&'a LlmError),
 }
@@ -129,14 +136,22 @@ pub fn after_llm(
     retries: &Retries<impl Fn(u32, Option<Duration>) -> Duration>,
 ) -> Decision {
     let error = match outcome {
-        LlmOutcome::Answered { text, kind } => {
+        LlmOutcome::Answered {
+            text,
+            kind,
+            new_conversation,
+        } => {
             let mut effects = Vec::with_capacity(2);
             if bot.shows_llm_error {
                 effects.push(Effect::ClearBotError {
                     kind: BotErrorKind::Llm,
                 });
             }
-            effects.push(Effect::Respond { text, kind });
+            effects.push(Effect::Respond {
+                text,
+                kind,
+                reset_conversation: new_conversation,
+            });
             return continue_with(effects);
         }
         LlmOutcome::Failed(error) => error,
@@ -177,6 +192,7 @@ pub fn after_llm(
                     class,
                     error: message,
                 },
+                reset_conversation: false,
             });
             continue_with(effects)
         }
@@ -398,6 +414,10 @@ mod tests {
             attempts,
             kind: TurnKind::Message,
             retry_at: None,
+            sent_at: None,
+            language: None,
+            from_username: None,
+            refusal: None,
         }
     }
 
@@ -430,6 +450,7 @@ mod tests {
         LlmOutcome::Answered {
             text: "echo: hi".into(),
             kind: llm_kind(),
+            new_conversation: false,
         }
     }
 
@@ -439,6 +460,8 @@ mod tests {
             response_id: Some("resp_1".into()),
             usage: aggregates::chat::TokenUsage::default(),
             cost_micro_usd: 121,
+            charged_to: None,
+            context_turns: None,
         }
     }
 
@@ -502,6 +525,7 @@ mod tests {
                 effects: vec![Effect::Respond {
                     text: "echo: hi".into(),
                     kind: llm_kind(),
+                    reset_conversation: false,
                 }],
                 next: Next::Continue,
             }
@@ -594,6 +618,7 @@ mod tests {
                             class: FailureClass::Terminal,
                             error: error.to_string(),
                         },
+                        reset_conversation: false,
                     },
                 ],
                 next: Next::Continue,
@@ -630,6 +655,7 @@ mod tests {
                             class: FailureClass::Fatal,
                             error: error.to_string(),
                         },
+                        reset_conversation: false,
                     },
                 ],
                 next: Next::Continue,

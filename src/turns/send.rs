@@ -56,6 +56,10 @@ impl TurnWorker {
         let next = self.carry_out(work, ctx, decision).await?;
         if sent {
             crate::metrics::turn_completed(bot.id);
+            // The group heard why the bot cannot serve it; now the bot goes.
+            if ctx.turn.refusal.is_some_and(|r| r.leave_chat) {
+                self.leave_group(work, ctx, bot).await?;
+            }
         }
         Ok(next)
     }

@@ -7,8 +7,8 @@
 //! already recorded, so a runner that lost a race learns it and moves on.
 //!
 //! This file holds the loop over a chat's turns and the recording every step shares; the
-//! steps are [`super::generate`], [`super::send`] and [`super::callback`], and what their
-//! outcomes come to is [`super::policy`].
+//! steps are [`super::screen`], [`super::generate`], [`super::send`] and [`super::callback`],
+//! and what their outcomes come to is [`super::policy`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +30,7 @@ use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata, Loa
 use crate::llm::{LanguageModel, PriceTable};
 use crate::personal_data::PersonalDataVault;
 use crate::runtime::backoff::Backoff;
+use crate::runtime::clock::Clock;
 use crate::telegram::pacing::SendPacer;
 use crate::telegram::Messenger;
 use aggregates::ids::{BotErrorKind, BotId, TurnKey};
@@ -56,6 +57,8 @@ pub struct TurnWorker {
     /// Opens the chat's sealed texts for the LLM and Telegram, and seals the answers.
     pub vault: Arc<PersonalDataVault>,
     pub bot_rows: BotCache,
+    /// The time budgets and refusal notices are judged by.
+    pub clock: Clock,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -138,14 +141,15 @@ impl TurnWorker {
             let decision = policy::unanswerable(turn, Unanswerable::ChatBlocked);
             return self.carry_out(work, &ctx, decision).await;
         }
-        match (&turn.kind, &turn.response) {
-            (TurnKind::Callback { query_id, data }, _) => {
+        match (&turn.kind, &turn.response, turn.refusal) {
+            (TurnKind::Callback { query_id, data }, _, _) => {
                 self.answer_callback(work, &ctx, &bot, query_id, data.as_deref())
                     .await
             }
-            (TurnKind::Media { .. }, None) => self.answer_media(work, &ctx).await,
-            (TurnKind::Message, None) => self.generate(work, &ctx, &bot).await,
-            (_, Some(response)) => self.send(work, &ctx, &bot, response).await,
+            (_, Some(response), _) => self.send(work, &ctx, &bot, response).await,
+            (_, None, Some(refusal)) => self.answer_refusal(work, &ctx, &bot, refusal).await,
+            (TurnKind::Media { .. }, None, None) => self.answer_media(work, &ctx, &bot).await,
+            (TurnKind::Message, None, None) => self.generate(work, &ctx, &bot).await,
         }
     }
 
@@ -172,8 +176,13 @@ impl TurnWorker {
                     self.record(work, ctx.bot_id, command, &ctx.metadata)
                         .await?
                 }
-                Effect::Respond { text, kind } => {
-                    self.respond(work, ctx, &text, kind, false).await?
+                Effect::Respond {
+                    text,
+                    kind,
+                    reset_conversation,
+                } => {
+                    self.respond(work, ctx, &text, kind, reset_conversation)
+                        .await?
                 }
                 Effect::RecordBotError { kind, message } => {
                     self.record_bot_error(ctx.bot_id, kind, message, &ctx.metadata)
@@ -197,7 +206,7 @@ impl TurnWorker {
 
     /// Records a step's outcome; a refusal means another runner recorded it first. `bot_id`
     /// labels the failed-turns counter.
-    async fn record(
+    pub(super) async fn record(
         &self,
         work: &mut LoadedAggregate<Chat>,
         bot_id: BotId,

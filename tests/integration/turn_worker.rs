@@ -95,6 +95,10 @@ impl BotMessenger for FakeTelegram {
     ) -> Result<(), TelegramFailure> {
         Ok(())
     }
+
+    async fn leave_chat(&self, _chat_id: i64) -> Result<(), TelegramFailure> {
+        Ok(())
+    }
 }
 
 /// A model that echoes the user's text and counts its calls.
@@ -188,6 +192,7 @@ impl Setup {
             pacer: Arc::new(SendPacer::default()),
             vault: state.vault.clone(),
             bot_rows: Default::default(),
+            clock: Default::default(),
         };
         Self {
             _db: db,

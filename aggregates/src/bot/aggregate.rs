@@ -8,6 +8,7 @@ use super::events::BotEvent;
 use super::values::SealedToken;
 use super::BotServices;
 use crate::ids::{BotErrorKind, BotId};
+use crate::text::InvalidField;
 
 /// Where a bot is in its life. A new bot is disabled until an admin enables it, so that
 /// nothing answers on Telegram before its settings are reviewed.
@@ -37,6 +38,9 @@ pub struct Bot {
     /// The bot's @username on Telegram, once learned.
     #[serde(default)]
     pub username: Option<String>,
+    /// Who may talk to the bot and how much it may spend.
+    #[serde(default)]
+    pub policy: super::policy::BotPolicy,
 }
 
 impl Bot {
@@ -193,6 +197,36 @@ impl Aggregate for Bot {
                 }
                 BotEvent::BotIdentified { username }
             }
+            BotCommand::SetPolicy { policy } => {
+                self.ensure_changeable("given a policy")?;
+                policy.validate()?;
+                if self.policy == policy {
+                    return Ok(());
+                }
+                BotEvent::PolicySet { policy }
+            }
+            BotCommand::GrantExtra(grant) => {
+                self.ensure_changeable("granted extra use")?;
+                if grant.person <= 0 {
+                    return Err(InvalidField::new(
+                        "person",
+                        "must be a Telegram user id (a positive number)",
+                    )
+                    .into());
+                }
+                if grant.messages == 0 && grant.cost_micro_usd == 0 {
+                    return Err(InvalidField::new(
+                        "messages",
+                        "grant some messages or some cost (micro-USD), or both",
+                    )
+                    .into());
+                }
+                if grant.cost_micro_usd < 0 {
+                    return Err(InvalidField::new("cost_micro_usd", "cannot be negative").into());
+                }
+                crate::text::bounded("note", &grant.note, 0, 1000)?;
+                BotEvent::ExtraGranted(grant)
+            }
         };
         sink.write(event, self).await;
         Ok(())
@@ -243,6 +277,9 @@ impl Aggregate for Bot {
             BotEvent::BotErrorRecorded { kind, message } => self.last_error = Some((kind, message)),
             BotEvent::BotErrorCleared => self.last_error = None,
             BotEvent::BotIdentified { username } => self.username = Some(username),
+            BotEvent::PolicySet { policy } => self.policy = policy,
+            // Counted by the usage read model; the bot itself keeps no tally.
+            BotEvent::ExtraGranted(_) => {}
         }
     }
 }

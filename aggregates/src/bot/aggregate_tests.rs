@@ -396,3 +396,74 @@ fn the_username_is_recorded_when_it_changes() {
         })
         .then_expect_events(vec![]);
 }
+
+fn allow_ann() -> crate::bot::policy::BotPolicy {
+    let mut policy = crate::bot::policy::BotPolicy::default();
+    policy.access.people = crate::bot::policy::PeopleAccess::AllowList;
+    policy.access.allowed_user_ids.insert(42);
+    policy
+}
+
+#[test]
+fn a_policy_is_set_as_a_whole_and_an_equal_one_is_no_change() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::SetPolicy {
+            policy: allow_ann(),
+        })
+        .then_expect_events(vec![BotEvent::PolicySet {
+            policy: allow_ann(),
+        }]);
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::PolicySet {
+                policy: allow_ann(),
+            },
+        ])
+        .when(BotCommand::SetPolicy {
+            policy: allow_ann(),
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn an_invalid_policy_is_refused_naming_the_field() {
+    let mut policy = allow_ann();
+    policy.access.allowed_usernames.insert("@ann".into());
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::SetPolicy { policy })
+        .then_expect_error_message(
+            "access.allowed_usernames: \"@ann\" is not a Telegram username (5 to 32 of a-z, 0-9 and _, without @)",
+        );
+}
+
+fn grant(messages: u32, cost_micro_usd: i64) -> crate::bot::ExtraGrant {
+    crate::bot::ExtraGrant {
+        person: 42,
+        period: crate::bot::policy::GrantPeriod::Day,
+        period_start: chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap(),
+        messages,
+        cost_micro_usd,
+        note: "exam week".into(),
+    }
+}
+
+#[test]
+fn an_admin_grants_extra_use_and_an_empty_grant_is_refused() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::GrantExtra(grant(5, 0)))
+        .then_expect_events(vec![BotEvent::ExtraGranted(grant(5, 0))]);
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::GrantExtra(grant(0, 0)))
+        .then_expect_error_message(
+            "messages: grant some messages or some cost (micro-USD), or both",
+        );
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotDeleted])
+        .when(BotCommand::GrantExtra(grant(5, 0)))
+        .then_expect_error(BotError::Deleted("granted extra use"));
+}

@@ -1,6 +1,9 @@
 //! What an admin can ask of a bot. Commands carry parsed values, so an invalid one cannot be
 //! built; the aggregate decides only what depends on the bot's history.
 
+use chrono::NaiveDate;
+
+use super::policy::{BotPolicy, GrantPeriod};
 use super::values::{BotMessage, BotName, BotToken, Instructions, ModelName};
 use crate::ids::BotErrorKind;
 
@@ -49,4 +52,25 @@ pub enum BotCommand {
     RecordIdentity {
         username: String,
     },
+    /// Replaces who may talk to the bot and how much it may spend (checked with
+    /// [`BotPolicy::validate`]; an equal policy is no change).
+    SetPolicy {
+        policy: BotPolicy,
+    },
+    /// Lets `person` use more than their limits in the period that starts on `period_start`.
+    GrantExtra(ExtraGrant),
+}
+
+/// Extra use an admin grants one person for one day or month.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExtraGrant {
+    /// The person's Telegram user id.
+    pub person: i64,
+    pub period: GrantPeriod,
+    /// The first day of the period granted for (a day, or the first of a month).
+    pub period_start: NaiveDate,
+    pub messages: u32,
+    pub cost_micro_usd: i64,
+    /// Why, for the audit trail.
+    pub note: String,
 }

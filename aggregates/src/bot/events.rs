@@ -4,6 +4,8 @@
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::commands::ExtraGrant;
+use super::policy::BotPolicy;
 use super::values::SealedToken;
 use crate::ids::BotErrorKind;
 
@@ -46,6 +48,12 @@ pub enum BotEvent {
     BotIdentified {
         username: String,
     },
+    /// Who may talk to the bot and how much it may spend, as a whole.
+    PolicySet {
+        policy: BotPolicy,
+    },
+    /// An admin let one person use more in one day or month.
+    ExtraGranted(ExtraGrant),
 }
 
 impl DomainEvent for BotEvent {
@@ -61,6 +69,8 @@ impl DomainEvent for BotEvent {
             BotEvent::BotErrorRecorded { .. } => "BotErrorRecorded",
             BotEvent::BotErrorCleared => "BotErrorCleared",
             BotEvent::BotIdentified { .. } => "BotIdentified",
+            BotEvent::PolicySet { .. } => "PolicySet",
+            BotEvent::ExtraGranted { .. } => "ExtraGranted",
         }
         .to_owned()
     }

@@ -4,10 +4,12 @@ mod aggregate;
 mod commands;
 mod errors;
 mod events;
+pub mod policy;
+pub mod texts;
 mod values;
 
 pub use aggregate::{Bot, BotLifecycle};
-pub use commands::{BotCommand, BotSettings};
+pub use commands::{BotCommand, BotSettings, ExtraGrant};
 pub use errors::BotError;
 pub use events::BotEvent;
 pub use values::{BotMessage, BotName, BotToken, Instructions, ModelName, SealedToken};

@@ -1,4 +1,4 @@
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use chrono::{DateTime, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -10,6 +10,7 @@ use super::errors::ChatError;
 use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnKind, TurnStep};
 use super::values::TelegramChat;
 use super::ChatServices;
+use crate::bot::policy::RefusalReason;
 use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
@@ -35,7 +36,41 @@ pub struct OpenTurn {
     /// Not to be tried again before this (the backoff after a retryable failure).
     #[serde(default)]
     pub retry_at: Option<DateTime<Utc>>,
+    /// When Telegram says the message was sent (none for admin messages and older turns).
+    #[serde(default)]
+    pub sent_at: Option<DateTime<Utc>>,
+    /// The person's language as Telegram reports it (`language_code`), for system texts.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// The person's @username, sealed: only a username allow-list needs it.
+    #[serde(default)]
+    pub from_username: Option<PersonalText>,
+    /// The bot's policy refused the turn; it stays open only for the notice or the leave.
+    #[serde(default)]
+    pub refusal: Option<TurnRefusal>,
 }
+
+/// A refused turn's remaining work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnRefusal {
+    pub reason: RefusalReason,
+    pub resets_at: Option<DateTime<Utc>>,
+    /// The person is to be told.
+    pub notified: bool,
+    /// The bot is to leave the group.
+    pub leave_chat: bool,
+}
+
+/// A message as the per-person rate counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentMessage {
+    pub update_id: UpdateId,
+    pub from: Option<i64>,
+    pub sent_at: DateTime<Utc>,
+}
+
+/// How far back the per-person rate looks.
+pub const RATE_WINDOW: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
 impl OpenTurn {
     #[must_use]
@@ -55,6 +90,16 @@ pub struct Conversation {
     pub previous_response_id: Option<String>,
     /// The last exchanges (user text, answer), oldest first, at most [`HISTORY_WINDOW`].
     pub history: VecDeque<(PersonalText, PersonalText)>,
+    /// How many exchanges the model has as context: the provider-side chain's length, or the
+    /// history sent along.
+    #[serde(default)]
+    pub context_turns: u32,
+    /// The input tokens of the last answer: what the context has grown to.
+    #[serde(default)]
+    pub last_input_tokens: u64,
+    /// When the last answered message was sent, for the idle reset.
+    #[serde(default)]
+    pub last_message_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,6 +121,15 @@ pub struct Chat {
     /// Admin messages so far; the next one is `TurnKey::AdminMessage(admin_messages + 1)`.
     #[serde(default)]
     pub admin_messages: u32,
+    /// The last minute's messages, for the per-person rate.
+    #[serde(default)]
+    pub recent_messages: VecDeque<RecentMessage>,
+    /// When each kind of refusal notice was last sent here.
+    #[serde(default)]
+    pub last_notices: BTreeMap<RefusalReason, DateTime<Utc>>,
+    /// The bot left this group; cleared when someone writes in it again.
+    #[serde(default)]
+    pub left: bool,
 }
 
 impl Chat {
@@ -91,7 +145,7 @@ impl Chat {
             .or_else(|| self.open_turns.first())
     }
 
-    fn open_turn(&self, update_id: TurnKey) -> Result<&OpenTurn, ChatError> {
+    pub(super) fn open_turn(&self, update_id: TurnKey) -> Result<&OpenTurn, ChatError> {
         self.open_turns
             .iter()
             .find(|t| t.update_id == update_id)
@@ -283,6 +337,45 @@ impl Aggregate for Chat {
                     retry_at,
                 }]
             }
+            ChatCommand::ScreenTurn {
+                update_id,
+                screening,
+            } => {
+                let turn = self.open_turn(update_id)?;
+                if turn.response.is_some() {
+                    return Err(ChatError::AlreadyResponded(update_id));
+                }
+                if turn.refusal.is_some() {
+                    return Ok(());
+                }
+                let (Some(bot_id), Some(telegram_chat)) = (self.bot_id, &self.telegram_chat) else {
+                    return Err(ChatError::NotStarted);
+                };
+                let Some(refusal) = self.screen(turn, &screening) else {
+                    return Ok(());
+                };
+                vec![ChatEvent::TurnRefused {
+                    update_id,
+                    bot_id,
+                    person: turn.from_user_id,
+                    telegram_chat_id: telegram_chat.id,
+                    reason: refusal.reason,
+                    resets_at: refusal.resets_at,
+                    at: screening.now,
+                    notified: self.notice_due(refusal.reason, screening.now),
+                    leave_chat: refusal.reason == RefusalReason::GroupNotAllowed
+                        && screening.policy.access.leave_refused_groups,
+                }]
+            }
+            ChatCommand::RecordLeft { update_id } => {
+                if self.left {
+                    return Ok(());
+                }
+                vec![ChatEvent::ChatLeft {
+                    update_id,
+                    ends_turn: self.open_turn(update_id).is_ok(),
+                }]
+            }
             ChatCommand::FailTurn {
                 update_id,
                 step,
@@ -321,7 +414,7 @@ impl Aggregate for Chat {
                 chat,
                 from,
                 text,
-                sent_at: _,
+                sent_at,
                 media,
             } => {
                 self.bot_id = Some(bot_id);
@@ -329,15 +422,26 @@ impl Aggregate for Chat {
                 self.seen_updates.insert(update_id);
                 self.messages_received += 1;
                 self.blocked = false;
+                self.left = false;
+                let from_user_id = from.as_ref().map(|u| u.id);
+                self.note_recent(RecentMessage {
+                    update_id,
+                    from: from_user_id,
+                    sent_at,
+                });
                 self.open_turns.push(OpenTurn {
                     update_id: update_id.into(),
                     message_id,
                     user_text: text,
-                    from_user_id: from.map(|u| u.id),
+                    from_user_id,
                     response: None,
                     attempts: 0,
                     retry_at: None,
                     kind: media.map_or(TurnKind::Message, |media| TurnKind::Media { media }),
+                    sent_at: Some(sent_at),
+                    language: from.as_ref().and_then(|u| u.language_code.clone()),
+                    from_username: from.and_then(|u| u.username),
+                    refusal: None,
                 });
             }
             ChatEvent::CallbackQueryReceived {
@@ -358,11 +462,15 @@ impl Aggregate for Chat {
                     update_id: update_id.into(),
                     message_id: 0,
                     user_text: PersonalText::plain(data.clone().unwrap_or_default()),
-                    from_user_id: from.map(|u| u.id),
+                    from_user_id: from.as_ref().map(|u| u.id),
                     response: None,
                     attempts: 0,
                     retry_at: None,
                     kind: TurnKind::Callback { query_id, data },
+                    sent_at: None,
+                    language: from.and_then(|u| u.language_code),
+                    from_username: None,
+                    refusal: None,
                 });
             }
             ChatEvent::CallbackAnswered { update_id, .. } => {
@@ -395,6 +503,10 @@ impl Aggregate for Chat {
                     attempts: 0,
                     retry_at: None,
                     kind: TurnKind::Message,
+                    sent_at: None,
+                    language: None,
+                    from_username: None,
+                    refusal: None,
                 });
             }
             ChatEvent::TurnRetried { update_id } => {
@@ -420,9 +532,19 @@ impl Aggregate for Chat {
                 };
                 turn.attempts = 0;
                 turn.retry_at = None;
-                let user_text = turn.user_text.clone();
-                if let ResponseKind::Llm { response_id, .. } = &response.kind {
+                let (user_text, sent_at) = (turn.user_text.clone(), turn.sent_at);
+                if let ResponseKind::Llm {
+                    response_id,
+                    usage,
+                    context_turns,
+                    ..
+                } = &response.kind
+                {
                     let conversation = &mut self.conversation;
+                    conversation.context_turns =
+                        context_turns.unwrap_or(conversation.context_turns) + 1;
+                    conversation.last_input_tokens = usage.input_tokens;
+                    conversation.last_message_at = sent_at.or(conversation.last_message_at);
                     conversation.previous_response_id = response_id.clone();
                     conversation
                         .history
@@ -455,6 +577,39 @@ impl Aggregate for Chat {
                 }
             }
             ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
+            ChatEvent::TurnRefused {
+                update_id,
+                reason,
+                resets_at,
+                at,
+                notified,
+                leave_chat,
+                ..
+            } => {
+                // A refused message is not counted against the person's rate.
+                if let TurnKey::Update(refused) = update_id {
+                    self.recent_messages.retain(|m| m.update_id != refused);
+                }
+                if notified {
+                    self.last_notices.insert(reason, at);
+                }
+                if notified || leave_chat {
+                    if let Some(turn) = self.open_turn_mut(update_id) {
+                        turn.refusal = Some(TurnRefusal {
+                            reason,
+                            resets_at,
+                            notified,
+                            leave_chat,
+                        });
+                    }
+                } else {
+                    self.close_turn(update_id);
+                }
+            }
+            ChatEvent::ChatLeft { update_id, .. } => {
+                self.left = true;
+                self.close_turn(update_id);
+            }
             ChatEvent::AttemptFailed {
                 update_id,
                 attempt,

@@ -74,6 +74,8 @@ fn llm_response(text: &str, response_id: &str) -> GeneratedResponse {
                 reasoning_tokens: 10,
             },
             cost_micro_usd: 120,
+            charged_to: None,
+            context_turns: None,
         },
     }
 }
@@ -475,17 +477,17 @@ fn a_migration_moves_the_chat_to_its_new_id() {
     ChatTest::with(ChatServices)
         .given(vec![received(7, "hi")])
         .when(ChatCommand::RecordMigration {
-            to_chat_id: -100_42,
+            to_chat_id: -10_042,
         })
         .then_expect_events(vec![ChatEvent::ChatMigrated {
-            to_chat_id: -100_42,
+            to_chat_id: -10_042,
         }]);
     let mut chat = Chat::default();
     chat.apply(received(7, "hi"));
     chat.apply(ChatEvent::ChatMigrated {
-        to_chat_id: -100_42,
+        to_chat_id: -10_042,
     });
-    assert_eq!(chat.telegram_chat.unwrap().id, -100_42);
+    assert_eq!(chat.telegram_chat.unwrap().id, -10_042);
 }
 
 #[test]

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 
 use super::events::{FailureClass, GeneratedResponse, TurnStep};
 use super::values::{TelegramChat, TelegramUser};
+use crate::bot::policy::{BotPolicy, Usage};
 use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
@@ -73,6 +74,14 @@ pub enum ChatCommand {
         error: String,
         retry_at: Option<DateTime<Utc>>,
     },
+    /// Decides whether the turn may go ahead under the bot's policy: refused, it is recorded
+    /// (`TurnRefused`); allowed, nothing is recorded.
+    ScreenTurn {
+        update_id: TurnKey,
+        screening: Screening,
+    },
+    /// The bot left the group after a refused turn.
+    RecordLeft { update_id: TurnKey },
     /// Ends a turn without delivering a response; `blocks_chat` when Telegram refuses the
     /// chat itself, so its other turns are not attempted either.
     FailTurn {
@@ -82,4 +91,17 @@ pub enum ChatCommand {
         error: String,
         blocks_chat: bool,
     },
+}
+
+/// What screening a turn needs from outside the chat.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Screening {
+    pub policy: std::sync::Arc<BotPolicy>,
+    /// The @username of who wrote, opened from the turn (only username allow-lists need it).
+    pub username: Option<String>,
+    /// The turn would ask the model (a text that is no command): budgets and the rate apply.
+    pub asks_model: bool,
+    /// The use so far, from the usage read model (zero when the bot sets no budget).
+    pub usage: Usage,
+    pub now: DateTime<Utc>,
 }

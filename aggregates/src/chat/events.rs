@@ -5,6 +5,7 @@ use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
 use super::values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+use crate::bot::policy::RefusalReason;
 use crate::ids::{BotId, TurnKey, UpdateId};
 use crate::personal::PersonalText;
 
@@ -42,6 +43,13 @@ pub enum ResponseKind {
         usage: TokenUsage,
         /// What the answer cost, in micro-USD; 0 for a model without a known price.
         cost_micro_usd: i64,
+        /// Whose budget the answer counts against (absent in answers recorded before budgets).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charged_to: Option<Charge>,
+        /// How many earlier exchanges the model was given as context (its chain, or the
+        /// history sent along).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        context_turns: Option<u32>,
     },
     /// A command's fixed reply.
     Command { command: BotCommandName },
@@ -49,8 +57,18 @@ pub enum ResponseKind {
     ErrorMessage { class: FailureClass, error: String },
     /// A fixed notice, e.g. that the bot reads only text.
     Notice,
+    /// The notice that the turn was refused (not allowed, over a limit, too fast).
+    Refusal { reason: RefusalReason },
     /// An admin wrote it (`POST /chats/{id}/messages`).
     Admin { admin: String },
+}
+
+/// Whose use an LLM answer counts as: a bot's, and the person's who asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub bot_id: BotId,
+    /// The Telegram user id of the person who asked, when there was one.
+    pub person: Option<i64>,
 }
 
 /// What a turn answers.
@@ -150,6 +168,27 @@ pub enum ChatEvent {
         error: String,
         retry_at: Option<DateTime<Utc>>,
     },
+    /// The bot's policy refused the turn: nothing reaches the model. `notified` when the
+    /// person is told (the turn stays open for the notice); `leave_chat` when the bot leaves
+    /// the group it may not serve.
+    TurnRefused {
+        update_id: TurnKey,
+        bot_id: BotId,
+        /// The Telegram user id of who wrote, when known.
+        person: Option<i64>,
+        /// The Telegram chat it was written in.
+        telegram_chat_id: i64,
+        reason: RefusalReason,
+        /// When the limit that refused the turn lifts (none for access refusals).
+        resets_at: Option<DateTime<Utc>>,
+        /// When the turn was screened.
+        at: DateTime<Utc>,
+        notified: bool,
+        leave_chat: bool,
+    },
+    /// The bot left the group (Telegram's leaveChat), after a refused turn; `ends_turn` when
+    /// that turn was still open (refused without a notice).
+    ChatLeft { update_id: TurnKey, ends_turn: bool },
     /// The turn ends without a response delivered.
     TurnFailed {
         update_id: TurnKey,
@@ -175,6 +214,8 @@ impl DomainEvent for ChatEvent {
             ChatEvent::ConversationReset { .. } => "ConversationReset",
             ChatEvent::AttemptFailed { .. } => "AttemptFailed",
             ChatEvent::TurnFailed { .. } => "TurnFailed",
+            ChatEvent::TurnRefused { .. } => "TurnRefused",
+            ChatEvent::ChatLeft { .. } => "ChatLeft",
         }
         .to_owned()
     }

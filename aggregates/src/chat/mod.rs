@@ -9,13 +9,16 @@ mod aggregate;
 mod commands;
 mod errors;
 mod events;
+mod screening;
 mod values;
 
-pub use aggregate::{Chat, Conversation, OpenTurn, FAILED_TURNS_KEPT, HISTORY_WINDOW};
-pub use commands::{ChatCommand, IncomingCallback, IncomingMessage};
+pub use aggregate::{
+    Chat, Conversation, OpenTurn, RecentMessage, TurnRefusal, FAILED_TURNS_KEPT, HISTORY_WINDOW,
+};
+pub use commands::{ChatCommand, IncomingCallback, IncomingMessage, Screening};
 pub use errors::ChatError;
 pub use events::{
-    ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnKind, TurnStep,
+    Charge, ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnKind, TurnStep,
     MESSAGE_RECEIVED_VERSION,
 };
 pub use values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};

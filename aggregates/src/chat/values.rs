@@ -43,10 +43,12 @@ pub enum BotCommandName {
     Start,
     Help,
     Refresh,
+    /// The person's own use and limits.
+    Usage,
 }
 
 impl BotCommandName {
-    /// Recognises `/start`, `/help` and `/refresh`, also in the `/start@botname` form (when
+    /// Recognises `/start`, `/help`, `/refresh` and `/usage`, also in the `/start@botname` form (when
     /// `bot_username` is known, the name must be this bot's) and with arguments after a space.
     pub fn parse(text: &str, bot_username: Option<&str>) -> Option<Self> {
         let first = text.split_whitespace().next()?;
@@ -64,6 +66,7 @@ impl BotCommandName {
             "start" => Some(Self::Start),
             "help" => Some(Self::Help),
             "refresh" => Some(Self::Refresh),
+            "usage" => Some(Self::Usage),
             _ => None,
         }
     }

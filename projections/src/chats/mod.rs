@@ -210,6 +210,7 @@ impl Projector for ChatProjector {
                         response_id,
                         usage,
                         cost_micro_usd,
+                        ..
                     } => (
                         "llm",
                         Some(model.clone()),
@@ -220,6 +221,7 @@ impl Projector for ChatProjector {
                     ResponseKind::Command { .. } => ("command", None, None, None, 0),
                     ResponseKind::ErrorMessage { .. } => ("error_message", None, None, None, 0),
                     ResponseKind::Notice => ("notice", None, None, None, 0),
+                    ResponseKind::Refusal { .. } => ("refusal", None, None, None, 0),
                     ResponseKind::Admin { .. } => ("admin", None, None, None, 0),
                 };
                 let tokens = |f: fn(&aggregates::chat::TokenUsage) -> u64| {
@@ -297,7 +299,7 @@ impl Projector for ChatProjector {
                      ), question AS (
                         UPDATE messages SET status = 'answered'
                         WHERE chat_id = $1 AND update_id = $2 AND role = 'user'
-                          AND status <> 'failed'
+                          AND status NOT IN ('failed', 'refused')
                      )
                      UPDATE chats SET last_activity_at = $4, version = $5 WHERE id = $1",
                 )
@@ -335,6 +337,14 @@ impl Projector for ChatProjector {
                 .await?;
                 touch_chat(tx, chat_id, at, version).await?;
             }
+            ChatEvent::TurnRefused {
+                update_id, reason, ..
+            } => {
+                // The reason shows where a failure's error would: why nothing was answered.
+                set_user_message(tx, chat_id, update_id, "refused", Some(reason.as_str())).await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::ChatLeft { .. } => {}
             ChatEvent::TurnFailed {
                 update_id,
                 step,
