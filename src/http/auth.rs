@@ -31,6 +31,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AdminView {
     pub id: Uuid,
     pub email: String,
@@ -38,6 +39,7 @@ pub struct AdminView {
 
 /// The session just started, or the current one.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     pub admin: AdminView,
     /// Send it back in the `X-CSRF-Token` header of every POST, PUT and DELETE.

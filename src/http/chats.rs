@@ -26,6 +26,7 @@ use crate::event_store::{CommandError, CommandGateway, EventMetadata};
 use crate::personal_data::PersonalDataVault;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatView {
     pub id: Uuid,
     pub bot_id: Uuid,
@@ -50,6 +51,7 @@ pub struct ChatView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatPage {
     pub items: Vec<ChatView>,
     #[oai(skip_serializing_if_is_none)]
@@ -57,6 +59,7 @@ pub struct ChatPage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessageView {
     /// The Telegram update the turn answers (negative for an admin's message).
     pub update_id: i64,
@@ -86,6 +89,7 @@ pub struct MessageView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessagePage {
     pub items: Vec<MessageView>,
     #[oai(skip_serializing_if_is_none)]
@@ -101,6 +105,7 @@ pub struct AdminMessageRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AdminMessageQueued {
     pub chat_id: Uuid,
     /// The message's number in the chat's history (negative: admin messages).

@@ -23,6 +23,7 @@ use crate::rate_limit::RetryAfter;
 use crate::runtime::error_chain::ErrorChain;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiError {
     /// A stable code: `invalid_field`, `malformed_request`, `not_found`, `conflict`, ...
     pub error: String,

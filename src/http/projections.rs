@@ -15,6 +15,7 @@ use crate::subscriptions::faults::{self, Fault, ResolveError};
 
 /// An event a projector could not apply.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FaultView {
     pub projection: String,
     /// `transaction_id/global_position`: pass it to `skip`.
@@ -57,6 +58,7 @@ impl From<Fault> for FaultView {
 
 /// One read model's subscription.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectionView {
     pub name: String,
     /// `transaction_id/global_position` of the last event handled.
@@ -71,11 +73,13 @@ pub struct ProjectionView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectionList {
     pub items: Vec<ProjectionView>,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FaultList {
     pub items: Vec<FaultView>,
 }
