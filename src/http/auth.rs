@@ -84,12 +84,12 @@ error_responses! {
 
 error_responses! {
     /// What `POST /auth/logout` answers when it does not succeed.
-    pub enum LogoutError { Unauthorized, Forbidden, TooManyRequests, Internal }
+    pub enum LogoutError { BadRequest, Unauthorized, Forbidden, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `GET /auth/me` answers when it does not succeed.
-    pub enum SessionError { Unauthorized, TooManyRequests, Internal }
+    pub enum SessionError { BadRequest, Unauthorized, TooManyRequests, Internal }
 }
 
 /// What the auth API uses.

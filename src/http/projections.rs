@@ -111,17 +111,19 @@ pub enum RetryResponse {
 
 error_responses! {
     /// What `GET /projections` answers when it does not succeed.
-    pub enum ProjectionListError { Unauthorized, TooManyRequests, Internal }
+    pub enum ProjectionListError { BadRequest, Unauthorized, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `GET /projections/{name}/faults` answers when it does not succeed.
-    pub enum FaultListError { Unauthorized, NotFound, TooManyRequests, Internal }
+    pub enum FaultListError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `POST /projections/{name}/retry` answers when it does not succeed.
-    pub enum ProjectionRetryError { Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal }
+    pub enum ProjectionRetryError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal,
+    }
 }
 
 error_responses! {
