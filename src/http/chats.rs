@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aggregates::chat::{Chat, ChatCommand, ChatError};
 use aggregates::ids::TurnKey;
+use aggregates::text::InvalidField;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -100,7 +101,8 @@ pub struct MessagePage {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct AdminMessageRequest {
-    /// 1 to 4096 characters; Markdown is rendered like the bot's own answers.
+    /// 1 to 4096 characters; Markdown is rendered like the bot's own answers, and must show
+    /// some text (not only blanks, `#` or `> `).
     pub text: String,
 }
 
@@ -376,6 +378,18 @@ impl ChatsApi {
     ) -> Result<AdminMessageResponse, AdminMessageError> {
         let text = body.0 .0.text;
         aggregates::text::bounded("text", &text, 1, 4096).map_err(ApiFailure::invalid)?;
+        // Blank text, or Markdown that shows nothing (`#`, `> `, `[](x)`), would be sent as an
+        // empty message, which Telegram refuses: the turn could only fail.
+        if crate::telegram::markdown::to_telegram_html(&text)
+            .trim()
+            .is_empty()
+        {
+            return Err(ApiFailure::invalid(InvalidField::new(
+                "text",
+                "must show some text once its Markdown is rendered",
+            ))
+            .into());
+        }
         let chat = self.read(id.0).await?;
         let subject = chat.telegram_user_id.unwrap_or(chat.telegram_chat_id);
         let text = self
