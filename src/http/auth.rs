@@ -31,6 +31,7 @@ pub struct LoginRequest {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AdminView {
     pub id: Uuid,
     pub email: String,
@@ -38,6 +39,7 @@ pub struct AdminView {
 
 /// The session just started, or the current one.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     pub admin: AdminView,
     /// Send it back in the `X-CSRF-Token` header of every POST, PUT and DELETE.
@@ -82,12 +84,12 @@ error_responses! {
 
 error_responses! {
     /// What `POST /auth/logout` answers when it does not succeed.
-    pub enum LogoutError { Unauthorized, Forbidden, TooManyRequests, Internal }
+    pub enum LogoutError { BadRequest, Unauthorized, Forbidden, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `GET /auth/me` answers when it does not succeed.
-    pub enum SessionError { Unauthorized, TooManyRequests, Internal }
+    pub enum SessionError { BadRequest, Unauthorized, TooManyRequests, Internal }
 }
 
 /// What the auth API uses.

@@ -41,6 +41,7 @@ pub enum BotStatus {
 
 /// A bot as admins see it. The token is only ever shown masked.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BotView {
     pub id: Uuid,
     pub name: String,
@@ -72,6 +73,7 @@ pub struct BotView {
 
 /// A problem that stops a bot from working, until it is resolved.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BotErrorView {
     /// `telegram_conflict`, `telegram_invalid_token`, `webhook`, `llm`, ...
     pub kind: String,
@@ -115,6 +117,7 @@ impl From<BotRow> for BotView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct BotPage {
     pub items: Vec<BotView>,
     /// Pass as `cursor` for the next page; absent on the last page.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use aggregates::chat::{Chat, ChatCommand, ChatError};
 use aggregates::ids::TurnKey;
+use aggregates::text::InvalidField;
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -26,6 +27,7 @@ use crate::event_store::{CommandError, CommandGateway, EventMetadata};
 use crate::personal_data::PersonalDataVault;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatView {
     pub id: Uuid,
     pub bot_id: Uuid,
@@ -50,6 +52,7 @@ pub struct ChatView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ChatPage {
     pub items: Vec<ChatView>,
     #[oai(skip_serializing_if_is_none)]
@@ -57,6 +60,7 @@ pub struct ChatPage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessageView {
     /// The Telegram update the turn answers (negative for an admin's message).
     pub update_id: i64,
@@ -86,6 +90,7 @@ pub struct MessageView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct MessagePage {
     pub items: Vec<MessageView>,
     #[oai(skip_serializing_if_is_none)]
@@ -96,11 +101,13 @@ pub struct MessagePage {
 #[serde(deny_unknown_fields)]
 #[oai(deny_unknown_fields)]
 pub struct AdminMessageRequest {
-    /// 1 to 4096 characters; Markdown is rendered like the bot's own answers.
+    /// 1 to 4096 characters; Markdown is rendered like the bot's own answers, and must show
+    /// some text (not only blanks, `#` or `> `).
     pub text: String,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct AdminMessageQueued {
     pub chat_id: Uuid,
     /// The message's number in the chat's history (negative: admin messages).
@@ -371,6 +378,18 @@ impl ChatsApi {
     ) -> Result<AdminMessageResponse, AdminMessageError> {
         let text = body.0 .0.text;
         aggregates::text::bounded("text", &text, 1, 4096).map_err(ApiFailure::invalid)?;
+        // Blank text, or Markdown that shows nothing (`#`, `> `, `[](x)`), would be sent as an
+        // empty message, which Telegram refuses: the turn could only fail.
+        if crate::telegram::markdown::to_telegram_html(&text)
+            .trim()
+            .is_empty()
+        {
+            return Err(ApiFailure::invalid(InvalidField::new(
+                "text",
+                "must show some text once its Markdown is rendered",
+            ))
+            .into());
+        }
         let chat = self.read(id.0).await?;
         let subject = chat.telegram_user_id.unwrap_or(chat.telegram_chat_id);
         let text = self

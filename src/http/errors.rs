@@ -23,6 +23,7 @@ use crate::rate_limit::RetryAfter;
 use crate::runtime::error_chain::ErrorChain;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ApiError {
     /// A stable code: `invalid_field`, `malformed_request`, `not_found`, `conflict`, ...
     pub error: String,
@@ -266,6 +267,13 @@ pub async fn render_framework_error(error: poem::Error) -> Response {
     } else if let Some(e) = error.downcast_ref::<ParsePathError>() {
         // poem-openapi names path parameters by position, so name the part instead.
         ApiError::new("malformed_request", format!("path: {}", e.reason)).with_field("path")
+    } else if error.is::<poem::error::ParsePathError>() {
+        // poem's router: a path segment whose percent-encoding is not UTF-8.
+        ApiError::new(
+            "malformed_request",
+            "path: a percent-encoded part is not UTF-8",
+        )
+        .with_field("path")
     } else if let Some(e) = error.downcast_ref::<ContentTypeError>() {
         ApiError::new("unsupported_media_type", e.to_string())
     } else if error.is::<AuthorizationError>() {

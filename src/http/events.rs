@@ -17,6 +17,7 @@ use crate::event_store::history::{self, HistoryFilter};
 
 /// One event as stored, secrets redacted.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventView {
     /// Its place in the commit order: pass the last one as `after` for the next page.
     pub position: String,
@@ -53,6 +54,7 @@ impl From<RecordedEvent> for EventView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EventPage {
     pub items: Vec<EventView>,
     /// Pass as `after` for the next page; absent when no more events were found.

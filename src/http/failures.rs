@@ -20,6 +20,7 @@ use crate::event_store::{CommandError, CommandGateway, EventMetadata};
 
 /// A turn that failed for good: its message got no answer.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FailureView {
     /// The turn's id: pass it to `POST /failures/{id}/retry`.
     pub id: Uuid,
@@ -42,6 +43,7 @@ pub struct FailureView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FailurePage {
     pub items: Vec<FailureView>,
     /// Pass as `before` for the next (older) page; absent on the last page.
@@ -50,6 +52,7 @@ pub struct FailurePage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct RetryQueued {
     pub id: Uuid,
     pub status: String,

@@ -20,11 +20,13 @@ pub enum HealthStatus {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Liveness {
     pub status: HealthStatus,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct DatabaseHealth {
     pub status: HealthStatus,
     /// The round trip, when it succeeded.
@@ -49,6 +51,7 @@ pub enum SubscriptionHealth {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct SubscriptionView {
     pub name: String,
     /// `transaction_id/global_position` of the last event handled.
@@ -67,6 +70,7 @@ pub struct SubscriptionView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct EffectsView {
     /// Chats whose turns a runner is working on now (a live lease).
     pub in_flight: i64,
@@ -75,6 +79,7 @@ pub struct EffectsView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct QueueHealth {
     pub status: HealthStatus,
     pub subscriptions: Vec<SubscriptionView>,

@@ -70,6 +70,12 @@ fn is_public(path: &str) -> bool {
         || path == "/openapi.yaml"
 }
 
+/// Probes and the scrape: they read nothing from their URI, so a NUL in it harms nothing and
+/// they keep answering what they are for (their documents list no 400).
+fn reads_nothing_from_its_uri(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/") || path == "/metrics"
+}
+
 pub struct RequestLimits(pub Arc<Limits>);
 
 impl<E: Endpoint> Middleware<E> for RequestLimits {
@@ -110,7 +116,10 @@ impl<E: Endpoint> Endpoint for RequestLimitsEndpoint<E> {
             },
         }
 
-        if let Some(field) = field_with_nul(request.uri()) {
+        let nul = (!reads_nothing_from_its_uri(request.uri().path()))
+            .then(|| field_with_nul(request.uri()))
+            .flatten();
+        if let Some(field) = nul {
             return Ok(Json(
                 ApiError::new(
                     "malformed_request",
@@ -178,7 +187,23 @@ fn client_ip(request: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::is_public;
+    use super::{is_public, reads_nothing_from_its_uri};
+
+    #[test]
+    fn only_probes_and_the_scrape_ignore_their_uri() {
+        for path in ["/health", "/health/db", "/health/queue", "/metrics"] {
+            assert!(reads_nothing_from_its_uri(path), "{path}");
+        }
+        for path in [
+            "/bots",
+            "/telegram/x/webhook",
+            "/healthz",
+            "/metricsx",
+            "/docs",
+        ] {
+            assert!(!reads_nothing_from_its_uri(path), "{path}");
+        }
+    }
 
     #[test]
     fn only_telegram_probes_and_docs_are_public() {

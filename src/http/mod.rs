@@ -4,6 +4,16 @@
 //! webhook, `/health*`, `/metrics`, `/docs` and `/openapi.yaml` are open. [`routes`] wraps
 //! everything in the request log (request id, metrics), the body size and per-address
 //! limits, and the cookie jar.
+//!
+//! Every answer's `Object` is `#[oai(skip_serializing_if_is_none)]`: an optional field with
+//! no value is left out, never `null`. poem-openapi documents an `Option` field as merely not
+//! required, so leaving it out is what the document already says; marking the fields
+//! `nullable` instead would need a patch on each (and on a `$ref` field, such as
+//! `BotView.last_error`, an `allOf` wrapper whose `nullable` OpenAPI 3.0 tools read
+//! differently), and it would be a second convention next to the absent `next_cursor` and
+//! `field` clients already handle. A new answer type takes the same attribute; the
+//! schema-conformance test (tests/integration/schema_conformance.rs) finds a `null` the
+//! document does not allow.
 
 pub mod auth;
 pub mod bots;
@@ -168,8 +178,9 @@ fn service_of(apis: <ApiService as ApiTuple>::Apis) -> ApiService {
         "Admin API of Botfleet, a self-hosted platform for a fleet of LLM-answered Telegram bots. \
          Admin operations need the session cookie from `POST /auth/login`, and writes also \
          the session's CSRF token in `X-CSRF-Token`. Errors share one JSON shape: `error` (a \
-         stable code), `message`, and `field` when a request field is at fault. Each operation \
-         lists the statuses it can answer with.",
+         stable code), `message`, and `field` when a request field is at fault. An optional \
+         field without a value is left out of an answer, never `null`. Each operation lists \
+         the statuses it can answer with.",
     )
 }
 
@@ -182,6 +193,11 @@ pub fn service(state: AppState) -> ApiService {
 /// configuration, database or key.
 pub fn spec_yaml() -> String {
     service_of(apis(None)).spec_yaml()
+}
+
+/// The same document as JSON, as a test reads it.
+pub fn spec_json() -> String {
+    service_of(apis(None)).spec()
 }
 
 /// Every route the server answers, inside its middleware (outermost last).

@@ -15,6 +15,7 @@ use crate::subscriptions::faults::{self, Fault, ResolveError};
 
 /// An event a projector could not apply.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FaultView {
     pub projection: String,
     /// `transaction_id/global_position`: pass it to `skip`.
@@ -57,6 +58,7 @@ impl From<Fault> for FaultView {
 
 /// One read model's subscription.
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectionView {
     pub name: String,
     /// `transaction_id/global_position` of the last event handled.
@@ -71,11 +73,13 @@ pub struct ProjectionView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct ProjectionList {
     pub items: Vec<ProjectionView>,
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct FaultList {
     pub items: Vec<FaultView>,
 }
@@ -107,17 +111,19 @@ pub enum RetryResponse {
 
 error_responses! {
     /// What `GET /projections` answers when it does not succeed.
-    pub enum ProjectionListError { Unauthorized, TooManyRequests, Internal }
+    pub enum ProjectionListError { BadRequest, Unauthorized, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `GET /projections/{name}/faults` answers when it does not succeed.
-    pub enum FaultListError { Unauthorized, NotFound, TooManyRequests, Internal }
+    pub enum FaultListError { BadRequest, Unauthorized, NotFound, TooManyRequests, Internal }
 }
 
 error_responses! {
     /// What `POST /projections/{name}/retry` answers when it does not succeed.
-    pub enum ProjectionRetryError { Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal }
+    pub enum ProjectionRetryError {
+        BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, Internal,
+    }
 }
 
 error_responses! {

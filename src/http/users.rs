@@ -18,6 +18,7 @@ use super::{ApiTags, Wired};
 use crate::personal_data::PersonalDataVault;
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserView {
     pub id: i64,
     pub is_bot: bool,
@@ -32,6 +33,7 @@ pub struct UserView {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct UserPage {
     pub items: Vec<UserView>,
     #[oai(skip_serializing_if_is_none)]
@@ -39,6 +41,7 @@ pub struct UserPage {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(skip_serializing_if_is_none)]
 pub struct Forgotten {
     pub telegram_user_id: i64,
     /// Whether there was any personal data to forget.

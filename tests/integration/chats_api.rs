@@ -180,10 +180,23 @@ async fn an_admin_message_reaches_telegram_and_shows_in_the_history() {
         "an admin message does not go to the LLM"
     );
 
-    let (status, error) = app
-        .post(&format!("/chats/{id}/messages"), json!({"text": ""}))
-        .await;
-    assert_eq!((status, error["field"].as_str()), (422, Some("text")));
+    // Empty, blank, or Markdown that shows nothing: Telegram would refuse the empty message.
+    for text in ["", " \t\n", "#", "> ", "[](https://example.com)"] {
+        let (status, error) = app
+            .post(&format!("/chats/{id}/messages"), json!({ "text": text }))
+            .await;
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (422, Some("text")),
+            "{text:?}"
+        );
+    }
+    let queued: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'AdminMessageQueued'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(queued, 1, "a refused message is not recorded");
     let (status, _) = app
         .post(
             &format!("/chats/{}/messages", uuid::Uuid::now_v7()),

@@ -25,6 +25,7 @@ mod openapi;
 mod projection_faults;
 mod resilience;
 mod retry_timing;
+mod schema_conformance;
 mod subscriptions;
 mod telegram_transport;
 mod turn_worker;
