@@ -15,6 +15,8 @@ const FLOORS: &[(&str, u8)] = &[
     ("rate_limit", 0),
     ("db", 0),
     ("telemetry", 0),
+    ("data_dir", 0),
+    ("embedded_db", 0),
     // The outside world's adapters.
     ("llm", 1),
     ("telegram", 1),
