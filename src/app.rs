@@ -80,8 +80,12 @@ impl Application {
     /// server accepts connections.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::runtime::tls::install_crypto_provider();
-        let pool =
-            crate::db::connect(&config.database_url, config.database_max_connections).await?;
+        let pool = crate::db::connect_from(
+            &config.database_url,
+            &config.database_origin,
+            config.database_max_connections,
+        )
+        .await?;
         crate::db::migrate(&pool).await?;
         crate::auth::ensure_first_admin(&pool, &config.auth).await?;
         let cipher = Arc::new(TokenCipher::new(&config.token_key));

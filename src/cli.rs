@@ -1,11 +1,14 @@
 //! The `botfleet` command.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use sqlx::PgPool;
 
 use crate::app::Application;
 use crate::config::{Config, DatabaseArgs, ServeArgs};
+use crate::installation::{Access, Database};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -14,13 +17,15 @@ use crate::config::{Config, DatabaseArgs, ServeArgs};
     about = "A self-hosted platform for a fleet of LLM-answered Telegram bots"
 )]
 struct Cli {
+    /// What to do; `serve` when none is given.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the service: the HTTP API, the subscriptions and the effect runner.
+    /// Run the service (the default): the HTTP API, the subscriptions and the effect runner.
+    /// Without DATABASE_URL it runs its own PostgreSQL in BOTFLEET_DATA_DIR.
     Serve(Box<ServeArgs>),
     /// Create the database if needed and apply the migrations.
     Migrate(DatabaseArgs),
@@ -128,24 +133,45 @@ enum ProjectionsCommand {
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     crate::telemetry::init();
-    let result = match cli.command {
+    let command = match cli.command {
+        Some(command) => command,
+        // `botfleet` alone serves, with every setting from the environment.
+        None => match Cli::parse_from(["botfleet", "serve"]).command {
+            Some(serve) => serve,
+            None => unreachable!("`serve` parses as the serve command"),
+        },
+    };
+    let result = match command {
         Command::Serve(args) => serve(*args).await,
-        Command::Migrate(args) => migrate(args).await,
+        Command::Migrate(args) => {
+            with_pool(&args, true, |_| async {
+                println!("migrations applied");
+                Ok(())
+            })
+            .await
+        }
         Command::Openapi => {
             print!("{}", openapi_yaml());
             Ok(())
         }
         Command::Projections { command } => match command {
-            ProjectionsCommand::Status(args) => projections_status(args).await,
+            ProjectionsCommand::Status(args) => with_pool(&args, true, projections_status).await,
             ProjectionsCommand::Rebuild { name, database } => {
-                projections_rebuild(name, database).await
+                with_pool(&database, true, |pool| projections_rebuild(name, pool)).await
             }
-            ProjectionsCommand::Retry { name, database } => projections_retry(name, database).await,
+            ProjectionsCommand::Retry { name, database } => {
+                with_pool(&database, true, |pool| projections_retry(name, pool)).await
+            }
             ProjectionsCommand::Skip {
                 event,
                 projection,
                 database,
-            } => projections_skip(event, projection, database).await,
+            } => {
+                with_pool(&database, true, |pool| {
+                    projections_skip(event, projection, pool)
+                })
+                .await
+            }
         },
         Command::Admin {
             command: AdminCommand::Create { email, database },
@@ -155,8 +181,13 @@ pub async fn run() -> ExitCode {
                 since,
                 aggregate,
                 database,
-            } => events_export(since, aggregate, database).await,
-            EventsCommand::Verify(database) => events_verify(database).await,
+            } => {
+                with_pool(&database, false, |pool| {
+                    events_export(since, aggregate, pool)
+                })
+                .await
+            }
+            EventsCommand::Verify(database) => with_pool(&database, false, events_verify).await,
         },
         Command::Users {
             command:
@@ -164,7 +195,7 @@ pub async fn run() -> ExitCode {
                     telegram_user_id,
                     database,
                 },
-        } => users_forget(telegram_user_id, database).await,
+        } => with_pool(&database, true, |pool| users_forget(telegram_user_id, pool)).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -177,6 +208,32 @@ pub async fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs `work` on a pool over the command's database (DATABASE_URL, or the embedded one:
+/// a running service's, or started for this command and stopped after it, whatever the
+/// outcome). With `migrate`, the database is brought up to date first.
+async fn with_pool<T, Fut>(
+    args: &DatabaseArgs,
+    migrate: bool,
+    work: impl FnOnce(PgPool) -> Fut,
+) -> Result<T, CliError>
+where
+    Fut: Future<Output = Result<T, CliError>>,
+{
+    let db = Database::open(args, Access::Command).await?;
+    let outcome = async {
+        let pool = db.pool(2).await?;
+        if migrate {
+            crate::db::migrate(&pool).await?;
+        }
+        let result = work(pool.clone()).await;
+        pool.close().await;
+        result
+    }
+    .await;
+    db.close().await?;
+    outcome
 }
 
 enum CliError {
@@ -196,15 +253,34 @@ pub fn openapi_yaml() -> String {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), CliError> {
-    let config = Config::from_args(args).map_err(CliError::Config)?;
-    let app = Application::build(config).await?;
+    // Every setting is checked before the embedded database starts: its URL is known ahead.
+    let mut checked = args.clone();
+    if checked.database.database_url.is_none() {
+        let data_dir = crate::data_dir::DataDir::resolve(args.database.data_dir.as_deref());
+        checked.database.database_url = Some(
+            crate::installation::cluster_settings(&data_dir, &args.database)
+                .url(crate::installation::EMBEDDED_DATABASE),
+        );
+        checked.database.origin = Some(crate::installation::EMBEDDED_ORIGIN.to_owned());
+    }
+    let config = Config::from_args(checked).map_err(CliError::Config)?;
+    let db = Database::open(&args.database, Access::Serve).await?;
+    let app = match Application::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            db.close().await?;
+            return Err(CliError::Failed(e));
+        }
+    };
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
         shutdown.cancel();
     });
-    app.run_until_stopped().await?;
+    let served = app.run_until_stopped().await;
+    db.close().await?;
+    served?;
     Ok(())
 }
 
@@ -223,13 +299,6 @@ async fn wait_for_signal() {
     let _ = ctrl_c.await;
 }
 
-async fn migrate(args: DatabaseArgs) -> Result<(), CliError> {
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
-    println!("migrations applied");
-    Ok(())
-}
-
 async fn admin_create(email: String, args: DatabaseArgs) -> Result<(), CliError> {
     use std::io::{BufRead, IsTerminal};
 
@@ -246,20 +315,19 @@ async fn admin_create(email: String, args: DatabaseArgs) -> Result<(), CliError>
     let mut line = String::new();
     stdin.lock().read_line(&mut line)?;
     let password = crate::secrets::Redacted::new(line.trim_end_matches(['\r', '\n']).to_owned());
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
-    let id = crate::auth::accounts::create(&pool, &email, password, false)
-        .await
-        .map_err(|e| CliError::Failed(e.into()))?
-        .expect("an unconditional create returns the new id");
-    println!("admin {} created with id {id}", email.as_str());
-    Ok(())
+    with_pool(&args, true, |pool| async move {
+        let id = crate::auth::accounts::create(&pool, &email, password, false)
+            .await
+            .map_err(|e| CliError::Failed(e.into()))?
+            .expect("an unconditional create returns the new id");
+        println!("admin {} created with id {id}", email.as_str());
+        Ok(())
+    })
+    .await
 }
 
-async fn projections_status(args: DatabaseArgs) -> Result<(), CliError> {
+async fn projections_status(pool: PgPool) -> Result<(), CliError> {
     use crate::subscriptions::faults;
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
     let open = faults::list(&pool, None, true).await?;
     for projector in projections::all() {
         let name = projector.name();
@@ -313,10 +381,8 @@ fn known_projection(name: &str) -> Result<(), CliError> {
     }
 }
 
-async fn projections_retry(name: String, args: DatabaseArgs) -> Result<(), CliError> {
+async fn projections_retry(name: String, pool: PgPool) -> Result<(), CliError> {
     known_projection(&name)?;
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
     let fault = crate::subscriptions::faults::retry(&pool, &name, &cli_actor()).await?;
     println!(
         "{name}: retrying event {} ({}); if it fails again it pauses again",
@@ -328,13 +394,11 @@ async fn projections_retry(name: String, args: DatabaseArgs) -> Result<(), CliEr
 async fn projections_skip(
     event: String,
     projection: Option<String>,
-    args: DatabaseArgs,
+    pool: PgPool,
 ) -> Result<(), CliError> {
     if let Some(name) = &projection {
         known_projection(name)?;
     }
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
     let resolved =
         crate::subscriptions::faults::skip(&pool, projection.as_deref(), &event, &cli_actor())
             .await?;
@@ -347,9 +411,7 @@ async fn projections_skip(
     Ok(())
 }
 
-async fn projections_rebuild(name: Option<String>, args: DatabaseArgs) -> Result<(), CliError> {
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
+async fn projections_rebuild(name: Option<String>, pool: PgPool) -> Result<(), CliError> {
     let selected: Vec<_> = projections::all()
         .into_iter()
         .filter(|p| name.as_deref().is_none_or(|n| n == p.name()))
@@ -376,10 +438,9 @@ async fn projections_rebuild(name: Option<String>, args: DatabaseArgs) -> Result
 async fn events_export(
     since: Option<chrono::DateTime<chrono::Utc>>,
     aggregate: Option<String>,
-    args: DatabaseArgs,
+    pool: PgPool,
 ) -> Result<(), CliError> {
     use std::io::Write;
-    let pool = crate::db::connect(&args.database_url, 2).await?;
     let (aggregate_type, aggregate_id) = match aggregate.as_deref().map(|a| a.split_once(':')) {
         Some(Some((kind, id))) => (Some(kind.to_owned()), Some(id.to_owned())),
         Some(None) => (aggregate, None),
@@ -424,8 +485,7 @@ async fn events_export(
     Ok(())
 }
 
-async fn events_verify(args: DatabaseArgs) -> Result<(), CliError> {
-    let pool = crate::db::connect(&args.database_url, 2).await?;
+async fn events_verify(pool: PgPool) -> Result<(), CliError> {
     let report = crate::event_store::history::verify(&pool).await?;
     println!(
         "{} events in {} aggregates",
@@ -493,9 +553,7 @@ impl ProgressBar {
     }
 }
 
-async fn users_forget(telegram_user_id: i64, args: DatabaseArgs) -> Result<(), CliError> {
-    let pool = crate::db::connect(&args.database_url, 2).await?;
-    crate::db::migrate(&pool).await?;
+async fn users_forget(telegram_user_id: i64, pool: PgPool) -> Result<(), CliError> {
     let had_data = crate::personal_data::forget_person(
         None,
         &pool,

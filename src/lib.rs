@@ -16,6 +16,8 @@
 //! - [`health`], [`metrics`], [`rate_limit`]: what operators watch, and what keeps one client
 //!   or one bot from taking the whole service.
 //! - [`secrets`]: sealing bot tokens before they enter an event.
+//! - [`installation`]: Botfleet on this machine: the database (DATABASE_URL, or the
+//!   [`embedded_db`] in the [`data_dir`]).
 //!
 //! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
 #![forbid(unsafe_code)]
@@ -31,6 +33,7 @@ pub mod embedded_db;
 pub mod event_store;
 pub mod health;
 pub mod http;
+pub mod installation;
 pub mod intake;
 pub mod llm;
 pub mod metrics;

@@ -34,9 +34,10 @@ const FLOORS: &[(&str, u8)] = &[
     ("bots", 5),
     // The HTTP surface.
     ("http", 6),
-    // Wiring: settings, the running service, the command line.
+    // Wiring: settings, the running service, this machine's installation, the command line.
     ("config", 7),
     ("app", 8),
+    ("installation", 8),
     ("cli", 9),
     ("lib", 10),
     ("main", 10),
