@@ -20,7 +20,7 @@ use crate::event_store::CommandGateway;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::runtime::leases::Leases;
-use crate::secrets::TokenCipher;
+use crate::secrets::{KeyRing, TokenCipher};
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
 use crate::turns::runner::ChatRunner;
@@ -46,14 +46,15 @@ pub struct Application {
 }
 
 /// The state the API works with, over a pool that may or may not be connected yet.
-pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
+pub fn app_state(pool: PgPool, ring: &KeyRing, config: &Config) -> AppState {
+    let cipher = Arc::new(TokenCipher::from_ring(ring));
     let chats = Arc::new(
         CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, CHAT_SNAPSHOT_EVERY)
             .with_recent(RECENT_CHATS),
     );
     let vault = Arc::new(crate::personal_data::PersonalDataVault::new(
         pool.clone(),
-        &config.token_key,
+        ring,
     ));
     AppState {
         bots: Arc::new(CommandGateway::<Bot>::new(
@@ -87,9 +88,10 @@ impl Application {
         )
         .await?;
         crate::db::migrate(&pool).await?;
+        // Refuses a key that cannot open what is stored, before anything runs with it.
+        let ring = crate::keyring::open(&pool, &config.token_key).await?;
         crate::auth::ensure_first_admin(&pool, &config.auth).await?;
-        let cipher = Arc::new(TokenCipher::new(&config.token_key));
-        let state = app_state(pool.clone(), cipher, &config);
+        let state = app_state(pool.clone(), &ring, &config);
         let shutdown = CancellationToken::new();
 
         // An upgrade may ask for read models to be rebuilt before anything reads them.

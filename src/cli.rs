@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use sqlx::PgPool;
 
 use crate::app::Application;
@@ -51,6 +51,33 @@ enum Command {
         #[command(subcommand)]
         command: UsersCommand,
     },
+    /// The key that seals bot tokens (TOKEN_ENCRYPTION_KEY): which keys the store knows, and
+    /// rotating to a new one.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// The store's keys by id (current, retired, root) and whether TOKEN_ENCRYPTION_KEY is
+    /// the current one.
+    Status(KeyArgs),
+    /// Make a new key the current one: it seals from now on, and every earlier key stays in
+    /// the store, sealed under it, to open what it sealed. With the key in the data folder's
+    /// file, the file is replaced; with the key in the environment, the new key is printed on
+    /// standard output (put it in TOKEN_ENCRYPTION_KEY). Then restart every process.
+    Rotate(KeyArgs),
+}
+
+#[derive(Debug, Args)]
+struct KeyArgs {
+    /// The current key; unset: the one in the data folder's keys/token-encryption.key.
+    #[arg(long, env = "TOKEN_ENCRYPTION_KEY", hide_env_values = true)]
+    token_encryption_key: Option<String>,
+    #[command(flatten)]
+    database: DatabaseArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -196,6 +223,10 @@ pub async fn run() -> ExitCode {
                     database,
                 },
         } => with_pool(&database, true, |pool| users_forget(telegram_user_id, pool)).await,
+        Command::Keys { command } => match command {
+            KeysCommand::Status(args) => keys_status(args).await,
+            KeysCommand::Rotate(args) => keys_rotate(args).await,
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,7 +283,8 @@ pub fn openapi_yaml() -> String {
     crate::http::spec_yaml()
 }
 
-async fn serve(args: ServeArgs) -> Result<(), CliError> {
+async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
+    let key_origin = crate::installation::keys::fill_serve_keys(&mut args)?;
     // Every setting is checked before the embedded database starts: its URL is known ahead.
     let mut checked = args.clone();
     if checked.database.database_url.is_none() {
@@ -269,7 +301,7 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         Ok(app) => app,
         Err(e) => {
             db.close().await?;
-            return Err(CliError::Failed(e));
+            return Err(CliError::Failed(with_key_hint(e, &key_origin)));
         }
     };
     let shutdown = app.shutdown_token();
@@ -282,6 +314,27 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
     db.close().await?;
     served?;
     Ok(())
+}
+
+/// A key refused as retired, from a file, while a rotation's staged key waits beside it:
+/// the rotation was interrupted after the store switched keys.
+fn with_key_hint(
+    error: anyhow::Error,
+    origin: &crate::installation::keys::KeyOrigin,
+) -> anyhow::Error {
+    use crate::installation::keys::{staged_key_file, KeyOrigin};
+    let retired = matches!(
+        error.downcast_ref::<crate::keyring::KeyCheckError>(),
+        Some(crate::keyring::KeyCheckError::Retired { .. })
+    );
+    match origin {
+        KeyOrigin::File(path) if retired && staged_key_file(path).exists() => anyhow::anyhow!(
+            "{error}; a rotation was interrupted: its new key is in {}, move it over {}",
+            staged_key_file(path).display(),
+            path.display()
+        ),
+        _ => error,
+    }
 }
 
 async fn wait_for_signal() {
@@ -567,6 +620,128 @@ async fn users_forget(telegram_user_id: i64, pool: PgPool) -> Result<(), CliErro
         println!(
             "telegram user {telegram_user_id}: no personal data was held; the request is recorded"
         );
+    }
+    Ok(())
+}
+
+/// The current key, from the environment or the data folder's file (never generated here).
+fn configured_token_key(
+    args: &KeyArgs,
+) -> Result<
+    (
+        crate::secrets::TokenKey,
+        crate::installation::keys::KeyOrigin,
+    ),
+    CliError,
+> {
+    use crate::installation::keys::{key_file, load, KeyOrigin, TOKEN_ENCRYPTION_KEY};
+    let (raw, origin) = match args.token_encryption_key.clone().filter(|k| !k.is_empty()) {
+        Some(raw) => (raw, KeyOrigin::Environment),
+        None => load(&args.database, &TOKEN_ENCRYPTION_KEY)?.ok_or_else(|| {
+            CliError::Failed(anyhow::anyhow!(
+                "TOKEN_ENCRYPTION_KEY is not set and {} does not exist: there is no key yet \
+                 (the first `botfleet serve` makes one)",
+                key_file(&args.database, &TOKEN_ENCRYPTION_KEY).display()
+            ))
+        })?,
+    };
+    let key = crate::secrets::TokenKey::from_base64(&raw).map_err(|reason| {
+        CliError::Config(crate::config::ConfigError {
+            setting: "TOKEN_ENCRYPTION_KEY",
+            reason,
+        })
+    })?;
+    Ok((key, origin))
+}
+
+async fn keys_status(args: KeyArgs) -> Result<(), CliError> {
+    let (key, origin) = configured_token_key(&args)?;
+    with_pool(&args.database, true, |pool| async move {
+        let rows = crate::keyring::rows(&pool).await?;
+        println!("TOKEN_ENCRYPTION_KEY: key id {} (from {origin})", key.id());
+        if rows.is_empty() {
+            println!("the store has no key yet: the next start records this one");
+        }
+        for row in &rows {
+            let matches = row.check_value == key.check_value();
+            println!(
+                "{:<10} {:<8}{} since {}{}{}",
+                row.key_id,
+                row.state,
+                if row.is_root { " root" } else { "     " },
+                row.created_at.format("%Y-%m-%d %H:%M UTC"),
+                row.retired_at
+                    .map(|at| format!(", retired {}", at.format("%Y-%m-%d %H:%M UTC")))
+                    .unwrap_or_default(),
+                if matches {
+                    "  <- TOKEN_ENCRYPTION_KEY"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn keys_rotate(args: KeyArgs) -> Result<(), CliError> {
+    use crate::installation::keys::{new_token_key, staged_key_file, KeyOrigin};
+    use std::io::Write;
+    let (current, origin) = configured_token_key(&args)?;
+    let new_raw = new_token_key();
+    let new = crate::secrets::TokenKey::from_base64(&new_raw)
+        .expect("a generated key is 32 bytes of base64");
+    // The new key is kept somewhere before the store switches to it, so that no crash can
+    // leave a store sealed under a key nobody has.
+    let staged = match &origin {
+        KeyOrigin::File(path) | KeyOrigin::Generated(path) => {
+            let staged = staged_key_file(path);
+            let _ = std::fs::remove_file(&staged);
+            crate::data_dir::write_private(&staged, &format!("{new_raw}\n"))?;
+            Some((staged, path.clone()))
+        }
+        KeyOrigin::Environment => {
+            let mut stdout = std::io::stdout().lock();
+            writeln!(stdout, "{new_raw}")?;
+            stdout.flush()?;
+            None
+        }
+    };
+    let rotated = with_pool(&args.database, true, |pool| async move {
+        crate::keyring::rotate(&pool, &current, &new)
+            .await
+            .map_err(|e| CliError::Failed(e.into()))
+    })
+    .await;
+    let rotated = match rotated {
+        Ok(rotated) => rotated,
+        Err(e) => {
+            if let Some((staged, _)) = &staged {
+                let _ = std::fs::remove_file(staged);
+            } else {
+                eprintln!("botfleet: nothing changed: the key printed above is not in use");
+            }
+            return Err(e);
+        }
+    };
+    eprintln!(
+        "key {} retired (kept in the store to open what it sealed); key {} seals from now on",
+        rotated.retired, rotated.current
+    );
+    match staged {
+        Some((staged, path)) => {
+            std::fs::rename(&staged, &path)?;
+            eprintln!(
+                "{} holds the new key. Restart every botfleet process (until then they seal with \
+                 the retired key, which stays readable); back the file up again.",
+                path.display()
+            );
+        }
+        None => eprintln!(
+            "Put the key printed above in TOKEN_ENCRYPTION_KEY wherever botfleet runs, then \
+             restart every process: a start with the old key is refused from now on."
+        ),
     }
     Ok(())
 }

@@ -15,9 +15,10 @@
 //! - [`auth`]: admin accounts, server-side sessions and the failed-login throttle.
 //! - [`health`], [`metrics`], [`rate_limit`]: what operators watch, and what keeps one client
 //!   or one bot from taking the whole service.
-//! - [`secrets`]: sealing bot tokens before they enter an event.
+//! - [`secrets`]: sealing bot tokens before they enter an event; [`keyring`]: the store's
+//!   sealing keys, checked at start and rotated.
 //! - [`installation`]: Botfleet on this machine: the database (DATABASE_URL, or the
-//!   [`embedded_db`] in the [`data_dir`]).
+//!   [`embedded_db`] in the [`data_dir`]), generated keys.
 //!
 //! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
 #![forbid(unsafe_code)]
@@ -35,6 +36,7 @@ pub mod health;
 pub mod http;
 pub mod installation;
 pub mod intake;
+pub mod keyring;
 pub mod llm;
 pub mod metrics;
 pub mod personal_data;

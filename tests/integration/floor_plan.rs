@@ -17,9 +17,10 @@ const FLOORS: &[(&str, u8)] = &[
     ("telemetry", 0),
     ("data_dir", 0),
     ("embedded_db", 0),
-    // The outside world's adapters.
+    // The outside world's adapters; the store's sealing keys.
     ("llm", 1),
     ("telegram", 1),
+    ("keyring", 1),
     // The event store: appends, and reading the stream in commit order.
     ("event_store", 2),
     // Built on the store: subscriptions (projections), personal-data keys.

@@ -17,6 +17,7 @@ mod event_store;
 mod failures;
 mod floor_plan;
 mod health;
+mod key_rotation;
 mod limits;
 mod llm;
 mod metrics;
