@@ -38,6 +38,8 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
 pub struct Application {
     addr: SocketAddr,
+    /// The one-time link that creates the first admin, while none exists.
+    setup_link: Option<String>,
     pool: PgPool,
     state: AppState,
     shutdown: CancellationToken,
@@ -90,7 +92,7 @@ impl Application {
         crate::db::migrate(&pool).await?;
         // Refuses a key that cannot open what is stored, before anything runs with it.
         let ring = crate::keyring::open(&pool, &config.token_key).await?;
-        crate::auth::ensure_first_admin(&pool, &config.auth).await?;
+        let setup_token = crate::auth::ensure_first_admin(&pool, &config.auth).await?;
         let state = app_state(pool.clone(), &ring, &config);
         let shutdown = CancellationToken::new();
 
@@ -204,8 +206,17 @@ impl Application {
                 .await
         });
         tracing::info!(%addr, "botfleet is listening");
+        let setup_link = setup_token.map(|token| {
+            let base = match &config.public_url {
+                Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+                None if addr.ip().is_unspecified() => format!("http://localhost:{}", addr.port()),
+                None => format!("http://{addr}"),
+            };
+            format!("{base}/setup?token={}", token.expose())
+        });
         Ok(Self {
             addr,
+            setup_link,
             pool,
             state,
             shutdown,
@@ -216,6 +227,12 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The one-time link that creates the first admin, when no admin exists. It is a
+    /// secret: `botfleet serve` prints it on standard error, never in a log line.
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
     }
 
     pub fn pool(&self) -> &PgPool {

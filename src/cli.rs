@@ -304,6 +304,13 @@ async fn serve(mut args: ServeArgs) -> Result<(), CliError> {
             return Err(CliError::Failed(with_key_hint(e, &key_origin)));
         }
     };
+    if let Some(link) = app.setup_link() {
+        // A secret, so on the terminal (standard error), not in a log line.
+        eprintln!(
+            "\nNo admin exists yet. Open this link to create the first one (it works once, \
+             within an hour; a restart makes a new one):\n\n    {link}\n"
+        );
+    }
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -12,6 +12,7 @@ use crate::helpers::{decode, log_in, session_client, token, TestApp, ADMIN_EMAIL
 /// Operations anyone may call. Everything else in the spec must be an admin operation.
 const PUBLIC_OPERATIONS: &[(&str, &str)] = &[
     ("post", "/auth/login"),
+    ("post", "/auth/setup"),
     ("post", "/telegram/{bot_id}/webhook"),
     ("get", "/health"),
     ("get", "/health/db"),

@@ -15,6 +15,7 @@ mod embedded_db;
 mod erasure;
 mod event_store;
 mod failures;
+mod first_admin;
 mod floor_plan;
 mod health;
 mod key_rotation;
