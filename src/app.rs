@@ -83,6 +83,11 @@ impl Application {
     /// server accepts connections.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::runtime::tls::install_crypto_provider();
+        // The address first: a taken port is the quickest failure to report.
+        let acceptor = TcpListener::bind(config.bind_addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| bind_error(config.bind_addr, &e))?;
         let pool = crate::db::connect_from(
             &config.database_url,
             &config.database_origin,
@@ -188,7 +193,16 @@ impl Application {
             workers.push(sender.spawn(shutdown.clone()));
         }
 
-        let acceptor = TcpListener::bind(config.bind_addr).into_acceptor().await?;
+        workers.push(
+            crate::bots::llm_readiness::LlmReadiness {
+                pool: pool.clone(),
+                bots: state.bots.clone(),
+                progress: state.progress.clone(),
+                key_configured: config.openai_api_key.is_some(),
+            }
+            .spawn(shutdown.clone()),
+        );
+
         let addr = acceptor
             .local_addr()
             .first()
@@ -263,5 +277,21 @@ impl Application {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.run_until_stopped().await
+    }
+}
+
+/// One line that names the address and the setting.
+fn bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "BIND_ADDR {addr} is in use by another process: stop it, or set BIND_ADDR to another address"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "BIND_ADDR {addr}: no permission to listen there (ports below 1024 need privileges); choose another port"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "BIND_ADDR {addr}: this machine has no such address"
+        ),
+        _ => anyhow::anyhow!("BIND_ADDR {addr}: cannot listen: {error}"),
     }
 }

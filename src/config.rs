@@ -288,7 +288,7 @@ impl Config {
         let public_url = args
             .public_url
             .filter(|s| !s.is_empty())
-            .map(|s| parse_url("PUBLIC_URL", &s))
+            .map(|s| parse_public_url(&s))
             .transpose()?;
         let secure_cookies = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
         let token_key = match args.token_encryption_key.as_deref() {
@@ -458,6 +458,25 @@ fn first_admin(
     }
 }
 
+/// Telegram delivers webhooks only to https URLs; plain http is accepted only on a loopback
+/// address, where nothing travels the network (tests, a proxy on the same machine).
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_url("PUBLIC_URL", raw)?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        return Err(ConfigError::new(
+            "PUBLIC_URL",
+            "must be an https URL: Telegram sends webhooks only to https (http is accepted only for a loopback address)",
+        ));
+    }
+    Ok(url)
+}
+
 fn parse_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw)
         .map_err(|e| ConfigError::new(setting, format!("is not a valid URL: {e}")))?;
@@ -469,7 +488,22 @@ fn parse_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
 
 #[cfg(test)]
 mod admin_settings_tests {
-    use super::{cookie_secret, first_admin};
+    use super::{cookie_secret, first_admin, parse_public_url};
+
+    #[test]
+    fn the_public_url_is_https_unless_it_is_loopback() {
+        assert!(parse_public_url("https://bots.example.com").is_ok());
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9",
+        ] {
+            assert!(parse_public_url(loopback).is_ok(), "{loopback}");
+        }
+        let refused = parse_public_url("http://bots.example.com").unwrap_err();
+        assert_eq!(refused.setting, "PUBLIC_URL");
+        assert!(refused.to_string().contains("https"), "{refused}");
+    }
 
     #[test]
     fn the_cookie_secret_is_required_and_at_least_32_bytes() {

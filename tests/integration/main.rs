@@ -25,5 +25,6 @@ mod metrics;
 mod openapi;
 mod projection_faults;
 mod resilience;
+mod start_up;
 mod subscriptions;
 mod turns;
