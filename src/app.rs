@@ -95,6 +95,7 @@ impl Application {
         )
         .await?;
         crate::db::migrate(&pool).await?;
+        crate::db::ensure_counter_ahead(&pool).await?;
         // Refuses a key that cannot open what is stored, before anything runs with it.
         let ring = crate::keyring::open(&pool, &config.token_key).await?;
         let setup_token = crate::auth::ensure_first_admin(&pool, &config.auth).await?;

@@ -1,6 +1,7 @@
 //! The `botfleet` command.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
@@ -56,6 +57,23 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Write the whole database to a file (pg_dump's custom format), while the service runs
+    /// or not. Keep the keys beside it: the backup cannot be read without them.
+    Backup {
+        /// The file to write.
+        #[arg(long, short)]
+        output: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Load a backup into an empty database: the embedded one of BOTFLEET_DATA_DIR (no botfleet
+    /// may run on it) or DATABASE_URL's. Put the keys back first.
+    Restore {
+        /// The file `botfleet backup` wrote.
+        input: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
     },
 }
 
@@ -227,6 +245,12 @@ pub async fn run() -> ExitCode {
             KeysCommand::Status(args) => keys_status(args).await,
             KeysCommand::Rotate(args) => keys_rotate(args).await,
         },
+        Command::Backup { output, database } => {
+            crate::installation::backup::backup(&database, &output)
+                .await
+                .map_err(CliError::Failed)
+        }
+        Command::Restore { input, database } => restore(input, database).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -750,5 +774,14 @@ async fn keys_rotate(args: KeyArgs) -> Result<(), CliError> {
              restart every process: a start with the old key is refused from now on."
         ),
     }
+    Ok(())
+}
+
+async fn restore(input: PathBuf, database: DatabaseArgs) -> Result<(), CliError> {
+    crate::installation::backup::restore(&database, &input).await?;
+    println!(
+        "restored {}; start botfleet with the keys that were kept with the backup",
+        input.display()
+    );
     Ok(())
 }

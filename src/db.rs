@@ -117,3 +117,105 @@ pub async fn migrate(pool: &PgPool) -> Result<(), DbError> {
     MIGRATOR.run(pool).await?;
     Ok(())
 }
+
+/// How far this server's transaction counter is behind the stored events, if it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CounterBehind {
+    /// The highest transaction id among the stored events.
+    pub stored: u64,
+    /// The id this server gave the checking transaction.
+    pub current: u64,
+}
+
+impl CounterBehind {
+    /// A transaction-id epoch that puts the counter past every stored event (for
+    /// `pg_resetwal -e` on a stopped server).
+    pub fn epoch(&self) -> u32 {
+        u32::try_from((self.stored >> 32) + 1).unwrap_or(u32::MAX)
+    }
+}
+
+/// Whether this server's transaction counter is behind the stored events'.
+///
+/// Commit order is the writing transaction's id (`xid8`, see `event_store::stream`). A
+/// backup restored onto a server that has used fewer transaction ids keeps the old ids, and
+/// every new event would then sort before them: subscriptions past them would never see the
+/// new events. So the counter must be moved past them first ([`advance_transaction_counter`],
+/// or `pg_resetwal -e` on a stopped server).
+pub async fn transaction_counter_behind(
+    pool: &PgPool,
+) -> Result<Option<CounterBehind>, sqlx::Error> {
+    let (stored, current): (Option<String>, String) = sqlx::query_as(
+        "SELECT (SELECT max(transaction_id)::text FROM events), pg_current_xact_id()::text",
+    )
+    .fetch_one(pool)
+    .await?;
+    let stored: Option<u64> = stored.and_then(|s| s.parse().ok());
+    let current: u64 = current.parse().unwrap_or(0);
+    Ok(stored
+        .filter(|stored| *stored >= current)
+        .map(|stored| CounterBehind { stored, current }))
+}
+
+/// Ids taken per round while advancing the counter (a round is one server-side loop).
+const ADVANCE_ROUND: u64 = 1_000_000;
+
+/// Moves this server's transaction counter past `behind.stored` by using up transaction ids:
+/// one empty transaction each, committed without waiting for the disk (about 150,000 a second
+/// on a small machine). For a server whose data folder is out of reach (a managed PostgreSQL);
+/// the embedded database uses `pg_resetwal -e`, which is instant.
+pub async fn advance_transaction_counter(
+    pool: &PgPool,
+    behind: CounterBehind,
+) -> Result<(), sqlx::Error> {
+    tracing::warn!(
+        stored = behind.stored,
+        current = behind.current,
+        "the stored events carry transaction ids ahead of this server's (a backup restored onto another server): using up {} ids so that new events sort after them",
+        behind.stored + 1 - behind.current
+    );
+    let mut conn = pool.acquire().await?;
+    // Only for this connection, which is closed after: nothing here is worth a disk flush.
+    sqlx::raw_sql("SET synchronous_commit = off")
+        .execute(&mut *conn)
+        .await?;
+    let outcome = advance_on(&mut conn, behind.stored).await;
+    // Not back into the pool with the setting changed.
+    conn.detach();
+    outcome
+}
+
+async fn advance_on(conn: &mut sqlx::PgConnection, past: u64) -> Result<(), sqlx::Error> {
+    loop {
+        let current: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+            .fetch_one(&mut *conn)
+            .await?;
+        let current: u64 = current.parse().unwrap_or(u64::MAX);
+        if current > past {
+            return Ok(());
+        }
+        let round = (past + 1 - current).min(ADVANCE_ROUND);
+        // One server-side loop: each COMMIT ends a transaction that took one id. Alone in its
+        // query string, or it would run inside one implicit transaction and could not commit.
+        sqlx::raw_sql(&format!(
+            "DO $$ BEGIN
+               FOR i IN 1..{round} LOOP PERFORM pg_current_xact_id(); COMMIT; END LOOP;
+             END $$"
+        ))
+        .execute(&mut *conn)
+        .await?;
+        tracing::info!(
+            remaining = past.saturating_sub(current + round),
+            "advancing the transaction counter"
+        );
+    }
+}
+
+/// Makes sure new events will sort after the stored ones (see
+/// [`transaction_counter_behind`]), advancing the counter when it is behind.
+pub async fn ensure_counter_ahead(pool: &PgPool) -> Result<(), sqlx::Error> {
+    if let Some(behind) = transaction_counter_behind(pool).await? {
+        advance_transaction_counter(pool, behind).await?;
+    }
+    Ok(())
+}

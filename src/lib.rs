@@ -18,7 +18,7 @@
 //! - [`secrets`]: sealing bot tokens before they enter an event; [`keyring`]: the store's
 //!   sealing keys, checked at start and rotated.
 //! - [`installation`]: Botfleet on this machine: the database (DATABASE_URL, or the
-//!   [`embedded_db`] in the [`data_dir`]), generated keys.
+//!   [`embedded_db`] in the [`data_dir`]), generated keys, backups.
 //!
 //! Dependencies point one way: this crate uses `projections`, which uses `aggregates`.
 #![forbid(unsafe_code)]

@@ -1,10 +1,12 @@
-//! Botfleet on this machine: which database it uses, and the keys it keeps.
+//! Botfleet on this machine: which database it uses, the keys it keeps, and backups.
 //!
 //! - [`Database`]: `DATABASE_URL` when set, else the embedded PostgreSQL in the data folder,
 //!   started for as long as the command needs it (see `embedded_db`).
 //! - [`keys`]: TOKEN_ENCRYPTION_KEY and COOKIE_SECRET from the environment, else from files in
 //!   the data folder, generated on first start.
+//! - [`backup`]: `botfleet backup` and `botfleet restore`.
 
+pub mod backup;
 pub mod keys;
 
 use sqlx::PgPool;

@@ -5,6 +5,7 @@
 
 mod fakes;
 mod helpers;
+mod served;
 
 mod audit;
 mod auth;
@@ -17,6 +18,7 @@ mod event_store;
 mod failures;
 mod first_admin;
 mod floor_plan;
+mod fresh_machine;
 mod health;
 mod key_rotation;
 mod limits;
@@ -25,6 +27,7 @@ mod metrics;
 mod openapi;
 mod projection_faults;
 mod resilience;
+mod restored_counter;
 mod start_up;
 mod subscriptions;
 mod turns;
