@@ -237,10 +237,11 @@ impl Cluster {
     /// then stops the cluster (and, for a throwaway one, deletes it). Signals to the terminal's
     /// process group (Ctrl-C) are ignored, so it outlives this process to do its job.
     fn spawn_watchdog(&self) -> Result<Child, EmbeddedDbError> {
+        // `read` is the shell's own: the wait works without a PATH (an `env -i` start).
         let script = r#"trap '' INT TERM HUP QUIT
-cat >/dev/null
+while read -r _; do :; done
 "$0" stop -D "$1" -m fast -w -s >/dev/null 2>&1
-if [ "$2" = throwaway ]; then rm -rf "$1"; fi"#;
+if [ "$2" = throwaway ]; then PATH="${PATH:-/usr/bin:/bin}" rm -rf "$1"; fi"#;
         let dir = &self.settings.cluster_dir;
         self.account
             .command(Path::new("/bin/sh"), dir)
