@@ -20,7 +20,7 @@ use crate::event_store::CommandGateway;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::runtime::leases::Leases;
-use crate::secrets::TokenCipher;
+use crate::secrets::{KeyRing, TokenCipher};
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
 use crate::turns::runner::ChatRunner;
@@ -38,6 +38,8 @@ const GRACEFUL_SHUTDOWN: Duration = Duration::from_secs(10);
 
 pub struct Application {
     addr: SocketAddr,
+    /// The one-time link that creates the first admin, while none exists.
+    setup_link: Option<String>,
     pool: PgPool,
     state: AppState,
     shutdown: CancellationToken,
@@ -46,14 +48,15 @@ pub struct Application {
 }
 
 /// The state the API works with, over a pool that may or may not be connected yet.
-pub fn app_state(pool: PgPool, cipher: Arc<TokenCipher>, config: &Config) -> AppState {
+pub fn app_state(pool: PgPool, ring: &KeyRing, config: &Config) -> AppState {
+    let cipher = Arc::new(TokenCipher::from_ring(ring));
     let chats = Arc::new(
         CommandGateway::<Chat>::with_snapshots(pool.clone(), ChatServices, CHAT_SNAPSHOT_EVERY)
             .with_recent(RECENT_CHATS),
     );
     let vault = Arc::new(crate::personal_data::PersonalDataVault::new(
         pool.clone(),
-        &config.token_key,
+        ring,
     ));
     AppState {
         bots: Arc::new(CommandGateway::<Bot>::new(
@@ -81,12 +84,23 @@ impl Application {
     /// server accepts connections.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         crate::runtime::tls::install_crypto_provider();
-        let pool =
-            crate::db::connect(&config.database_url, config.database_max_connections).await?;
+        // The address first: a taken port is the quickest failure to report.
+        let acceptor = TcpListener::bind(config.bind_addr)
+            .into_acceptor()
+            .await
+            .map_err(|e| bind_error(config.bind_addr, &e))?;
+        let pool = crate::db::connect_from(
+            &config.database_url,
+            &config.database_origin,
+            config.database_max_connections,
+        )
+        .await?;
         crate::db::migrate(&pool).await?;
-        crate::auth::ensure_first_admin(&pool, &config.auth).await?;
-        let cipher = Arc::new(TokenCipher::new(&config.token_key));
-        let state = app_state(pool.clone(), cipher, &config);
+        crate::db::ensure_counter_ahead(&pool).await?;
+        // Refuses a key that cannot open what is stored, before anything runs with it.
+        let ring = crate::keyring::open(&pool, &config.token_key).await?;
+        let setup_token = crate::auth::ensure_first_admin(&pool, &config.auth).await?;
+        let state = app_state(pool.clone(), &ring, &config);
         let shutdown = CancellationToken::new();
 
         // An upgrade may ask for read models to be rebuilt before anything reads them.
@@ -185,7 +199,16 @@ impl Application {
             workers.push(sender.spawn(shutdown.clone()));
         }
 
-        let acceptor = TcpListener::bind(config.bind_addr).into_acceptor().await?;
+        workers.push(
+            crate::bots::llm_readiness::LlmReadiness {
+                pool: pool.clone(),
+                bots: state.bots.clone(),
+                progress: state.progress.clone(),
+                key_configured: config.openai_api_key.is_some(),
+            }
+            .spawn(shutdown.clone()),
+        );
+
         let addr = acceptor
             .local_addr()
             .first()
@@ -203,8 +226,17 @@ impl Application {
                 .await
         });
         tracing::info!(%addr, "botfleet is listening");
+        let setup_link = setup_token.map(|token| {
+            let base = match &config.public_url {
+                Some(url) => url.as_str().trim_end_matches('/').to_owned(),
+                None if addr.ip().is_unspecified() => format!("http://localhost:{}", addr.port()),
+                None => format!("http://{addr}"),
+            };
+            format!("{base}/setup?token={}", token.expose())
+        });
         Ok(Self {
             addr,
+            setup_link,
             pool,
             state,
             shutdown,
@@ -215,6 +247,12 @@ impl Application {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The one-time link that creates the first admin, when no admin exists. It is a
+    /// secret: `botfleet serve` prints it on standard error, never in a log line.
+    pub fn setup_link(&self) -> Option<&str> {
+        self.setup_link.as_deref()
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -245,5 +283,21 @@ impl Application {
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         self.run_until_stopped().await
+    }
+}
+
+/// One line that names the address and the setting.
+fn bind_error(addr: SocketAddr, error: &std::io::Error) -> anyhow::Error {
+    match error.kind() {
+        std::io::ErrorKind::AddrInUse => anyhow::anyhow!(
+            "BIND_ADDR {addr} is in use by another process: stop it, or set BIND_ADDR to another address"
+        ),
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!(
+            "BIND_ADDR {addr}: no permission to listen there (ports below 1024 need privileges); choose another port"
+        ),
+        std::io::ErrorKind::AddrNotAvailable => anyhow::anyhow!(
+            "BIND_ADDR {addr}: this machine has no such address"
+        ),
+        _ => anyhow::anyhow!("BIND_ADDR {addr}: cannot listen: {error}"),
     }
 }

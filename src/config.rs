@@ -15,18 +15,38 @@ use crate::health::HealthThresholds;
 use crate::http::limits::LimitSettings;
 use crate::secrets::{Redacted, TokenKey};
 
-/// The default when DATABASE_URL is unset: the local PostgreSQL the README assumes.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/botfleet";
-
+/// Where the data lives: a PostgreSQL server named by DATABASE_URL, or (unset) the embedded
+/// one in the data folder.
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// PostgreSQL connection URL; the database is created when missing.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
-    pub database_url: String,
+    /// PostgreSQL connection URL; the database is created when missing. Unset: Botfleet runs
+    /// its own PostgreSQL in BOTFLEET_DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
 
     /// Most connections the pool opens.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
+
+    /// Botfleet's data folder: generated keys, and the embedded database. Default:
+    /// /var/lib/botfleet for root, else ~/.local/share/botfleet.
+    #[arg(long, env = "BOTFLEET_DATA_DIR")]
+    pub data_dir: Option<std::path::PathBuf>,
+
+    /// The folder of PostgreSQL's server programs (initdb, pg_ctl, postgres) for the embedded
+    /// database. Default: found (pg_config, PATH, the packages' folders).
+    #[arg(long, env = "POSTGRES_BIN_DIR")]
+    pub postgres_bin_dir: Option<std::path::PathBuf>,
+
+    /// The account the embedded database runs as when botfleet runs as root (PostgreSQL
+    /// refuses root). Default: postgres, else nobody.
+    #[arg(long, env = "POSTGRES_RUN_AS")]
+    pub postgres_run_as: Option<String>,
+
+    /// What errors about the database URL name as its source: DATABASE_URL, unless the
+    /// embedded database filled it in.
+    #[arg(skip)]
+    pub origin: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -234,6 +254,8 @@ impl ConfigError {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// Where `database_url` came from, for errors: `DATABASE_URL` or the embedded database.
+    pub database_origin: String,
     pub database_max_connections: u32,
     pub bind_addr: SocketAddr,
     pub public_url: Option<Url>,
@@ -278,10 +300,11 @@ impl Config {
         let public_url = args
             .public_url
             .filter(|s| !s.is_empty())
-            .map(|s| parse_url("PUBLIC_URL", &s))
+            .map(|s| parse_public_url(&s))
             .transpose()?;
         let secure_cookies = public_url.as_ref().is_some_and(|u| u.scheme() == "https");
         let token_key = match args.token_encryption_key.as_deref() {
+            // `serve` fills it from the data folder first; only a caller that skips that gets here.
             None | Some("") => {
                 return Err(ConfigError::new(
                     "TOKEN_ENCRYPTION_KEY",
@@ -292,7 +315,20 @@ impl Config {
                 .map_err(|reason| ConfigError::new("TOKEN_ENCRYPTION_KEY", reason))?,
         };
         Ok(Self {
-            database_url: args.database.database_url,
+            database_url: args
+                .database
+                .database_url
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        "DATABASE_URL",
+                        "is required when the embedded database is not started",
+                    )
+                })?,
+            database_origin: args
+                .database
+                .origin
+                .unwrap_or_else(|| "DATABASE_URL".to_owned()),
             database_max_connections: args.database.database_max_connections.max(2),
             bind_addr,
             public_url,
@@ -444,6 +480,25 @@ fn first_admin(
     }
 }
 
+/// Telegram delivers webhooks only to https URLs; plain http is accepted only on a loopback
+/// address, where nothing travels the network (tests, a proxy on the same machine).
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = parse_url("PUBLIC_URL", raw)?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "http" && !loopback {
+        return Err(ConfigError::new(
+            "PUBLIC_URL",
+            "must be an https URL: Telegram sends webhooks only to https (http is accepted only for a loopback address)",
+        ));
+    }
+    Ok(url)
+}
+
 fn parse_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw)
         .map_err(|e| ConfigError::new(setting, format!("is not a valid URL: {e}")))?;
@@ -455,7 +510,22 @@ fn parse_url(setting: &'static str, raw: &str) -> Result<Url, ConfigError> {
 
 #[cfg(test)]
 mod admin_settings_tests {
-    use super::{cookie_secret, first_admin};
+    use super::{cookie_secret, first_admin, parse_public_url};
+
+    #[test]
+    fn the_public_url_is_https_unless_it_is_loopback() {
+        assert!(parse_public_url("https://bots.example.com").is_ok());
+        for loopback in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:9",
+        ] {
+            assert!(parse_public_url(loopback).is_ok(), "{loopback}");
+        }
+        let refused = parse_public_url("http://bots.example.com").unwrap_err();
+        assert_eq!(refused.setting, "PUBLIC_URL");
+        assert!(refused.to_string().contains("https"), "{refused}");
+    }
 
     #[test]
     fn the_cookie_secret_is_required_and_at_least_32_bytes() {

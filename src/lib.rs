@@ -4,8 +4,10 @@
 //! use the rooms listed *below* it and none above (a test, `tests/integration/floor_plan.rs`,
 //! fails when one does), so a newcomer in a room knows what it may touch:
 //!
-//! - [`cli`], [`app`], [`config`]: the wiring. `cli` is the `botfleet` command; `app` builds
-//!   one running service (pool, gateways, subscriptions, runners, HTTP server) from a
+//! - [`cli`], [`installation`], [`app`], [`config`]: the wiring. `cli` is the `botfleet`
+//!   command; `installation` is Botfleet on this machine (the database: DATABASE_URL or the
+//!   [`embedded_db`] in the [`data_dir`]; generated keys; backups); `app` builds one running
+//!   service (pool, gateways, subscriptions, runners, HTTP server) from a
 //!   [`config::Config`], which hands each subsystem its own settings.
 //! - [`http`]: the HTTP surface: Telegram's webhook, the admin API (poem-openapi, one error
 //!   enum per operation), health and metrics. Each API holds only what it uses.
@@ -21,10 +23,12 @@
 //! - [`event_store`]: commands in, events out through a [`event_store::CommandGateway`], with
 //!   correlation, causation and actor metadata; the stream read in commit order; history and
 //!   time travel for auditors.
+//! - [`keyring`]: the store's sealing keys, checked at start and rotated.
 //! - [`llm`], [`telegram`]: the outside world's adapters, behind traits the effects code
 //!   against ([`llm::LanguageModel`]; Telegram's markdown, splitting, pacing and failures).
 //! - The ground floor: [`runtime`] (backoff, leases, the intake-to-runner hand-off, error
-//!   chains, TLS), [`secrets`], [`metrics`], [`rate_limit`], [`db`], [`telemetry`].
+//!   chains, TLS), [`secrets`], [`metrics`], [`rate_limit`], [`db`], [`telemetry`],
+//!   [`data_dir`], [`embedded_db`].
 //!
 //! Between crates, dependencies point one way: this crate uses `projections` (read models and
 //! every query on them), which uses `aggregates` (the domain, no I/O).
@@ -35,11 +39,15 @@ pub mod auth;
 pub mod bots;
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod db;
+pub mod embedded_db;
 pub mod event_store;
 pub mod health;
 pub mod http;
+pub mod installation;
 pub mod intake;
+pub mod keyring;
 pub mod llm;
 pub mod metrics;
 pub mod personal_data;

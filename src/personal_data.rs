@@ -2,7 +2,8 @@
 //! the person (crypto-shredding).
 //!
 //! Each person (a Telegram user id) gets a random AES-256-GCM key, stored sealed under a
-//! subkey of TOKEN_ENCRYPTION_KEY in `personal_keys`. Forgetting deletes the key: from then
+//! subkey of TOKEN_ENCRYPTION_KEY in `personal_keys` (`v2.<key id>.…`, the key id of the ring's
+//! key that sealed it; a key stored before key ids existed is bare base64, under the root key). Forgetting deletes the key: from then
 //! on every value sealed under it, wherever it was copied, is unreadable. Keys are cached in
 //! each process for at most [`KEY_CACHE_TTL`], so a forget reaches other processes within it.
 
@@ -19,7 +20,7 @@ use base64::Engine;
 use rand::RngCore;
 use sqlx::PgPool;
 
-use crate::secrets::TokenKey;
+use crate::secrets::{KeyId, KeyRing, TokenKey};
 
 /// How long a process trusts its cached copy of a key (or of its absence).
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(30);
@@ -29,8 +30,12 @@ pub const FORGOTTEN: &str = "[forgotten]";
 
 pub struct PersonalDataVault {
     pool: PgPool,
-    /// Seals the per-person keys at rest.
-    key_sealer: Aes256Gcm,
+    /// Seals new per-person keys at rest: the ring's current key.
+    key_sealer: (KeyId, Aes256Gcm),
+    /// Opens per-person keys by the id they carry: every key of the ring.
+    key_openers: HashMap<KeyId, Aes256Gcm>,
+    /// Opens per-person keys stored without a key id.
+    root_opener: Aes256Gcm,
     cache: Mutex<HashMap<i64, CachedKey>>,
 }
 
@@ -59,14 +64,43 @@ fn open_bytes(cipher: &Aes256Gcm, sealed: &str, aad: &[u8]) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The prefix of a per-person key sealed with a key id.
+const SEALED_KEY_PREFIX: &str = "v2.";
+
+fn key_sealer(master: &TokenKey) -> Aes256Gcm {
+    Aes256Gcm::new_from_slice(&master.derive_for("botfleet/personal-keys/v1")).expect("32-byte key")
+}
+
 impl PersonalDataVault {
-    pub fn new(pool: PgPool, master: &TokenKey) -> Self {
+    pub fn new(pool: PgPool, ring: &KeyRing) -> Self {
         Self {
             pool,
-            key_sealer: Aes256Gcm::new_from_slice(&master.derive_for("botfleet/personal-keys/v1"))
-                .expect("32-byte key"),
+            key_sealer: (ring.current().id(), key_sealer(ring.current())),
+            key_openers: ring.keys().map(|k| (k.id(), key_sealer(k))).collect(),
+            root_opener: key_sealer(ring.root()),
             cache: Mutex::default(),
         }
+    }
+
+    /// A new person's key, sealed under the ring's current key.
+    fn seal_key(&self, key: &[u8; 32], subject: i64) -> String {
+        let (id, sealer) = &self.key_sealer;
+        let sealed = seal_bytes(sealer, key, &subject.to_be_bytes());
+        format!("{SEALED_KEY_PREFIX}{id}.{sealed}")
+    }
+
+    /// A person's key as stored, opened with the ring key it names (or the root key).
+    fn open_key(&self, stored: &str, subject: i64) -> Option<[u8; 32]> {
+        let (opener, sealed) = match stored.strip_prefix(SEALED_KEY_PREFIX) {
+            Some(rest) => {
+                let (id, sealed) = rest.split_once('.')?;
+                (self.key_openers.get(&KeyId::from(id))?, sealed)
+            }
+            // Bare base64 (it has no `.`): stored before key ids existed.
+            None => (&self.root_opener, stored),
+        };
+        open_bytes(opener, sealed, &subject.to_be_bytes())
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
     }
 
     fn cached(&self, subject: i64) -> Option<Option<[u8; 32]>> {
@@ -96,7 +130,7 @@ impl PersonalDataVault {
         if create {
             let mut fresh = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut fresh);
-            let proposed = seal_bytes(&self.key_sealer, &fresh, &subject.to_be_bytes());
+            let proposed = self.seal_key(&fresh, subject);
             // One round trip: ours when new, the existing one otherwise (when another writer
             // made it after this statement's snapshot, neither shows: read it below).
             sealed = sqlx::query_scalar(
@@ -121,9 +155,7 @@ impl PersonalDataVault {
                 .fetch_optional(&self.pool)
                 .await?;
         }
-        let key = sealed
-            .and_then(|s| open_bytes(&self.key_sealer, &s, &subject.to_be_bytes()))
-            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok());
+        let key = sealed.and_then(|s| self.open_key(&s, subject));
         self.remember(subject, key);
         Ok(key)
     }
@@ -296,4 +328,45 @@ pub async fn forget_person(
         .await
         .map_err(|e| anyhow::anyhow!("recording the erasure failed: {e}"))?;
     Ok(had_data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vault(ring: &KeyRing) -> PersonalDataVault {
+        // Never connected: these tests only seal and open keys in memory.
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://unused@127.0.0.1:9/unused")
+            .expect("a lazy pool");
+        PersonalDataVault::new(pool, ring)
+    }
+
+    #[tokio::test]
+    async fn a_persons_key_names_its_sealing_key_and_old_forms_open_with_the_root() {
+        let (old, new) = (TokenKey::from_bytes([1; 32]), TokenKey::from_bytes([2; 32]));
+        let key = [7u8; 32];
+        let before = vault(&KeyRing::single(old.clone()));
+        let sealed_before = before.seal_key(&key, 42);
+        assert!(sealed_before.starts_with(&format!("v2.{}.", old.id())));
+        // The form of earlier releases: bare base64 under the root key.
+        let legacy = seal_bytes(&key_sealer(&old), &key, &42i64.to_be_bytes());
+
+        let after = vault(&KeyRing::new(new.clone(), vec![old.clone()], old.id()));
+        let sealed_after = after.seal_key(&key, 42);
+        assert!(sealed_after.starts_with(&format!("v2.{}.", new.id())));
+        for stored in [&sealed_before, &legacy, &sealed_after] {
+            assert_eq!(after.open_key(stored, 42), Some(key), "{stored}");
+        }
+        assert_eq!(
+            after.open_key(&sealed_before, 43),
+            None,
+            "bound to its person"
+        );
+        assert_eq!(
+            before.open_key(&sealed_after, 42),
+            None,
+            "the new key is not the old"
+        );
+    }
 }

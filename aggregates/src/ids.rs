@@ -129,6 +129,8 @@ pub enum BotErrorKind {
     TelegramInvalidToken,
     /// setWebhook or deleteWebhook failed.
     Webhook,
+    /// OPENAI_API_KEY is not set: no bot can answer until a start with it.
+    LlmNotConfigured,
     /// A kind this version does not know (written by a newer one).
     #[serde(other)]
     Unknown,
@@ -142,6 +144,7 @@ impl BotErrorKind {
             BotErrorKind::TelegramConflict => "telegram_conflict",
             BotErrorKind::TelegramInvalidToken => "telegram_invalid_token",
             BotErrorKind::Webhook => "webhook",
+            BotErrorKind::LlmNotConfigured => "llm_not_configured",
             BotErrorKind::Unknown => "unknown",
         }
     }

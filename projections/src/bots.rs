@@ -281,6 +281,21 @@ pub async fn bot_using_token(
     .await
 }
 
+/// Live bots whose error is none or of `kind`, with that kind: the bots a component that owns
+/// `kind` may record it on (never over another component's error) or clear it from.
+pub async fn live_bots_free_for_error(
+    conn: impl sqlx::PgExecutor<'_>,
+    kind: &str,
+) -> Result<Vec<(uuid::Uuid, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, last_error_kind FROM bots
+         WHERE deleted_at IS NULL AND (last_error_kind IS NULL OR last_error_kind = $1)",
+    )
+    .bind(kind)
+    .fetch_all(conn)
+    .await
+}
+
 /// What the intake needs of a live bot: its masked token (whose digits are its Telegram id)
 /// and its @username. `None` unless the bot is enabled, not deleted, and its token is not
 /// known to be invalid.

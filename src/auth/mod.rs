@@ -2,6 +2,7 @@
 //!
 //! - [`accounts`]: admins (email and argon2id hash), the first one from the environment or
 //!   `botfleet admin create`.
+//! - [`setup`]: the one-time set-up link that creates the first admin without either.
 //! - [`passwords`]: hashing and checking, off the async runtime.
 //! - [`sessions`]: server-side sessions; the browser holds only a random token.
 //! - [`throttle`]: five failed logins (per account, per address) lock for fifteen minutes.
@@ -12,6 +13,7 @@
 pub mod accounts;
 pub mod passwords;
 pub mod sessions;
+pub mod setup;
 pub mod throttle;
 
 use std::net::IpAddr;
@@ -125,7 +127,12 @@ impl Auth {
 }
 
 /// Creates the first admin from ADMIN_EMAIL and ADMIN_PASSWORD when no admin exists yet.
-pub async fn ensure_first_admin(pool: &PgPool, settings: &AuthSettings) -> anyhow::Result<()> {
+/// Without them, and without any admin, returns a one-time set-up token for the start to
+/// print as a link.
+pub async fn ensure_first_admin(
+    pool: &PgPool,
+    settings: &AuthSettings,
+) -> anyhow::Result<Option<setup::SetupToken>> {
     match &settings.first_admin {
         Some((email, password)) => {
             match accounts::create(pool, email, password.clone(), true).await? {
@@ -136,12 +143,8 @@ pub async fn ensure_first_admin(pool: &PgPool, settings: &AuthSettings) -> anyho
                     tracing::debug!("an admin exists; ADMIN_EMAIL and ADMIN_PASSWORD are not used")
                 }
             }
+            Ok(None)
         }
-        None => {
-            if !accounts::exists_any(pool).await? {
-                tracing::warn!("no admin exists: set ADMIN_EMAIL and ADMIN_PASSWORD, or run `botfleet admin create --email …`");
-            }
-        }
+        None => Ok(setup::issue(pool).await?),
     }
-    Ok(())
 }

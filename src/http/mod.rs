@@ -1,6 +1,7 @@
 //! The HTTP API: the admin endpoints (poem-openapi), the OpenAPI document and its viewer.
 //!
-//! Admin operations take a [`guard::AdminSession`] (see there); `/auth/login`, the Telegram
+//! Admin operations take a [`guard::AdminSession`] (see there); `/auth/login`, the first
+//! admin's set-up (`/setup`, `/auth/setup`: its token is the credential), the Telegram
 //! webhook, `/health*`, `/metrics`, `/docs` and `/openapi.yaml` are open. [`routes`] wraps
 //! everything in the request log (request id, metrics), the body size and per-address
 //! limits, and the cookie jar.
@@ -30,6 +31,7 @@ pub mod observe;
 pub mod paging;
 pub mod projections;
 pub mod session_cookie;
+pub mod setup;
 pub mod strict_json;
 pub mod users;
 pub mod webhook;
@@ -110,6 +112,7 @@ pub type ApiService = OpenApiService<
         health::HealthApi,
         metrics::MetricsApi,
         projections::ProjectionsApi,
+        setup::SetupApi,
     ),
     (),
 >;
@@ -161,6 +164,7 @@ fn apis(state: Option<&AppState>) -> <ApiService as ApiTuple>::Apis {
         health::HealthApi(wire(state, pipeline_watch)),
         metrics::MetricsApi(wire(state, pipeline_watch)),
         projections::ProjectionsApi(wire(state, pipeline_watch)),
+        setup::SetupApi(wire(state, |s| s.pool.clone())),
     )
 }
 
@@ -210,6 +214,8 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
     Route::new()
         .nest("/", api)
         .nest("/docs", docs)
+        // The first admin's set-up page, for the one-time link a start prints.
+        .at("/setup", make_sync(|_| setup::page()))
         .at(
             "/openapi.yaml",
             make_sync(move |_| {

@@ -15,9 +15,12 @@ const FLOORS: &[(&str, u8)] = &[
     ("rate_limit", 0),
     ("db", 0),
     ("telemetry", 0),
-    // The outside world's adapters.
+    ("data_dir", 0),
+    ("embedded_db", 0),
+    // The outside world's adapters; the store's sealing keys.
     ("llm", 1),
     ("telegram", 1),
+    ("keyring", 1),
     // The event store: appends, and reading the stream in commit order.
     ("event_store", 2),
     // Built on the store: subscriptions (projections), personal-data keys.
@@ -32,9 +35,10 @@ const FLOORS: &[(&str, u8)] = &[
     ("bots", 5),
     // The HTTP surface.
     ("http", 6),
-    // Wiring: settings, the running service, the command line.
+    // Wiring: settings, the running service, this machine's installation, the command line.
     ("config", 7),
     ("app", 8),
+    ("installation", 8),
     ("cli", 9),
     ("lib", 10),
     ("main", 10),

@@ -6,9 +6,7 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 use crate::fakes::telegram::text_update;
-use crate::helpers::{
-    decode, eventually, random_token_key, server_url, token, Fakes, TestApp, TestDb,
-};
+use crate::helpers::{decode, eventually, random_token_key, token, Fakes, TestApp, TestDb};
 
 async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     // No session: health checks are for probes, which do not log in.
@@ -35,7 +33,7 @@ async fn health_and_the_database_round_trip_need_no_session() {
 #[tokio::test]
 async fn health_db_answers_503_while_the_database_is_unreachable() {
     let app = TestApp::spawn().await;
-    let server = PgPool::connect(&format!("{}/postgres", server_url()))
+    let server = PgPool::connect(&crate::helpers::database_url("postgres"))
         .await
         .unwrap();
     // Refuse new connections to the app's database, then cut the ones it has.

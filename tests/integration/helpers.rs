@@ -2,19 +2,108 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
 use base64::Engine;
 use botfleet::app::Application;
 use botfleet::config::{Config, DatabaseArgs, ServeArgs};
+use botfleet::embedded_db::{Cluster, ClusterSettings};
 use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::fakes::openai::FakeOpenAi;
 use crate::fakes::telegram::FakeTelegram;
 
-/// The server the tests create their databases on; trust authentication is assumed.
+/// Where the tests look for a PostgreSQL server when TEST_DATABASE_SERVER is not set.
+pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+
+static SERVER: OnceLock<String> = OnceLock::new();
+
+/// A private cluster started for this test run when no server answers: kept for the whole
+/// run, and stopped and deleted by its watchdog when the test process ends.
+static PRIVATE_CLUSTER: OnceLock<Cluster> = OnceLock::new();
+
+/// The server the tests create their databases on (trust authentication is assumed):
+/// TEST_DATABASE_SERVER when set, else the machine's PostgreSQL at [`DEFAULT_SERVER`] when it
+/// answers, else a private cluster started once for the run, so that `cargo test` needs no
+/// database set up.
 pub fn server_url() -> String {
-    std::env::var("TEST_DATABASE_SERVER")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned())
+    SERVER
+        .get_or_init(|| {
+            if let Ok(url) = std::env::var("TEST_DATABASE_SERVER") {
+                return url;
+            }
+            // Called from tests' runtimes, which cannot block on themselves: a thread of its own.
+            std::thread::spawn(|| {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async {
+                    if answers(DEFAULT_SERVER).await {
+                        return DEFAULT_SERVER.to_owned();
+                    }
+                    let cluster = start_private_cluster().await;
+                    eprintln!(
+                        "tests: no PostgreSQL answers at {DEFAULT_SERVER} and TEST_DATABASE_SERVER \
+                         is not set; using a private cluster in {}",
+                        cluster.settings().cluster_dir.display()
+                    );
+                    let server = server_of(&cluster);
+                    let _ = PRIVATE_CLUSTER.set(cluster);
+                    server
+                })
+            })
+            .join()
+            .expect("choosing the test server")
+        })
+        .clone()
+}
+
+/// Whether a PostgreSQL server at `server` lets the tests in.
+pub async fn answers(server: &str) -> bool {
+    use sqlx::Connection;
+    let connect = sqlx::PgConnection::connect(&database_url_on(server, "postgres"));
+    matches!(
+        tokio::time::timeout(Duration::from_secs(5), connect).await,
+        Ok(Ok(_))
+    )
+}
+
+/// A throwaway cluster in the temporary folder (no fsync: it only lives for the run).
+pub async fn start_private_cluster() -> Cluster {
+    let dir = std::env::temp_dir().join(format!(
+        "botfleet-test-pg-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    ));
+    Cluster::start(ClusterSettings {
+        cluster_dir: dir,
+        bin_dir: std::env::var_os("POSTGRES_BIN_DIR").map(Into::into),
+        run_as: std::env::var("POSTGRES_RUN_AS").ok(),
+        durable: false,
+        throwaway: true,
+    })
+    .await
+    .expect("start a private PostgreSQL cluster for the tests")
+}
+
+/// A cluster's server URL in TEST_DATABASE_SERVER's form: a database name goes after it.
+pub fn server_of(cluster: &Cluster) -> String {
+    // `…:5432/x?host=/dir` without the database: `…:5432?host=/dir`.
+    cluster.url("x").replacen("/x?", "?", 1)
+}
+
+/// The URL of `database` on the tests' server.
+pub fn database_url(database: &str) -> String {
+    database_url_on(&server_url(), database)
+}
+
+/// The URL of `database` on `server`, which may carry parameters (`?host=/socket/dir`).
+pub fn database_url_on(server: &str, database: &str) -> String {
+    match server.split_once('?') {
+        Some((base, query)) => format!("{}/{database}?{query}", base.trim_end_matches('/')),
+        None => format!("{}/{database}", server.trim_end_matches('/')),
+    }
 }
 
 /// A database of its own for one test, dropped when the test ends (even when it fails).
@@ -26,7 +115,7 @@ pub struct TestDb {
 impl TestDb {
     pub fn new() -> Self {
         let name = format!("botfleet_test_{}", uuid::Uuid::new_v4().simple());
-        let url = format!("{}/{name}", server_url());
+        let url = database_url(&name);
         Self { name, url }
     }
 
@@ -49,7 +138,7 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime");
             runtime.block_on(async move {
-                if let Ok(pool) = PgPool::connect(&format!("{}/postgres", server_url())).await {
+                if let Ok(pool) = PgPool::connect(&database_url("postgres")).await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .execute(&pool)
                         .await;
@@ -69,8 +158,12 @@ pub fn random_token_key() -> String {
 pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
     ServeArgs {
         database: DatabaseArgs {
-            database_url: db.url.clone(),
+            database_url: Some(db.url.clone()),
             database_max_connections: 12,
+            data_dir: None,
+            postgres_bin_dir: None,
+            postgres_run_as: None,
+            origin: None,
         },
         bind_addr: "127.0.0.1:0".to_owned(),
         public_url: None,
@@ -434,10 +527,20 @@ where
 /// the test's runtime: an application under test runs on that runtime, and a command that
 /// waits for one of its locks (a rebuild, a skip) would otherwise wait forever.
 pub async fn botfleet_cli(database_url: &str, args: &[&str]) -> std::process::Output {
+    botfleet_cli_with(database_url, args, &[]).await
+}
+
+/// [`botfleet_cli`] with more environment variables.
+pub async fn botfleet_cli_with(
+    database_url: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
     let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_botfleet"))
         .args(args)
         .env("DATABASE_URL", database_url)
         .env("USER", "operator")
+        .envs(env.iter().copied())
         .kill_on_drop(true)
         .output();
     tokio::time::timeout(Duration::from_secs(120), run)

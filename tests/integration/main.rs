@@ -5,27 +5,34 @@
 
 mod fakes;
 mod helpers;
+mod served;
 
 mod audit;
 mod auth;
 mod bots_api;
 mod chats_api;
 mod commit_order;
+mod embedded_db;
 mod erasure;
 mod event_store;
 mod failures;
 mod fairness;
+mod first_admin;
 mod floor_plan;
+mod fresh_machine;
 mod health;
 mod input_edges;
+mod key_rotation;
 mod limits;
 mod llm;
 mod metrics;
 mod openapi;
 mod projection_faults;
 mod resilience;
+mod restored_counter;
 mod retry_timing;
 mod schema_conformance;
+mod start_up;
 mod subscriptions;
 mod telegram_transport;
 mod turn_worker;

@@ -13,7 +13,7 @@ use aggregates::ids::{BotId, ChatId};
 use botfleet::event_store::{Actor, EventMetadata};
 use botfleet::llm::{LanguageModel, LlmError, LlmReply, LlmRequest, TokenUsage};
 use botfleet::runtime::backoff::Backoff;
-use botfleet::secrets::{TokenCipher, UnsealError};
+use botfleet::secrets::UnsealError;
 use botfleet::subscriptions::{ProjectionRunner, SubscriptionProgress};
 use botfleet::telegram::failures::TelegramFailure;
 use botfleet::telegram::pacing::SendPacer;
@@ -137,8 +137,8 @@ impl Setup {
         let db = TestDb::new();
         let pool = db.pool().await;
         let config = test_config(&db, &random_token_key());
-        let cipher = Arc::new(TokenCipher::new(&config.token_key));
-        let state = botfleet::app::app_state(pool.clone(), cipher, &config);
+        let ring = botfleet::secrets::KeyRing::single(config.token_key.clone());
+        let state = botfleet::app::app_state(pool.clone(), &ring, &config);
         let bot_id = Uuid::now_v7();
         let metadata = EventMetadata::new_request(Actor::System("test"));
         let settings = BotSettings {

@@ -2,6 +2,16 @@
 //!
 //! One master key (TOKEN_ENCRYPTION_KEY) is split by HMAC-SHA256 into purpose-bound subkeys,
 //! so that a fingerprint or a webhook secret can never be used to open a sealed token.
+//!
+//! Keys rotate ([`key_ring`]): a sealed value names the key that sealed it (`v2.<key id>.…`),
+//! the current key seals, and retired keys still open what they sealed. A value sealed
+//! before key ids existed (`v1.…`) was sealed with the store's first key, its root.
+
+pub mod key_ring;
+
+pub use key_ring::{KeyId, KeyRing};
+
+use std::collections::HashMap;
 
 use aes_gcm::aead::{Aead, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -14,7 +24,7 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
+pub(crate) fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let mut mac = <HmacSha256 as Mac>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(data);
     mac.finalize().into_bytes().into()
@@ -68,7 +78,7 @@ impl TokenKey {
     }
 
     /// A subkey bound to one purpose.
-    fn derive(&self, purpose: &str) -> [u8; 32] {
+    pub(crate) fn derive(&self, purpose: &str) -> [u8; 32] {
         hmac_sha256(&self.0, purpose.as_bytes())
     }
 }
@@ -79,41 +89,72 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
-/// Why a sealed token could not be opened: a different key, or a damaged ciphertext.
+/// Why a sealed token could not be opened: a key not in the ring, or a damaged ciphertext.
 #[derive(Debug, thiserror::Error)]
-#[error("the sealed bot token cannot be opened with the configured TOKEN_ENCRYPTION_KEY")]
+#[error("the sealed bot token cannot be opened with TOKEN_ENCRYPTION_KEY or the keys it retired")]
 pub struct UnsealError;
 
 /// Seals bot tokens with AES-256-GCM and fingerprints them with a keyed HMAC.
 #[derive(Clone)]
 pub struct TokenCipher {
-    cipher: Aes256Gcm,
+    /// Seals every new token.
+    current: (KeyId, Aes256Gcm),
+    /// Opens tokens by the key id they carry: the current key and every retired one.
+    by_id: HashMap<KeyId, Aes256Gcm>,
+    /// Opens tokens sealed before key ids existed (`v1.`).
+    root: Aes256Gcm,
+    /// Fingerprints and webhook secrets come from the root key and never rotate: a webhook
+    /// registered with Telegram keeps its secret, and a token keeps its fingerprint, so that
+    /// "is this token used by another bot?" compares like with like across rotations.
     fingerprint_key: [u8; 32],
     webhook_key: [u8; 32],
 }
 
-/// Prefix of the sealed form, so a future key or cipher change can be told apart.
-const SEALED_PREFIX: &str = "v1.";
+/// Prefix of a token sealed before key ids existed: under the root key.
+const SEALED_PREFIX_V1: &str = "v1.";
+/// Prefix of the sealed form with a key id: `v2.<key id>.<base64>`.
+const SEALED_PREFIX_V2: &str = "v2.";
+
+const TOKEN_PURPOSE: &str = "botfleet/token-encryption/v1";
+
+fn token_cipher(key: &TokenKey) -> Aes256Gcm {
+    Aes256Gcm::new_from_slice(&key.derive(TOKEN_PURPOSE)).expect("32-byte key")
+}
 
 impl TokenCipher {
+    /// A cipher with one key, which is also the root (a store without rotations, and tests).
     pub fn new(key: &TokenKey) -> Self {
-        let cipher_key = key.derive("botfleet/token-encryption/v1");
+        Self::from_ring(&KeyRing::single(key.clone()))
+    }
+
+    pub fn from_ring(ring: &KeyRing) -> Self {
+        let current = ring.current();
         Self {
-            cipher: Aes256Gcm::new_from_slice(&cipher_key).expect("32-byte key"),
-            fingerprint_key: key.derive("botfleet/token-fingerprint/v1"),
-            webhook_key: key.derive("botfleet/webhook-secret/v1"),
+            current: (current.id(), token_cipher(current)),
+            by_id: ring.keys().map(|k| (k.id(), token_cipher(k))).collect(),
+            root: token_cipher(ring.root()),
+            fingerprint_key: ring.root().derive("botfleet/token-fingerprint/v1"),
+            webhook_key: ring.root().derive("botfleet/webhook-secret/v1"),
         }
     }
 
     pub fn open(&self, sealed: &str) -> Result<BotToken, UnsealError> {
-        let encoded = sealed.strip_prefix(SEALED_PREFIX).ok_or(UnsealError)?;
+        let (cipher, encoded) = if let Some(rest) = sealed.strip_prefix(SEALED_PREFIX_V2) {
+            let (id, encoded) = rest.split_once('.').ok_or(UnsealError)?;
+            (
+                self.by_id.get(&KeyId::from(id)).ok_or(UnsealError)?,
+                encoded,
+            )
+        } else {
+            let encoded = sealed.strip_prefix(SEALED_PREFIX_V1).ok_or(UnsealError)?;
+            (&self.root, encoded)
+        };
         let bytes = STANDARD.decode(encoded).map_err(|_| UnsealError)?;
         if bytes.len() < 12 {
             return Err(UnsealError);
         }
         let (nonce, ciphertext) = bytes.split_at(12);
-        let plain = self
-            .cipher
+        let plain = cipher
             .decrypt(Nonce::from_slice(nonce), ciphertext)
             .map_err(|_| UnsealError)?;
         let text = String::from_utf8(plain).map_err(|_| UnsealError)?;
@@ -127,18 +168,30 @@ impl TokenCipher {
     }
 }
 
+/// Whether `sealed` has the shape of a sealed token (a prefix, then a nonce and at least an
+/// authentication tag in base64): only such a value that fails to open says "another key".
+pub fn looks_sealed(sealed: &str) -> bool {
+    let encoded = match sealed.strip_prefix(SEALED_PREFIX_V2) {
+        Some(rest) => rest.split_once('.').map(|(_, encoded)| encoded),
+        None => sealed.strip_prefix(SEALED_PREFIX_V1),
+    };
+    encoded
+        .and_then(|e| STANDARD.decode(e).ok())
+        .is_some_and(|bytes| bytes.len() >= 12 + 16)
+}
+
 impl TokenSealer for TokenCipher {
     fn seal(&self, token: &BotToken) -> SealedToken {
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
-        let ciphertext = self
-            .cipher
+        let (key_id, cipher) = &self.current;
+        let ciphertext = cipher
             .encrypt(Nonce::from_slice(&nonce), token.expose().as_bytes())
             .expect("AES-GCM encryption of a short token cannot fail");
         let mut sealed = nonce.to_vec();
         sealed.extend_from_slice(&ciphertext);
         SealedToken {
-            ciphertext: format!("{SEALED_PREFIX}{}", STANDARD.encode(sealed)),
+            ciphertext: format!("{SEALED_PREFIX_V2}{key_id}.{}", STANDARD.encode(sealed)),
             fingerprint: self.fingerprint(token),
             hint: token.hint(),
         }
@@ -179,6 +232,56 @@ mod tests {
         assert_ne!(a.ciphertext, b.ciphertext);
         assert_eq!(a.fingerprint, b.fingerprint);
         assert_ne!(a.fingerprint, cipher(2).fingerprint(&token));
+    }
+
+    #[test]
+    fn a_token_names_its_key_and_retired_keys_still_open_theirs() {
+        let token = BotToken::parse(TOKEN).unwrap();
+        let (old, new) = (TokenKey::from_bytes([1; 32]), TokenKey::from_bytes([2; 32]));
+        let sealed_old = cipher(1).seal(&token).ciphertext;
+        assert!(
+            sealed_old.starts_with(&format!("v2.{}.", old.id())),
+            "{sealed_old}"
+        );
+
+        let rotated =
+            TokenCipher::from_ring(&KeyRing::new(new.clone(), vec![old.clone()], old.id()));
+        let sealed_new = rotated.seal(&token).ciphertext;
+        assert!(
+            sealed_new.starts_with(&format!("v2.{}.", new.id())),
+            "{sealed_new}"
+        );
+        assert_eq!(rotated.open(&sealed_old).unwrap(), token);
+        assert_eq!(rotated.open(&sealed_new).unwrap(), token);
+        assert!(
+            cipher(1).open(&sealed_new).is_err(),
+            "the old key alone cannot"
+        );
+        // Fingerprints and webhook secrets stay the root's.
+        assert_eq!(rotated.fingerprint(&token), cipher(1).fingerprint(&token));
+        let bot = uuid::Uuid::from_u128(7);
+        assert_eq!(rotated.webhook_secret(bot), cipher(1).webhook_secret(bot));
+    }
+
+    #[test]
+    fn a_token_sealed_before_key_ids_opens_with_the_root_key() {
+        // The format of earlier releases: "v1." and the nonce and ciphertext, under the root.
+        let token = BotToken::parse(TOKEN).unwrap();
+        let root = TokenKey::from_bytes([1; 32]);
+        let mut nonce = [0u8; 12];
+        rand::thread_rng().fill_bytes(&mut nonce);
+        let mut bytes = nonce.to_vec();
+        bytes.extend(
+            token_cipher(&root)
+                .encrypt(Nonce::from_slice(&nonce), TOKEN.as_bytes())
+                .unwrap(),
+        );
+        let legacy = format!("v1.{}", STANDARD.encode(bytes));
+        assert_eq!(cipher(1).open(&legacy).unwrap(), token);
+        let new = TokenKey::from_bytes([2; 32]);
+        let rotated = TokenCipher::from_ring(&KeyRing::new(new, vec![root.clone()], root.id()));
+        assert_eq!(rotated.open(&legacy).unwrap(), token);
+        assert!(cipher(2).open(&legacy).is_err());
     }
 
     #[test]
