@@ -16,6 +16,7 @@
 //! schema-conformance test (tests/integration/schema_conformance.rs) finds a `null` the
 //! document does not allow.
 
+pub mod allowances;
 pub mod auth;
 pub mod bots;
 pub mod chats;
@@ -104,6 +105,7 @@ pub type ApiService = OpenApiService<
     (
         auth::AuthApi,
         bots::BotsApi,
+        allowances::AllowancesApi,
         chats::ChatsApi,
         users::UsersApi,
         events::EventsApi,
@@ -139,6 +141,13 @@ fn apis(state: Option<&AppState>) -> <ApiService as ApiTuple>::Apis {
             pool: s.pool.clone(),
             bots: s.bots.clone(),
             read_your_writes: read_your_writes(s),
+        })),
+        allowances::AllowancesApi(wire(state, |s| allowances::AllowancesDeps {
+            pool: s.pool.clone(),
+            bots: s.bots.clone(),
+            vault: s.vault.clone(),
+            read_your_writes: read_your_writes(s),
+            clock: s.clock.clone(),
         })),
         chats::ChatsApi(wire(state, |s| chats::ChatsDeps {
             pool: s.pool.clone(),

@@ -1,7 +1,9 @@
 //! The parts of a Telegram update Botfleet reads, parsed leniently: an update of a kind it
 //! does not handle is still an update (acknowledged, not recorded), never an error.
 
-use aggregates::chat::{IncomingCallback, IncomingMessage, TelegramChat, TelegramUser};
+use aggregates::chat::{
+    IncomingCallback, IncomingMessage, TelegramChat, TelegramUser, ADDED_TO_GROUP,
+};
 use aggregates::ids::{BotId, UpdateId};
 use aggregates::personal::PersonalText;
 use chrono::{DateTime, Utc};
@@ -67,6 +69,8 @@ pub struct Message {
     pub location: Option<serde_json::Value>,
     pub contact: Option<serde_json::Value>,
     pub poll: Option<serde_json::Value>,
+    /// The service message of people (or the bot itself) added to a group.
+    pub new_chat_members: Option<Vec<User>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,6 +269,11 @@ impl Update {
                 }
                 (String::new(), Some(kind.to_owned()))
             }
+            // The bot was added to a group: a turn of its own, so that a group the bot may not
+            // serve hears it at once, and another is greeted.
+            (None, None) if self.adds_the_bot(message, bot) => {
+                (String::new(), Some(ADDED_TO_GROUP.to_owned()))
+            }
             (None, None) => return UpdateContent::Unhandled("service message"),
         };
         UpdateContent::Message(Box::new(IncomingMessage {
@@ -277,6 +286,17 @@ impl Update {
             sent_at: DateTime::<Utc>::from_timestamp(message.date, 0).unwrap_or_default(),
             media,
         }))
+    }
+}
+
+impl Update {
+    fn adds_the_bot(&self, message: &Message, bot: &BotIdentity) -> bool {
+        is_group(&message.chat.kind)
+            && message
+                .new_chat_members
+                .iter()
+                .flatten()
+                .any(|member| member.id == bot.telegram_id)
     }
 }
 

@@ -2,8 +2,9 @@
 //! limits. Pure: the worker opens the chosen exchanges and builds the request.
 //!
 //! - After `idle_minutes` without a message, the turn starts a new conversation (announced).
-//! - Where the provider keeps the conversation (Responses), a turn continues the chain until
-//!   it holds `max_turns` exchanges or its input reached `max_input_tokens`; then a new chain
+//! - Where the provider keeps the conversation (Responses), a turn continues the chain while
+//!   it holds at most `max_turns` exchanges and its last input stayed under
+//!   `max_input_tokens`; then a new chain
 //!   starts from the newest exchanges that fit half the limits, so the context stays bounded
 //!   and the chain's cache stays useful for a while.
 //! - Where the history travels with each request (Chat Completions), the newest exchanges
@@ -80,9 +81,10 @@ pub fn plan(
     };
     if keeps_conversation {
         if let Some(previous) = &conversation.previous_response_id {
+            // Continuing gives the model the chain's exchanges: allowed up to `max_turns`.
             let full = limits
                 .max_turns
-                .is_some_and(|max| conversation.context_turns >= max)
+                .is_some_and(|max| conversation.context_turns > max)
                 || limits
                     .max_input_tokens
                     .is_some_and(|max| conversation.last_input_tokens >= max);
@@ -157,7 +159,7 @@ mod tests {
     #[test]
     fn a_chain_within_its_limits_is_continued() {
         let plan = plan(
-            &conversation(10, Some(5)),
+            &conversation(10, Some(6)),
             &limits(Some(6), None),
             Some(noon() + TimeDelta::minutes(29)),
             true,
@@ -166,14 +168,14 @@ mod tests {
         );
         assert_eq!(plan.previous_response_id.as_deref(), Some("resp_9"));
         assert!(plan.history.is_empty());
-        assert_eq!(plan.context_turns, 5);
+        assert_eq!(plan.context_turns, 6);
         assert!(!plan.new_conversation);
     }
 
     #[test]
     fn a_full_chain_starts_anew_from_half_its_turns() {
         let plan = plan(
-            &conversation(10, Some(6)),
+            &conversation(10, Some(7)),
             &limits(Some(6), None),
             Some(noon()),
             true,

@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use aggregates::bot::texts::TextKey;
-use aggregates::chat::{BotCommandName, Charge, Chat, ResponseKind, TokenUsage};
+use aggregates::chat::{
+    BotCommandName, Charge, Chat, ResponseKind, TokenUsage, TurnKind, ADDED_TO_GROUP,
+};
 use projections::allowances::person_usage;
 use projections::bots::BotRow;
 
@@ -23,7 +25,8 @@ use aggregates::ids::BotErrorKind;
 const TYPING_REFRESH: Duration = Duration::from_secs(4);
 
 impl TurnWorker {
-    /// A photo, sticker, voice message…: answered with a notice, without the LLM.
+    /// A photo, sticker, voice message…: answered with a notice, without the LLM; the bot
+    /// added to a group greets it.
     pub(super) async fn answer_media(
         &self,
         work: &mut LoadedAggregate<Chat>,
@@ -33,7 +36,15 @@ impl TurnWorker {
         if let Screened::Refused = self.screen(work, ctx, bot, false).await? {
             return Ok(Next::Continue);
         }
-        let text = system_text(bot, TextKey::MediaNotice, ctx.turn.language.as_deref());
+        let added_to_group =
+            matches!(&ctx.turn.kind, TurnKind::Media { media } if media == ADDED_TO_GROUP);
+        // A group the bot joined is greeted with its start message.
+        let key = if added_to_group {
+            TextKey::Start
+        } else {
+            TextKey::MediaNotice
+        };
+        let text = system_text(bot, key, ctx.turn.language.as_deref());
         self.respond(work, ctx, &text, ResponseKind::Notice, false)
             .await?;
         Ok(Next::Continue)

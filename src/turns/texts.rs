@@ -77,12 +77,14 @@ fn instant(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// Micro-USD as dollars with up to four decimals: `$0.0123`.
+/// Micro-USD as dollars, to the micro-dollar, without trailing zeros: `$0.000242`.
 fn usd(micro: i64) -> String {
-    let dollars = micro as f64 / 1_000_000.0;
-    let text = format!("{dollars:.4}");
-    let trimmed = text.trim_end_matches('0').trim_end_matches('.');
-    format!("${trimmed}")
+    let sign = if micro < 0 { "-" } else { "" };
+    let micro = micro.unsigned_abs();
+    let fraction = format!("{:06}", micro % 1_000_000);
+    let fraction = fraction.trim_end_matches('0');
+    let dot = if fraction.is_empty() { "" } else { "." };
+    format!("{sign}${}{dot}{fraction}", micro / 1_000_000)
 }
 
 #[cfg(test)]
@@ -94,6 +96,7 @@ mod tests {
         assert_eq!(usd(0), "$0");
         assert_eq!(usd(1_500_000), "$1.5");
         assert_eq!(usd(12_300), "$0.0123");
+        assert_eq!(usd(242), "$0.000242");
         assert_eq!(usd(10_000_000), "$10");
     }
 

@@ -7,6 +7,7 @@ mod fakes;
 mod helpers;
 mod served;
 
+mod allowances;
 mod audit;
 mod auth;
 mod bots_api;

@@ -103,14 +103,14 @@ pub struct ConversationLimits {
 pub struct SystemTexts {
     /// Used for a person whose language the bot has no text for.
     pub default_language: String,
-    pub texts: BTreeMap<String, BTreeMap<TextKey, String>>,
+    pub by_language: BTreeMap<String, BTreeMap<TextKey, String>>,
 }
 
 impl Default for SystemTexts {
     fn default() -> Self {
         Self {
             default_language: "en".to_owned(),
-            texts: BTreeMap::new(),
+            by_language: BTreeMap::new(),
         }
     }
 }
@@ -208,15 +208,16 @@ impl BotPolicy {
                 "must be a two-letter language code, e.g. en",
             ));
         }
-        for (language, texts) in &self.texts.texts {
+        for (language, texts) in &self.texts.by_language {
             if !language_ok(language) {
                 return Err(InvalidField::new(
-                    "texts",
+                    "texts.by_language",
                     format!("{language:?} is not a two-letter language code"),
                 ));
             }
             for (key, text) in texts {
-                crate::text::bounded(&format!("texts.{language}.{}", key.as_str()), text, 1, 4096)?;
+                let field = format!("texts.by_language.{language}.{}", key.as_str());
+                crate::text::bounded(&field, text, 1, 4096)?;
             }
         }
         Ok(())

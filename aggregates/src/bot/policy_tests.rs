@@ -313,11 +313,14 @@ fn a_policy_with_impossible_values_is_refused_naming_the_field() {
     policy.budgets.per_person.cost_per_day_micro_usd = Some(-1);
     assert_eq!(policy.validate().unwrap_err().field, "budgets");
     let mut policy = BotPolicy::default();
-    policy.texts.texts.insert(
+    policy.texts.by_language.insert(
         "ru".into(),
         BTreeMap::from([(TextKey::Help, "x".repeat(4097))]),
     );
-    assert_eq!(policy.validate().unwrap_err().field, "texts.ru.help");
+    assert_eq!(
+        policy.validate().unwrap_err().field,
+        "texts.by_language.ru.help"
+    );
     let mut policy = BotPolicy::default();
     policy.texts.default_language = "english".into();
     assert_eq!(

@@ -150,7 +150,7 @@ pub fn choose(
 ) -> String {
     let own = |lang: &str| -> Option<String> {
         texts
-            .texts
+            .by_language
             .get(lang)
             .and_then(|by_key: &BTreeMap<TextKey, String>| by_key.get(&key))
             .cloned()
@@ -234,7 +234,7 @@ mod tests {
             choose(&texts, legacy(), TextKey::Start, Some("ru")),
             "Welcome to Example Ltd."
         );
-        texts.texts.insert(
+        texts.by_language.insert(
             "ru".into(),
             BTreeMap::from([(TextKey::Start, "Добро пожаловать!".to_owned())]),
         );

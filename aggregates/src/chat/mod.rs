@@ -21,7 +21,7 @@ pub use events::{
     Charge, ChatEvent, FailureClass, GeneratedResponse, ResponseKind, TurnKind, TurnStep,
     MESSAGE_RECEIVED_VERSION,
 };
-pub use values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
+pub use values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage, ADDED_TO_GROUP};
 
 /// The Chat aggregate needs nothing from the outside world: every value arrives in commands.
 #[derive(Debug, Clone, Default)]

@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::personal::PersonalText;
 
+/// The `media` of a turn that is the bot being added to a group (not a message to answer:
+/// the group is greeted, or told the bot may not serve it).
+pub const ADDED_TO_GROUP: &str = "added_to_group";
+
 /// The chat as Telegram describes it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TelegramChat {
