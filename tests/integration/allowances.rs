@@ -2,11 +2,10 @@
 //! API, people writing through the webhook, the fake OpenAI counting what reaches the model
 //! and the fake Telegram what people are told.
 
-use botfleet::app::Application;
 use chrono::{TimeDelta, TimeZone, Utc};
 use serde_json::{json, Value};
 
-use crate::helpers::{test_config, token, Fakes, TestApp};
+use crate::helpers::{token, Fakes, TestApp};
 
 /// When the test people write: 2025-11-24 16:00 UTC, as Telegram's `date`.
 const DATE: i64 = 1_764_000_000;
@@ -341,10 +340,7 @@ async fn an_admins_grant_lifts_a_limit_and_is_recorded_as_the_admins_event() {
 async fn two_replicas_count_one_budget() {
     let fakes = Fakes::start().await;
     let first = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
-    let mut config = test_config(&first.db, &first.token_key);
-    config.telegram_api_url = fakes.telegram.base_url.parse().unwrap();
-    config.openai_base_url = fakes.openai.base_url.parse().unwrap();
-    let second = Application::build(config).await.unwrap();
+    let second = fakes.replica_of(&first).await;
     let second_base = format!("http://{}", second.addr());
     let bot_id = first.create_enabled_bot("Shared", &token(7)).await;
     set_policy(

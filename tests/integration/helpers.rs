@@ -281,6 +281,16 @@ impl Fakes {
         }
     }
 
+    /// A second Botfleet on `first`'s database and keys, talking to these fakes: a replica.
+    pub async fn replica_of(&self, first: &TestApp) -> Application {
+        let mut config = test_config(&first.db, &first.token_key);
+        config.telegram_api_url = self.telegram.base_url.parse().unwrap();
+        config.openai_base_url = self.openai.base_url.parse().unwrap();
+        Application::build(config)
+            .await
+            .expect("the replica starts")
+    }
+
     /// Points `args` at these fakes.
     pub fn configure(&self, args: &mut ServeArgs) {
         args.telegram_api_url = self.telegram.base_url.clone();

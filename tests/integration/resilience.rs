@@ -5,13 +5,12 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use botfleet::app::Application;
 use serde_json::json;
 
 use crate::fakes::telegram::{error, text_update};
 use crate::helpers::{
-    eventually, log_in, random_token_key, session_client, test_config, token, Fakes, TestApp,
-    TestDb, ADMIN_EMAIL, ADMIN_PASSWORD, COOKIE_SECRET,
+    eventually, log_in, random_token_key, session_client, token, Fakes, TestApp, TestDb,
+    ADMIN_EMAIL, ADMIN_PASSWORD, COOKIE_SECRET,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -242,10 +241,7 @@ async fn two_runners_on_one_database_answer_every_message_exactly_once() {
     let fakes = Fakes::start().await;
     fakes.openai.set_delay(Duration::from_millis(30));
     let first = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
-    let mut config = test_config(&first.db, &first.token_key);
-    config.telegram_api_url = fakes.telegram.base_url.parse().unwrap();
-    config.openai_base_url = fakes.openai.base_url.parse().unwrap();
-    let second = Application::build(config).await.unwrap();
+    let second = fakes.replica_of(&first).await;
     let second_base = format!("http://{}", second.addr());
 
     let bot_id = first.create_enabled_bot("Shared", &token(1)).await;
