@@ -67,10 +67,11 @@ pub struct MessageView {
     /// `user`, `bot` or `admin`.
     pub role: String,
     pub text: String,
-    /// user: received, answered, failed; bot and admin: generated, sent.
+    /// user: received, answered, failed, refused (the bot's policy: `last_error` says why);
+    /// bot and admin: generated, sent.
     pub status: String,
     pub telegram_message_ids: Vec<i64>,
-    /// llm, command, error_message, notice, admin, callback_answer.
+    /// llm, command, error_message, notice, refusal, admin, callback_answer.
     pub response_kind: Option<String>,
     /// The LLM model (for an admin message: the admin).
     pub model: Option<String>,
