@@ -99,6 +99,7 @@ impl Projector for ChatWorkProjector {
             }
             ChatEvent::ResponseGenerated { .. }
             | ChatEvent::ConversationReset { .. }
+            | ChatEvent::ConversationResetByAdmin { .. }
             | ChatEvent::MessageEdited { .. }
             | ChatEvent::ChatBlocked { .. }
             | ChatEvent::ChatMigrated { .. } => {}

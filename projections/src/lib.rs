@@ -11,6 +11,7 @@
 //! - [`chats`]: chats, Telegram users and messages, with usage and cost.
 //! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
 //! - [`alerts`]: final errors counted per bot and kind, for admin notifications.
+//! - [`usage`]: per bot and day, messages, turns, failures, tokens and cost.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -19,6 +20,7 @@ pub mod chat_work;
 pub mod chats;
 pub mod decode;
 pub mod recorded;
+pub mod usage;
 
 pub use recorded::{RecordedEvent, StreamPosition};
 
@@ -86,5 +88,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(bots::BotProjector),
         std::sync::Arc::new(chats::ChatProjector),
         std::sync::Arc::new(chat_work::ChatWorkProjector),
+        std::sync::Arc::new(usage::UsageProjector),
     ]
 }

@@ -11,6 +11,7 @@ mod auth;
 mod bots_api;
 mod chats_api;
 mod commit_order;
+mod console_api;
 mod erasure;
 mod event_store;
 mod failures;

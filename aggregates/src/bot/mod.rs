@@ -7,7 +7,7 @@ mod events;
 mod values;
 
 pub use aggregate::{Bot, BotLifecycle};
-pub use commands::{BotCommand, BotSettings};
+pub use commands::{BotCommand, BotSettings, SettingsChanges};
 pub use errors::BotError;
 pub use events::BotEvent;
 pub use values::{BotMessage, BotName, BotToken, Instructions, ModelName, SealedToken};

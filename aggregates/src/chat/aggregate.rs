@@ -213,6 +213,12 @@ impl Aggregate for Chat {
                     admin,
                 }]
             }
+            ChatCommand::ResetConversation { admin } => {
+                if self.telegram_chat.is_none() {
+                    return Err(ChatError::NotStarted);
+                }
+                vec![ChatEvent::ConversationResetByAdmin { admin }]
+            }
             ChatCommand::RetryTurn { update_id } => {
                 if !self.failed_turns.iter().any(|t| t.update_id == update_id) {
                     return Err(ChatError::NotFailed(update_id));
@@ -438,7 +444,9 @@ impl Aggregate for Chat {
                     }
                 }
             }
-            ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
+            ChatEvent::ConversationReset { .. } | ChatEvent::ConversationResetByAdmin { .. } => {
+                self.conversation = Conversation::default()
+            }
             ChatEvent::AttemptFailed {
                 update_id,
                 attempt,

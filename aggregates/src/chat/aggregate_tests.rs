@@ -519,3 +519,28 @@ fn an_admin_message_is_queued_as_a_turn_ready_to_send() {
     assert_eq!(turn.step(), TurnStep::Send);
     assert_eq!(chat.admin_messages, 1);
 }
+
+#[test]
+fn an_admin_resets_the_conversation_of_a_started_chat() {
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::ResetConversation {
+            admin: "admin:1".into(),
+        })
+        .then_expect_error(ChatError::NotStarted);
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
+        .when(ChatCommand::ResetConversation {
+            admin: "admin:1".into(),
+        })
+        .then_expect_events(vec![ChatEvent::ConversationResetByAdmin {
+            admin: "admin:1".into(),
+        }]);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(generated(7, "hello", "resp_1"));
+    chat.apply(ChatEvent::ConversationResetByAdmin {
+        admin: "admin:1".into(),
+    });
+    assert_eq!(chat.conversation, Conversation::default());
+}
