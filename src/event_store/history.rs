@@ -72,6 +72,22 @@ pub async fn read(
         .collect()
 }
 
+/// One event by its global position (settled or not: it is asked for by name).
+pub async fn find(
+    pool: &PgPool,
+    global_position: i64,
+) -> Result<Option<RecordedEvent>, sqlx::Error> {
+    let row = sqlx::query(&format!(
+        "SELECT {EVENT_COLUMNS} FROM events e WHERE e.global_position = $1"
+    ))
+    .bind(global_position)
+    .fetch_optional(pool)
+    .await?;
+    row.as_ref()
+        .map(crate::event_store::stream::decode_row)
+        .transpose()
+}
+
 /// Whether an aggregate has any event at all.
 pub async fn stream_exists(
     pool: &PgPool,

@@ -2,11 +2,12 @@
 //!
 //! Admin operations take a [`guard::AdminSession`] (see there); `/auth/login`, the Telegram
 //! webhook, `/health*`, `/metrics`, `/docs` and `/openapi.yaml` are open. [`routes`] wraps
-//! everything in the request log (request id, metrics), the body size and per-address
-//! limits, and the cookie jar.
+//! everything, and the pages served beside the API (the admin console, wired by `app`), in
+//! the request log (request id, metrics), the body size and per-address limits, and the
+//! cookie jar.
 //!
 //! Each API's work is also a plain method (`BotsApi::register`, `ChatsApi::page`…) that the
-//! operation wraps, so a page can do exactly what the API does, in process.
+//! operation wraps, so the admin console does exactly what the API does, in process.
 
 pub mod admins;
 pub mod auth;
@@ -41,7 +42,7 @@ use poem::endpoint::make_sync;
 use poem::middleware::CookieJarManager;
 use poem::web::cookie::CookieKey;
 use poem::web::Html;
-use poem::{EndpointExt, IntoEndpoint, Route};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Response, Route};
 use poem_openapi::{OpenApiService, Tags};
 use sqlx::PgPool;
 
@@ -297,8 +298,12 @@ fn document(service: &ApiService) -> serde_yaml::Value {
     document
 }
 
-/// Every route the server answers, inside its middleware (outermost last).
-pub fn routes(state: AppState) -> impl poem::Endpoint {
+/// Every route the server answers, inside its middleware (outermost last): the API, its
+/// document and viewer, and `pages` (the admin console, which handles its own errors).
+pub fn routes<P>(state: AppState, pages: P) -> impl poem::Endpoint
+where
+    P: Endpoint<Output = Response> + 'static,
+{
     let cookie_key = state.cookie_key.clone();
     let limits = state.limits.clone();
     let api = service(state.clone());
@@ -322,6 +327,21 @@ pub fn routes(state: AppState) -> impl poem::Endpoint {
                     .body(spec.clone())
             }),
         )
+        .nest("/console", pages)
+        // The service's own address opens the console (the API owns every other path at
+        // the root, so this is decided before routing).
+        .around(|endpoint, request| async move {
+            if request.uri().path() == "/" {
+                return Ok(poem::Response::builder()
+                    .status(poem::http::StatusCode::SEE_OTHER)
+                    .header("location", "/console")
+                    .finish());
+            }
+            endpoint
+                .call(request)
+                .await
+                .map(poem::IntoResponse::into_response)
+        })
         // Sees the matched route pattern, for the metrics' labels.
         .with(observe::RecordRoute)
         .catch_all_error(errors::render_framework_error)

@@ -3,6 +3,7 @@
 //!
 //! One test binary with modules, so the dependency tree links once.
 
+mod browser;
 mod fakes;
 mod helpers;
 
@@ -11,6 +12,7 @@ mod auth;
 mod bots_api;
 mod chats_api;
 mod commit_order;
+mod console;
 mod console_api;
 mod erasure;
 mod event_store;
