@@ -26,18 +26,20 @@ const RIGHT: f64 = 8.0;
 const TOP: f64 = 10.0;
 const BOTTOM: f64 = 26.0;
 
-/// A round number at or above `max`, so the axis reads 0, ¼, ½, ¾ of it.
+/// The top of the axis: four round steps (1, 2, 2.5 or 5 times a power of ten) that reach
+/// `max`, so every gridline reads as a round number.
 fn nice_ceiling(max: f64) -> f64 {
     if max <= 0.0 {
-        return 1.0;
+        return 4.0;
     }
-    let magnitude = 10f64.powf(max.log10().floor());
-    for step in [1.0, 2.0, 2.5, 4.0, 5.0, 10.0] {
-        if magnitude * step >= max {
-            return magnitude * step;
+    let quarter = max / 4.0;
+    let magnitude = 10f64.powf(quarter.log10().floor());
+    for step in [1.0, 2.0, 2.5, 5.0, 10.0] {
+        if magnitude * step >= quarter {
+            return magnitude * step * 4.0;
         }
     }
-    magnitude * 10.0
+    magnitude * 40.0
 }
 
 /// Stacked bars, one per day, one layer per series; `unit` formats an axis value or a bar's.
@@ -178,10 +180,12 @@ mod tests {
 
     #[test]
     fn axes_end_on_round_numbers() {
-        assert_eq!(nice_ceiling(0.0), 1.0);
-        assert_eq!(nice_ceiling(7.0), 10.0);
-        assert_eq!(nice_ceiling(23.0), 25.0);
+        assert_eq!(nice_ceiling(0.0), 4.0);
+        assert_eq!(nice_ceiling(5.0), 8.0);
+        assert_eq!(nice_ceiling(7.0), 8.0);
+        assert_eq!(nice_ceiling(23.0), 40.0);
         assert_eq!(nice_ceiling(101.0), 200.0);
+        assert_eq!(nice_ceiling(3.0), 4.0);
         assert_eq!(dollars(121.0), "$0.0001");
         assert_eq!(whole(12_500.0), "12k");
     }

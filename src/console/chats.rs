@@ -364,7 +364,7 @@ async fn bubbles(
                     role => {
                         div class=(format!("bubble {}", if role == "admin" { "admin" } else { "bot" })) data-role=(role) {
                             @if role == "admin" {
-                                span.who-line { "Admin " (admin_name(message.model.as_deref().unwrap_or_default())) }
+                                span.who-line { (admin_name(message.model.as_deref().unwrap_or_default())) " · admin" }
                             }
                             (message.text)
                             span.meta { (answer_meta(message)) }
@@ -376,23 +376,34 @@ async fn bubbles(
     })
 }
 
-/// An answer's facts: model, tokens, cost, how long it took, whether it was sent.
+/// An answer's facts: model, tokens, cost, how long it took, when, whether it was sent.
 fn answer_meta(message: &MessageView) -> Markup {
-    html! {
-        @if message.response_kind.as_deref() == Some("llm") {
-            @if let Some(model) = &message.model { span data-field="model" { (model) } " · " }
+    let mut parts: Vec<Markup> = Vec::new();
+    if message.response_kind.as_deref() == Some("llm") {
+        if let Some(model) = &message.model {
+            parts.push(html! { span data-field="model" { (model) } });
+        }
+        parts.push(html! {
             span data-field="tokens" {
                 (count(message.input_tokens.unwrap_or(0))) " in"
                 @if let Some(cached) = message.cached_input_tokens.filter(|c| *c > 0) { " (" (count(cached)) " cached)" }
                 " / " (count(message.output_tokens.unwrap_or(0))) " out"
             }
-            " · " span data-field="cost" { (usd(message.cost_micro_usd.unwrap_or(0))) }
-        } @else if let Some(kind) = &message.response_kind {
-            @if kind != "admin" { span { (kind.replace('_', " ")) } " · " }
+        });
+        parts.push(html! { span data-field="cost" { (usd(message.cost_micro_usd.unwrap_or(0))) } });
+    } else if let Some(kind) = message.response_kind.as_deref().filter(|k| *k != "admin") {
+        parts.push(html! { span { (kind.replace('_', " ")) } });
+    }
+    if let Some(ms) = message.response_ms {
+        parts.push(html! { span data-field="took" { "took " (duration_ms(ms)) } });
+    }
+    parts.push(time(message.created_at));
+    parts.push(html! { @if message.status == "sent" { "sent" } @else { "waiting to be sent" } });
+    html! {
+        @for (i, part) in parts.into_iter().enumerate() {
+            @if i > 0 { " · " }
+            (part)
         }
-        @if let Some(ms) = message.response_ms { " · " span data-field="took" { "took " (duration_ms(ms)) } }
-        " · " (time(message.created_at))
-        " · " @if message.status == "sent" { "sent" } @else { "waiting to be sent" }
     }
 }
 

@@ -412,8 +412,9 @@ async fn a_failed_turn_is_retried_and_a_person_forgotten_in_a_browser() {
     app.stop().await;
 }
 
-/// Pictures of the console for the README: `docs/console-overview.png` and
-/// `docs/console-conversation.png`. Run with `docs/screenshots` (it runs this test).
+/// Pictures of the console for the README: `docs/console-overview.png`,
+/// `docs/console-conversation.png` and `docs/console-phone.png` (a conversation on a
+/// phone-sized screen). Run with `docs/screenshots` (it runs this test).
 #[tokio::test]
 #[ignore = "writes the README's screenshots; run it with docs/screenshots"]
 async fn screenshots_for_the_readme() {
@@ -463,7 +464,7 @@ async fn screenshots_for_the_readme() {
         .scenario(async {
             let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
             std::fs::create_dir_all(&docs).unwrap();
-            browser.client.set_window_size(1280, 1500).await.unwrap();
+            browser.client.set_window_size(1280, 1060).await.unwrap();
             browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
             browser.open("/console").await;
             browser.find("svg.chart").await;
@@ -482,6 +483,10 @@ async fn screenshots_for_the_readme() {
                 .await
                 .map(|png| std::fs::write(docs.join("console-conversation.png"), png).unwrap())
                 .unwrap();
+            browser.client.set_window_size(390, 844).await.unwrap();
+            browser.open(&format!("/console/chats/{chat_id}")).await;
+            browser.find(".bubble.admin").await;
+            browser.screenshot_to(&docs.join("console-phone.png")).await;
         })
         .await;
     browser.finish().await;
