@@ -259,8 +259,12 @@ async fn render_conversation(
                 (post_button(admin, &format!("/console/chats/{}/reset", chat.id), "Reset the conversation", ""))
             }
         }
-        (pager(None, messages.next_cursor.as_ref().map(|c| format!("/console/chats/{}{}", chat.id, query(&[("cursor", Some(c.clone()))])))))
-        @if q.cursor.is_some() { p { a href=(format!("/console/chats/{}", chat.id)) { "Back to the latest messages »" } } }
+        div.pager {
+            @if let Some(cursor) = &messages.next_cursor {
+                a.button href=(format!("/console/chats/{}{}", chat.id, query(&[("cursor", Some(cursor.clone()))]))) { "« Earlier messages" }
+            }
+            @if q.cursor.is_some() { a.button href=(format!("/console/chats/{}", chat.id)) { "Latest messages »" } }
+        }
         (thread)
     };
     let mut response = layout(admin, Section::Chats, &chat_name(&chat), body);

@@ -56,8 +56,9 @@ impl<'a> FromRequest<'a> for Admin {
             .cloned()
             .ok_or_else(|| PageError::internal_message("the application state is missing"))?;
         let sign_in = || PageError::SignIn {
+            // The path as the browser asked for it (the router strips `/console`).
             next: request
-                .uri()
+                .original_uri()
                 .path_and_query()
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
