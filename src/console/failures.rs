@@ -57,7 +57,7 @@ pub async fn list(admin: Admin, Query(q): Query<ListQuery>) -> Page {
                     form method="post" action="/console/failures/retry" {
                         (csrf_field(&admin))
                         div.table-wrap { table {
-                            thead { tr { th { "Retry" } th { "Bot" } th { "Chat" } th { "Class" } th { "Step" } th { "Last error" } th.num { "Attempts" } th { "Failed" } } }
+                            thead { tr { th { "Select" } th { "Bot" } th { "Chat" } th { "Class" } th { "Step" } th { "Last error" } th.num { "Attempts" } th { "Failed" } th {} } }
                             tbody {
                                 @for failure in &page.items {
                                     tr {
@@ -69,6 +69,7 @@ pub async fn list(admin: Admin, Query(q): Query<ListQuery>) -> Page {
                                         td.small { (failure.last_error.as_deref().unwrap_or("")) }
                                         td.num { (failure.attempts) }
                                         td.small { @if let Some(at) = failure.failed_at { (time(at)) } }
+                                        td { button type="submit" name="only" value=(failure.id) { "Retry" } }
                                     }
                                 }
                             }
@@ -86,13 +87,18 @@ pub async fn list(admin: Admin, Query(q): Query<ListQuery>) -> Page {
     }.await)
 }
 
-/// `POST /console/failures/retry`: retries each selected turn (`turn`, repeated), as
-/// `POST /failures/{id}/retry` does, then goes back (`back`, a console page) or to the list.
+/// `POST /console/failures/retry`: retries one turn (`only`, a row's own button) or each
+/// selected one (`turn`, repeated), as `POST /failures/{id}/retry` does, then goes back
+/// (`back`, a console page) or to the list.
 #[handler]
 pub async fn retry(form: AdminForm) -> Page {
     Page(async {
         let admin = &form.admin;
-        let turns: Vec<Uuid> = form.fields.all("turn").iter().filter_map(|t| t.parse().ok()).collect();
+        let chosen = match form.fields.get("only") {
+            Some(one) => vec![one],
+            None => form.fields.all("turn"),
+        };
+        let turns: Vec<Uuid> = chosen.iter().filter_map(|t| t.parse().ok()).collect();
         if turns.is_empty() {
             let body = html! {
                 h1 { "Failures" }
