@@ -40,7 +40,7 @@ pub struct AdminView {
 #[derive(Debug, Clone, Object)]
 pub struct SessionView {
     pub admin: AdminView,
-    /// Send it back in the `X-CSRF-Token` header of every POST, PUT and DELETE.
+    /// Send it back in the `X-CSRF-Token` header of every POST, PUT, PATCH and DELETE.
     pub csrf_token: String,
     /// The session ends then, or at logout, whichever comes first.
     pub expires_at: DateTime<Utc>,
