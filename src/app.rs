@@ -214,7 +214,7 @@ impl Application {
             .first()
             .and_then(|a| a.as_socket_addr().copied())
             .ok_or_else(|| anyhow::anyhow!("the listener has no socket address"))?;
-        let routes = http::routes(state.clone());
+        let routes = http::routes(state.clone(), crate::console::routes());
         let server_shutdown = shutdown.clone();
         let server = tokio::spawn(async move {
             Server::new_with_acceptor(acceptor)

@@ -581,6 +581,11 @@ async fn events_verify(pool: PgPool) -> Result<(), CliError> {
     for problem in &report.undecodable {
         println!("unreadable: {problem}");
     }
+    if report.unchecked {
+        println!(
+            "unchecked: a transaction stayed open for 30 s; the events after it were not read"
+        );
+    }
     if report.duplicate_positions > 0 {
         println!(
             "{} positions are used more than once",

@@ -9,6 +9,8 @@
 //!   [`embedded_db`] in the [`data_dir`]; generated keys; backups); `app` builds one running
 //!   service (pool, gateways, subscriptions, runners, HTTP server) from a
 //!   [`config::Config`], which hands each subsystem its own settings.
+//! - [`console`]: the admin console, web pages for admins and auditors under `/console`,
+//!   built on the HTTP room's sessions and the API's own operations and read models.
 //! - [`http`]: the HTTP surface: Telegram's webhook, the admin API (poem-openapi, one error
 //!   enum per operation), health and metrics. Each API holds only what it uses.
 //! - [`turns`] and [`bots`]: the effects. `turns` claims chats with due turns and works each
@@ -39,6 +41,7 @@ pub mod auth;
 pub mod bots;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod data_dir;
 pub mod db;
 pub mod embedded_db;

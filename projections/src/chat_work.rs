@@ -110,6 +110,7 @@ impl Projector for ChatWorkProjector {
             | ChatEvent::TurnRefused { .. }
             | ChatEvent::ChatLeft { .. }
             | ChatEvent::ConversationReset { .. }
+            | ChatEvent::ConversationResetByAdmin { .. }
             | ChatEvent::MessageEdited { .. }
             | ChatEvent::ChatBlocked { .. }
             | ChatEvent::ChatMigrated { .. } => {}

@@ -12,6 +12,7 @@
 //! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
 //! - [`alerts`]: final errors counted per bot and kind, for admin notifications.
 //! - [`allowances`]: each person's use of each bot per day and month, and who was refused.
+//! - [`usage`]: per bot and day, messages, turns, failures, tokens and cost.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -21,6 +22,7 @@ pub mod chat_work;
 pub mod chats;
 pub mod decode;
 pub mod recorded;
+pub mod usage;
 
 pub use recorded::{RecordedEvent, StreamPosition};
 
@@ -89,5 +91,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
         std::sync::Arc::new(chats::ChatProjector),
         std::sync::Arc::new(chat_work::ChatWorkProjector),
         std::sync::Arc::new(allowances::AllowanceProjector),
+        std::sync::Arc::new(usage::UsageProjector),
     ]
 }

@@ -53,7 +53,9 @@ pub async fn find_by_email(
     email: &AdminEmail,
 ) -> Result<Option<Admin>, sqlx::Error> {
     let row: Option<(Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, email, password_hash FROM admins WHERE lower(email) = lower($1)",
+        // A disabled admin is not found: the login answers as for an unknown email.
+        "SELECT id, email, password_hash FROM admins
+         WHERE lower(email) = lower($1) AND disabled_at IS NULL",
     )
     .bind(email.as_str())
     .fetch_optional(pool)

@@ -3,6 +3,7 @@
 //! - [`accounts`]: admins (email and argon2id hash), the first one from the environment or
 //!   `botfleet admin create`.
 //! - [`setup`]: the one-time set-up link that creates the first admin without either.
+//! - [`admins`]: administering them: the list, adding, disabling, one's own password.
 //! - [`passwords`]: hashing and checking, off the async runtime.
 //! - [`sessions`]: server-side sessions; the browser holds only a random token.
 //! - [`throttle`]: five failed logins (per account, per address) lock for fifteen minutes.
@@ -11,6 +12,7 @@
 //! `http::guard`, `http::session_cookie` and `http::auth`.
 
 pub mod accounts;
+pub mod admins;
 pub mod passwords;
 pub mod sessions;
 pub mod setup;

@@ -118,7 +118,7 @@ impl Sessions {
         let row: Option<(Uuid, Uuid, String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT s.id, s.admin_id, a.email, s.expires_at
              FROM admin_sessions s JOIN admins a ON a.id = s.admin_id
-             WHERE s.token_hash = $1 AND s.expires_at > now()",
+             WHERE s.token_hash = $1 AND s.expires_at > now() AND a.disabled_at IS NULL",
         )
         .bind(token.hash())
         .fetch_optional(&self.pool)

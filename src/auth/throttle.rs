@@ -102,3 +102,34 @@ impl LoginThrottle {
         Ok(())
     }
 }
+
+/// A subject whose logins are refused until `locked_until`.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Lockout {
+    /// `account:<email>` or `ip:<address>`.
+    pub subject: String,
+    pub locked_until: chrono::DateTime<chrono::Utc>,
+}
+
+/// The locks in force, the longest first.
+pub async fn list_locked(pool: &PgPool) -> Result<Vec<Lockout>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT subject, locked_until FROM login_throttle WHERE locked_until > now()
+         ORDER BY locked_until DESC, subject",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// Lifts a lock (an admin vouched for the account or address) and forgets its failures;
+/// `false` when the subject was not locked.
+pub async fn lift(pool: &PgPool, subject: &str) -> Result<bool, sqlx::Error> {
+    let lifted =
+        sqlx::query("DELETE FROM login_throttle WHERE subject = $1 AND locked_until > now()")
+            .bind(subject)
+            .execute(pool)
+            .await?
+            .rows_affected()
+            == 1;
+    Ok(lifted)
+}

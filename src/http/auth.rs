@@ -42,7 +42,7 @@ pub struct AdminView {
 #[oai(skip_serializing_if_is_none)]
 pub struct SessionView {
     pub admin: AdminView,
-    /// Send it back in the `X-CSRF-Token` header of every POST, PUT and DELETE.
+    /// Send it back in the `X-CSRF-Token` header of every POST, PUT, PATCH and DELETE.
     pub csrf_token: String,
     /// The session ends then, or at logout, whichever comes first.
     pub expires_at: DateTime<Utc>,

@@ -10,6 +10,7 @@ use cqrs_es::Aggregate;
 
 use aggregates::bot::{
     Bot, BotCommand, BotMessage, BotName, BotSettings, BotToken, Instructions, ModelName,
+    SettingsChanges,
 };
 use chrono::{DateTime, Utc};
 use poem_openapi::param::{Path, Query};
@@ -26,7 +27,7 @@ use super::paging::{
 };
 use super::strict_json::Strict;
 use super::{ApiTags, Wired};
-use crate::event_store::{CommandGateway, Committed, EventMetadata};
+use crate::event_store::{Actor, CommandGateway, Committed, EventMetadata};
 
 const DEFAULT_START_MESSAGE: &str = "Hello! Ask me anything.";
 const DEFAULT_ERROR_MESSAGE: &str = "Sorry, something went wrong. Please try again later.";
@@ -157,6 +158,21 @@ pub struct UpdateBotRequest {
     pub instructions: String,
 }
 
+/// Some of a bot's settings: only those given change. A `token` alone rotates the token and
+/// leaves every setting as it is.
+#[derive(Debug, Clone, Default, Object, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+#[oai(deny_unknown_fields)]
+pub struct PatchBotRequest {
+    pub name: Option<String>,
+    /// A new token from BotFather (after `/revoke`); the old one stops working here.
+    pub token: Option<String>,
+    pub model: Option<String>,
+    pub start_message: Option<String>,
+    pub error_message: Option<String>,
+    pub instructions: Option<String>,
+}
+
 #[derive(ApiResponse)]
 pub enum CreateBotResponse {
     /// The bot was registered.
@@ -243,25 +259,14 @@ impl BotsApi {
         cursor: Query<Option<String>>,
     ) -> Result<BotListResponse, BotListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
-        let after = cursor.0.as_deref().map(decode_bot_cursor).transpose()?;
-        let mut rows = read_model::list_bots(
-            &self.0.pool,
-            include_deleted.0.unwrap_or(false),
-            after,
-            limit + 1,
-        )
-        .await
-        .map_err(|e| ApiFailure::internal("listing bots failed", &e))?;
-        let next_cursor = if rows.len() > limit as usize {
-            rows.truncate(limit as usize);
-            rows.last().map(encode_bot_cursor)
-        } else {
-            None
-        };
-        Ok(BotListResponse::Ok(Json(BotPage {
-            items: rows.into_iter().map(BotView::from).collect(),
-            next_cursor,
-        })))
+        let page = self
+            .page(
+                include_deleted.0.unwrap_or(false),
+                cursor.0.as_deref(),
+                limit,
+            )
+            .await?;
+        Ok(BotListResponse::Ok(Json(page)))
     }
 
     /// Get a bot
@@ -307,8 +312,113 @@ impl BotsApi {
         auth: AdminSession,
         body: Json<Strict<CreateBotRequest>>,
     ) -> Result<CreateBotResponse, BotCreateError> {
-        let actor = auth.actor();
-        let body = body.0 .0;
+        let bot = self.register(auth.actor(), body.0 .0).await?;
+        Ok(CreateBotResponse::Created(Json(bot)))
+    }
+
+    /// Replace a bot's settings
+    #[oai(path = "/bots/:id", method = "put")]
+    async fn update(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+        body: Json<Strict<UpdateBotRequest>>,
+    ) -> Result<BotResponse, BotUpdateError> {
+        Ok(BotResponse::Ok(Json(
+            self.replace(auth.actor(), id.0, body.0 .0).await?,
+        )))
+    }
+
+    /// Change some of a bot's settings
+    ///
+    /// Only the fields given change; the others keep their values. Send `token` alone to
+    /// rotate the token without touching the settings.
+    #[oai(path = "/bots/:id", method = "patch")]
+    async fn patch(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+        body: Json<Strict<PatchBotRequest>>,
+    ) -> Result<BotResponse, BotUpdateError> {
+        Ok(BotResponse::Ok(Json(
+            self.change(auth.actor(), id.0, body.0 .0).await?,
+        )))
+    }
+
+    /// Delete a bot
+    ///
+    /// The bot stops answering; its history stays for auditors.
+    #[oai(path = "/bots/:id", method = "delete")]
+    async fn delete(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<DeleteBotResponse, BotActionError> {
+        self.command(id.0, BotCommand::Delete, auth.actor()).await?;
+        Ok(DeleteBotResponse::Deleted)
+    }
+
+    /// Enable a bot
+    ///
+    /// The bot starts answering on Telegram. Enabling an enabled bot changes nothing.
+    #[oai(path = "/bots/:id/enable", method = "post")]
+    async fn enable(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<BotResponse, BotActionError> {
+        let bot = self.command(id.0, BotCommand::Enable, auth.actor()).await?;
+        Ok(BotResponse::Ok(Json(bot)))
+    }
+
+    /// Disable a bot
+    ///
+    /// The bot stops answering on Telegram. Disabling a disabled bot changes nothing.
+    #[oai(path = "/bots/:id/disable", method = "post")]
+    async fn disable(
+        &self,
+        auth: AdminSession,
+        id: Path<Uuid>,
+    ) -> Result<BotResponse, BotActionError> {
+        let bot = self
+            .command(id.0, BotCommand::Disable, auth.actor())
+            .await?;
+        Ok(BotResponse::Ok(Json(bot)))
+    }
+}
+
+/// What the API does, for its operations and for the admin console alike: each answers the
+/// bot as the read model shows it once it includes the change.
+impl BotsApi {
+    /// A page of bots in creation order, after `cursor` (a `next_cursor` given out before).
+    pub async fn page(
+        &self,
+        include_deleted: bool,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<BotPage, ApiFailure> {
+        let after = cursor.map(decode_bot_cursor).transpose()?;
+        let mut rows = read_model::list_bots(&self.0.pool, include_deleted, after, limit + 1)
+            .await
+            .map_err(|e| ApiFailure::internal("listing bots failed", &e))?;
+        let next_cursor = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(encode_bot_cursor)
+        } else {
+            None
+        };
+        Ok(BotPage {
+            items: rows.into_iter().map(BotView::from).collect(),
+            next_cursor,
+        })
+    }
+
+    /// Registers a bot (disabled).
+    pub async fn register(
+        &self,
+        actor: Actor,
+        body: CreateBotRequest,
+    ) -> Result<BotView, ApiFailure> {
         let token = BotToken::parse(&body.token).map_err(ApiFailure::invalid)?;
         let settings = parse_settings(
             &body.name,
@@ -339,19 +449,16 @@ impl BotsApi {
             .map_err(ApiFailure::from)?;
         self.await_read_model(&bot_id.to_string(), &committed)
             .await?;
-        Ok(CreateBotResponse::Created(Json(self.read(bot_id).await?)))
+        self.read(bot_id).await
     }
 
-    /// Replace a bot's settings
-    #[oai(path = "/bots/:id", method = "put")]
-    async fn update(
+    /// Replaces every setting (and the token when one is given).
+    pub async fn replace(
         &self,
-        auth: AdminSession,
-        id: Path<Uuid>,
-        body: Json<Strict<UpdateBotRequest>>,
-    ) -> Result<BotResponse, BotUpdateError> {
-        let actor = auth.actor();
-        let body = body.0 .0;
+        actor: Actor,
+        id: Uuid,
+        body: UpdateBotRequest,
+    ) -> Result<BotView, ApiFailure> {
         let token = body
             .token
             .as_deref()
@@ -366,72 +473,85 @@ impl BotsApi {
             &body.instructions,
         )?;
         let _claim = match &token {
-            Some(token) => Some(self.claim_token(token, Some(id.0)).await?),
+            Some(token) => Some(self.claim_token(token, Some(id)).await?),
             None => None,
         };
-        Ok(self
-            .command(id.0, BotCommand::Update { token, settings }, actor)
-            .await?)
+        self.command(id, BotCommand::Update { token, settings }, actor)
+            .await
     }
 
-    /// Delete a bot
-    ///
-    /// The bot stops answering; its history stays for auditors.
-    #[oai(path = "/bots/:id", method = "delete")]
-    async fn delete(
+    /// Changes the settings given (and the token when one is given).
+    pub async fn change(
         &self,
-        auth: AdminSession,
-        id: Path<Uuid>,
-    ) -> Result<DeleteBotResponse, BotActionError> {
-        let actor = auth.actor();
-        self.command(id.0, BotCommand::Delete, actor).await?;
-        Ok(DeleteBotResponse::Deleted)
+        actor: Actor,
+        id: Uuid,
+        body: PatchBotRequest,
+    ) -> Result<BotView, ApiFailure> {
+        let token = body
+            .token
+            .as_deref()
+            .map(BotToken::parse)
+            .transpose()
+            .map_err(ApiFailure::invalid)?;
+        let invalid = ApiFailure::invalid;
+        let changes = SettingsChanges {
+            name: body
+                .name
+                .as_deref()
+                .map(BotName::parse)
+                .transpose()
+                .map_err(invalid)?,
+            model: body
+                .model
+                .as_deref()
+                .map(ModelName::parse)
+                .transpose()
+                .map_err(invalid)?,
+            start_message: body
+                .start_message
+                .as_deref()
+                .map(|m| BotMessage::parse_field("start_message", m))
+                .transpose()
+                .map_err(invalid)?,
+            error_message: body
+                .error_message
+                .as_deref()
+                .map(|m| BotMessage::parse_field("error_message", m))
+                .transpose()
+                .map_err(invalid)?,
+            instructions: body
+                .instructions
+                .as_deref()
+                .map(Instructions::parse)
+                .transpose()
+                .map_err(invalid)?,
+        };
+        let _claim = match &token {
+            Some(token) => Some(self.claim_token(token, Some(id)).await?),
+            None => None,
+        };
+        self.command(id, BotCommand::Change { token, changes }, actor)
+            .await
     }
 
-    /// Enable a bot
-    ///
-    /// The bot starts answering on Telegram. Enabling an enabled bot changes nothing.
-    #[oai(path = "/bots/:id/enable", method = "post")]
-    async fn enable(
-        &self,
-        auth: AdminSession,
-        id: Path<Uuid>,
-    ) -> Result<BotResponse, BotActionError> {
-        let actor = auth.actor();
-        Ok(self.command(id.0, BotCommand::Enable, actor).await?)
-    }
-
-    /// Disable a bot
-    ///
-    /// The bot stops answering on Telegram. Disabling a disabled bot changes nothing.
-    #[oai(path = "/bots/:id/disable", method = "post")]
-    async fn disable(
-        &self,
-        auth: AdminSession,
-        id: Path<Uuid>,
-    ) -> Result<BotResponse, BotActionError> {
-        let actor = auth.actor();
-        Ok(self.command(id.0, BotCommand::Disable, actor).await?)
-    }
-}
-
-impl BotsApi {
-    async fn command(
+    /// Enables, disables or deletes a bot (or any other admin command on it).
+    pub async fn command(
         &self,
         id: Uuid,
         command: BotCommand,
-        actor: crate::event_store::Actor,
-    ) -> Result<BotResponse, ApiFailure> {
+        actor: Actor,
+    ) -> Result<BotView, ApiFailure> {
         let committed = self
             .0
             .bots
             .execute(&id.to_string(), command, &EventMetadata::new_request(actor))
             .await?;
         self.await_read_model(&id.to_string(), &committed).await?;
-        Ok(BotResponse::Ok(Json(self.read(id).await?)))
+        self.read(id).await
     }
 
-    async fn read(&self, id: Uuid) -> Result<BotView, ApiFailure> {
+    /// One bot as the read model shows it (a deleted one too).
+    pub async fn read(&self, id: Uuid) -> Result<BotView, ApiFailure> {
         read_model::find_bot(&self.0.pool, id)
             .await
             .map_err(|e| ApiFailure::internal("reading a bot failed", &e))?

@@ -23,7 +23,7 @@ use super::paging::{
 };
 use super::strict_json::Strict;
 use super::{ApiTags, Wired};
-use crate::event_store::{CommandError, CommandGateway, EventMetadata};
+use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
 use crate::personal_data::PersonalDataVault;
 
 #[derive(Debug, Clone, Object)]
@@ -88,6 +88,13 @@ pub struct MessageView {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub edited_at: Option<DateTime<Utc>>,
+    /// A person's message whose turn failed for good: `fatal`, `retryable` or `terminal`.
+    #[oai(skip_serializing_if_is_none)]
+    pub failure_class: Option<String>,
+    /// On an answer: milliseconds from the person's message being received to the answer
+    /// being generated (the model's time and any retries), as the events recorded them.
+    #[oai(skip_serializing_if_is_none)]
+    pub response_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -114,6 +121,19 @@ pub struct AdminMessageQueued {
     /// The message's number in the chat's history (negative: admin messages).
     pub update_id: i64,
     pub status: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ConversationReset {
+    pub chat_id: Uuid,
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+pub enum ResetResponse {
+    /// The conversation starts afresh: the next message is answered without what came before.
+    #[oai(status = 200)]
+    Ok(Json<ConversationReset>),
 }
 
 #[derive(ApiResponse)]
@@ -184,6 +204,8 @@ impl From<MessageRow> for MessageView {
             created_at: row.created_at,
             sent_at: row.sent_at,
             edited_at: row.edited_at,
+            failure_class: row.failure_class,
+            response_ms: row.response_ms,
         }
     }
 }
@@ -204,6 +226,13 @@ error_responses! {
     /// What `GET /chats/{id}` answers when it does not succeed.
     pub enum ChatReadError {
         BadRequest, Unauthorized, NotFound, Unprocessable, TooManyRequests, Internal,
+    }
+}
+
+error_responses! {
+    /// What `POST /chats/{id}/reset` answers when it does not succeed.
+    pub enum ResetError {
+        BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, Internal,
     }
 }
 
@@ -230,52 +259,29 @@ pub struct ChatsApi(pub Wired<ChatsDeps>);
 impl ChatsApi {
     /// List chats
     ///
-    /// Newest activity first; filter by `bot_id` and by `user_id` (a Telegram user id).
+    /// Newest activity first; filter by `bot_id`, by `user_id` (a Telegram user id), by
+    /// `blocked`, and `failing=true` for chats with a turn that failed for good.
     #[oai(path = "/chats", method = "get")]
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         _auth: AdminSession,
         bot_id: Query<Option<Uuid>>,
         user_id: Query<Option<i64>>,
+        blocked: Query<Option<bool>>,
+        failing: Query<Option<bool>>,
         limit: Query<Option<u32>>,
         cursor: Query<Option<String>>,
     ) -> Result<ChatListResponse, ChatListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
-            Some(cursor) => {
-                let parts = decode_cursor(cursor, 2)?;
-                let id: Uuid = cursor_part(&parts[1])?;
-                Some((cursor_instant(&parts[0])?, id))
-            }
-            None => None,
-        };
         let filter = ChatFilter {
             bot_id: bot_id.0,
             telegram_user_id: user_id.0,
+            blocked: blocked.0,
+            failing: failing.0.unwrap_or(false),
         };
-        let mut items: Vec<ChatView> =
-            chat_rows::list_chats(&self.0.pool, filter, after, limit + 1)
-                .await
-                .map_err(|e| ApiFailure::internal("listing chats failed", &e))?
-                .into_iter()
-                .map(ChatView::from)
-                .collect();
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items
-                .last()
-                .map(|c| encode_cursor(&[micros(&c.last_activity_at), c.id.to_string()]))
-        } else {
-            None
-        };
-        let mut revealed = Vec::with_capacity(items.len());
-        for chat in items {
-            revealed.push(reveal_chat(&self.0.vault, chat).await?);
-        }
-        Ok(ChatListResponse::Ok(Json(ChatPage {
-            items: revealed,
-            next_cursor,
-        })))
+        let page = self.page(filter, cursor.0.as_deref(), limit).await?;
+        Ok(ChatListResponse::Ok(Json(page)))
     }
 
     /// Get a chat
@@ -322,17 +328,7 @@ impl ChatsApi {
     ) -> Result<MessageListResponse, MessageListError> {
         self.read(id.0).await?;
         let limit = ADMIN_PAGES.limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
-            Some(cursor) => {
-                let parts = decode_cursor(cursor, 3)?;
-                Some(MessageCursor {
-                    created_at: cursor_instant(&parts[0])?,
-                    update_id: cursor_part(&parts[1])?,
-                    role: parts[2].clone(),
-                })
-            }
-            None => None,
-        };
+        let after = cursor.0.as_deref().map(decode_message_cursor).transpose()?;
         let mut items: Vec<MessageView> =
             message_rows::list_messages(&self.0.pool, id.0, after.as_ref(), limit + 1)
                 .await
@@ -342,24 +338,11 @@ impl ChatsApi {
                 .collect();
         let next_cursor = if items.len() > limit as usize {
             items.truncate(limit as usize);
-            items.last().map(|m| {
-                encode_cursor(&[
-                    micros(&m.created_at),
-                    m.update_id.to_string(),
-                    m.role.clone(),
-                ])
-            })
+            items.last().map(encode_message_cursor)
         } else {
             None
         };
-        for message in &mut items {
-            message.text = self
-                .0
-                .vault
-                .reveal_column(&message.text)
-                .await
-                .map_err(|e| ApiFailure::internal("opening personal data failed", &e))?;
-        }
+        self.reveal_messages(&mut items).await?;
         Ok(MessageListResponse::Ok(Json(MessagePage {
             items,
             next_cursor,
@@ -377,7 +360,103 @@ impl ChatsApi {
         id: Path<Uuid>,
         body: Json<Strict<AdminMessageRequest>>,
     ) -> Result<AdminMessageResponse, AdminMessageError> {
-        let text = body.0 .0.text;
+        let queued = self
+            .send_message(auth.actor(), id.0, body.0 .0.text)
+            .await?;
+        Ok(AdminMessageResponse::Queued(Json(queued)))
+    }
+
+    /// Reset a chat's conversation
+    ///
+    /// The next message is answered without what came before: the conversation state
+    /// (`previous_response_id`) and the remembered history are cleared. The messages stay in
+    /// the chat's history. Recorded as the admin's.
+    #[oai(path = "/chats/:id/reset", method = "post")]
+    async fn reset(&self, auth: AdminSession, id: Path<Uuid>) -> Result<ResetResponse, ResetError> {
+        self.reset_conversation(auth.actor(), id.0).await?;
+        Ok(ResetResponse::Ok(Json(ConversationReset {
+            chat_id: id.0,
+            status: "reset".to_owned(),
+        })))
+    }
+}
+
+/// What the API does, for its operations and for the admin console alike.
+impl ChatsApi {
+    /// A page of chats, newest activity first, after `cursor` (a `next_cursor` given out).
+    pub async fn page(
+        &self,
+        filter: ChatFilter,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<ChatPage, ApiFailure> {
+        let after = match cursor {
+            Some(cursor) => {
+                let parts = decode_cursor(cursor, 2)?;
+                let id: Uuid = cursor_part(&parts[1])?;
+                Some((cursor_instant(&parts[0])?, id))
+            }
+            None => None,
+        };
+        let mut items: Vec<ChatView> =
+            chat_rows::list_chats(&self.0.pool, filter, after, limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing chats failed", &e))?
+                .into_iter()
+                .map(ChatView::from)
+                .collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items
+                .last()
+                .map(|c| encode_cursor(&[micros(&c.last_activity_at), c.id.to_string()]))
+        } else {
+            None
+        };
+        let mut revealed = Vec::with_capacity(items.len());
+        for chat in items {
+            revealed.push(reveal_chat(&self.0.vault, chat).await?);
+        }
+        Ok(ChatPage {
+            items: revealed,
+            next_cursor,
+        })
+    }
+
+    /// The newest page of a chat's history before `cursor` (a `next_cursor` of this kind of
+    /// page; the newest messages without it), in the order it happened; `next_cursor` leads to
+    /// earlier messages.
+    pub async fn latest_messages(
+        &self,
+        id: Uuid,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<MessagePage, ApiFailure> {
+        let before = cursor.map(decode_message_cursor).transpose()?;
+        let mut items: Vec<MessageView> =
+            message_rows::list_latest_messages(&self.0.pool, id, before.as_ref(), limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing messages failed", &e))?
+                .into_iter()
+                .map(MessageView::from)
+                .collect();
+        let next_cursor = if items.len() > limit as usize {
+            items.remove(0);
+            items.first().map(encode_message_cursor)
+        } else {
+            None
+        };
+        self.reveal_messages(&mut items).await?;
+        Ok(MessagePage { items, next_cursor })
+    }
+
+    /// Records an admin's message to the chat; the effect runner sends it.
+    pub async fn send_message(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        text: String,
+    ) -> Result<AdminMessageQueued, ApiFailure> {
         aggregates::text::bounded("text", &text, 1, 4096).map_err(ApiFailure::invalid)?;
         // Blank text, or Markdown that shows nothing (`#`, `> `, `[](x)`), would be sent as an
         // empty message, which Telegram refuses: the turn could only fail.
@@ -388,10 +467,9 @@ impl ChatsApi {
             return Err(ApiFailure::invalid(InvalidField::new(
                 "text",
                 "must show some text once its Markdown is rendered",
-            ))
-            .into());
+            )));
         }
-        let chat = self.read(id.0).await?;
+        let chat = self.read(id).await?;
         let subject = chat.telegram_user_id.unwrap_or(chat.telegram_chat_id);
         let text = self
             .0
@@ -399,12 +477,11 @@ impl ChatsApi {
             .seal(subject, &text)
             .await
             .map_err(|e| ApiFailure::internal("sealing an admin message failed", &e))?;
-        let actor = auth.actor();
         let result = self
             .0
             .chats
             .execute(
-                &id.0.to_string(),
+                &id.to_string(),
                 ChatCommand::SendAdminMessage {
                     text,
                     admin: actor.to_string(),
@@ -415,45 +492,100 @@ impl ChatsApi {
         let committed = match result {
             Ok(committed) => committed,
             Err(CommandError::Rejected(ChatError::NotStarted)) => {
-                return Err(ApiFailure::not_found("chat").into())
+                return Err(ApiFailure::not_found("chat"))
             }
-            Err(CommandError::Rejected(e)) => {
-                return Err(ApiFailure::conflict(e.to_string()).into())
-            }
-            Err(e) => {
-                return Err(ApiFailure::internal("queueing an admin message failed", &e).into())
-            }
+            Err(CommandError::Rejected(e)) => return Err(ApiFailure::conflict(e.to_string())),
+            Err(e) => return Err(ApiFailure::internal("queueing an admin message failed", &e)),
         };
         let chat = self
             .0
             .chats
-            .load(&id.0.to_string())
+            .load(&id.to_string())
             .await
             .map_err(|e| ApiFailure::internal("reading the chat failed", &e))?;
         // The message is recorded whatever the read model does: its answer does not wait on
         // it beyond READ_MODEL_WAIT_MS, and says "queued" either way.
-        if let Ok(position) = self
+        self.await_read_model(id, committed.sequence).await;
+        Ok(AdminMessageQueued {
+            chat_id: id,
+            update_id: TurnKey::AdminMessage(chat.admin_messages).stored(),
+            status: "queued".to_owned(),
+        })
+    }
+
+    /// Starts the chat's conversation afresh.
+    pub async fn reset_conversation(&self, actor: Actor, id: Uuid) -> Result<(), ApiFailure> {
+        self.read(id).await?;
+        let result = self
             .0
             .chats
-            .position_of(&id.0.to_string(), committed.sequence)
-            .await
-        {
+            .execute(
+                &id.to_string(),
+                ChatCommand::ResetConversation {
+                    admin: actor.to_string(),
+                },
+                &EventMetadata::new_request(actor),
+            )
+            .await;
+        match result {
+            Ok(committed) => {
+                self.await_read_model(id, committed.sequence).await;
+                Ok(())
+            }
+            Err(CommandError::Rejected(ChatError::NotStarted)) => {
+                Err(ApiFailure::not_found("chat"))
+            }
+            Err(CommandError::Rejected(e)) => Err(ApiFailure::conflict(e.to_string())),
+            Err(e) => Err(ApiFailure::internal("resetting a conversation failed", &e)),
+        }
+    }
+
+    /// Waits (up to READ_MODEL_WAIT_MS) for the chats read model to include the chat's event
+    /// at `sequence`; the write stands either way.
+    async fn await_read_model(&self, id: Uuid, sequence: usize) {
+        if let Ok(position) = self.0.chats.position_of(&id.to_string(), sequence).await {
             let _ = self
                 .0
                 .read_your_writes
                 .caught_up(projections::chats::NAME, position)
                 .await;
         }
-        Ok(AdminMessageResponse::Queued(Json(AdminMessageQueued {
-            chat_id: id.0,
-            update_id: TurnKey::AdminMessage(chat.admin_messages).stored(),
-            status: "queued".to_owned(),
-        })))
+    }
+
+    /// Opens the sealed texts of a page of messages.
+    async fn reveal_messages(&self, items: &mut [MessageView]) -> Result<(), ApiFailure> {
+        for message in items {
+            message.text = self
+                .0
+                .vault
+                .reveal_column(&message.text)
+                .await
+                .map_err(|e| ApiFailure::internal("opening personal data failed", &e))?;
+        }
+        Ok(())
     }
 }
 
+fn encode_message_cursor(message: &MessageView) -> String {
+    encode_cursor(&[
+        micros(&message.created_at),
+        message.update_id.to_string(),
+        message.role.clone(),
+    ])
+}
+
+fn decode_message_cursor(cursor: &str) -> Result<MessageCursor, ApiFailure> {
+    let parts = decode_cursor(cursor, 3)?;
+    Ok(MessageCursor {
+        created_at: cursor_instant(&parts[0])?,
+        update_id: cursor_part(&parts[1])?,
+        role: parts[2].clone(),
+    })
+}
+
 impl ChatsApi {
-    async fn read(&self, id: Uuid) -> Result<ChatView, ApiFailure> {
+    /// One chat, its names opened.
+    pub async fn read(&self, id: Uuid) -> Result<ChatView, ApiFailure> {
         let chat = chat_rows::find_chat(&self.0.pool, id)
             .await
             .map_err(|e| ApiFailure::internal("reading a chat failed", &e))?

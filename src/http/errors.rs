@@ -199,6 +199,40 @@ macro_rules! error_responses {
 pub(crate) use error_responses;
 
 impl ApiFailure {
+    /// The error as the client reads it (for a page that shows it rather than answer JSON).
+    pub fn error(&self) -> &ApiError {
+        match self {
+            Self::BadRequest(body)
+            | Self::Unauthorized(body)
+            | Self::Forbidden(body)
+            | Self::NotFound(body)
+            | Self::Conflict(body)
+            | Self::PayloadTooLarge(body)
+            | Self::UnsupportedMediaType(body)
+            | Self::Unprocessable(body)
+            | Self::TooManyRequests(body, _)
+            | Self::Internal(body)
+            | Self::Unavailable(body) => &body.0,
+        }
+    }
+
+    /// The HTTP status this failure answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::BadRequest(_) => 400,
+            Self::Unauthorized(_) => 401,
+            Self::Forbidden(_) => 403,
+            Self::NotFound(_) => 404,
+            Self::Conflict(_) => 409,
+            Self::PayloadTooLarge(_) => 413,
+            Self::UnsupportedMediaType(_) => 415,
+            Self::Unprocessable(_) => 422,
+            Self::TooManyRequests(..) => 429,
+            Self::Internal(_) => 500,
+            Self::Unavailable(_) => 503,
+        }
+    }
+
     pub fn not_found(what: &str) -> Self {
         Self::NotFound(Json(ApiError::new(
             "not_found",

@@ -16,7 +16,7 @@ use super::errors::{error_responses, ApiFailure};
 use super::guard::AdminSession;
 use super::paging::{checked_instant, ADMIN_PAGES};
 use super::{ApiTags, Wired};
-use crate::event_store::{CommandError, CommandGateway, EventMetadata};
+use crate::event_store::{Actor, CommandError, CommandGateway, EventMetadata};
 
 /// A turn that failed for good: its message got no answer.
 #[derive(Debug, Clone, Object)]
@@ -127,23 +127,8 @@ impl FailuresApi {
             .0
             .map(|at| checked_instant("before", at))
             .transpose()?;
-        let mut items: Vec<FailureView> =
-            read_model::list_failed_turns(&self.0.pool, bot_id.0, before, limit + 1)
-                .await
-                .map_err(|e| ApiFailure::internal("listing failures failed", &e))?
-                .into_iter()
-                .map(FailureView::from)
-                .collect();
-        let next_before = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().and_then(|f| f.failed_at)
-        } else {
-            None
-        };
-        Ok(FailureListResponse::Ok(Json(FailurePage {
-            items,
-            next_before,
-        })))
+        let page = self.page(bot_id.0, before, limit).await?;
+        Ok(FailureListResponse::Ok(Json(page)))
     }
 
     /// Retry a failed turn
@@ -156,11 +141,46 @@ impl FailuresApi {
         auth: AdminSession,
         id: Path<Uuid>,
     ) -> Result<RetryResponse, FailureRetryError> {
-        let turn = read_model::find_turn(&self.0.pool, id.0)
+        self.retry_turn(auth.actor(), id.0).await?;
+        Ok(RetryResponse::Queued(Json(RetryQueued {
+            id: id.0,
+            status: "queued".to_owned(),
+        })))
+    }
+}
+
+/// What the API does, for its operations and for the admin console alike.
+impl FailuresApi {
+    /// Failed turns, newest first, of one bot or all, failed before `before`.
+    pub async fn page(
+        &self,
+        bot_id: Option<Uuid>,
+        before: Option<DateTime<Utc>>,
+        limit: i64,
+    ) -> Result<FailurePage, ApiFailure> {
+        let mut items: Vec<FailureView> =
+            read_model::list_failed_turns(&self.0.pool, bot_id, before, limit + 1)
+                .await
+                .map_err(|e| ApiFailure::internal("listing failures failed", &e))?
+                .into_iter()
+                .map(FailureView::from)
+                .collect();
+        let next_before = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().and_then(|f| f.failed_at)
+        } else {
+            None
+        };
+        Ok(FailurePage { items, next_before })
+    }
+
+    /// Queues a failed turn again, as `actor`'s request.
+    pub async fn retry_turn(&self, actor: Actor, turn_id: Uuid) -> Result<(), ApiFailure> {
+        let turn = read_model::find_turn(&self.0.pool, turn_id)
             .await
             .map_err(|e| ApiFailure::internal("finding a turn failed", &e))?;
         let Some((chat_id, update_id)) = turn else {
-            return Err(ApiFailure::not_found("failed turn").into());
+            return Err(ApiFailure::not_found("failed turn"));
         };
         let result = self
             .0
@@ -170,20 +190,16 @@ impl FailuresApi {
                 ChatCommand::RetryTurn {
                     update_id: TurnKey::from_stored(update_id),
                 },
-                &EventMetadata::new_request(auth.actor()),
+                &EventMetadata::new_request(actor),
             )
             .await;
         match result {
-            Ok(_) => Ok(RetryResponse::Queued(Json(RetryQueued {
-                id: id.0,
-                status: "queued".to_owned(),
-            }))),
+            Ok(_) => Ok(()),
             Err(CommandError::Rejected(ChatError::NotFailed(_))) => Err(ApiFailure::conflict(
                 "this turn is not failed: it is being worked on or was answered",
-            )
-            .into()),
-            Err(CommandError::Rejected(e)) => Err(ApiFailure::conflict(e.to_string()).into()),
-            Err(e) => Err(ApiFailure::internal("retrying a turn failed", &e).into()),
+            )),
+            Err(CommandError::Rejected(e)) => Err(ApiFailure::conflict(e.to_string())),
+            Err(e) => Err(ApiFailure::internal("retrying a turn failed", &e)),
         }
     }
 }

@@ -27,6 +27,9 @@ use crate::event_store::Actor;
 /// The header a state-changing request carries its CSRF token in.
 pub const CSRF_HEADER: &str = "X-CSRF-Token";
 
+/// The name of [`AdminSession`]'s security scheme in the OpenAPI document.
+pub const SESSION_SCHEME: &str = "AdminSession";
+
 /// An admin session: the `botfleet_session` cookie set by `POST /auth/login`. Requests
 /// other than GET must also send the session's `csrf_token` (from the login answer or
 /// `GET /auth/me`) in the `X-CSRF-Token` header.

@@ -51,6 +51,8 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let path = request.uri().path().to_owned();
         let slot = RouteSlot::default();
         request.set_data(slot.clone());
+        let quiet = (method == poem::http::Method::GET && request.header("hx-request").is_some())
+            || path.starts_with("/console/assets/");
         let span = tracing::info_span!(
             "request",
             %request_id,
@@ -70,8 +72,9 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
             let elapsed = started.elapsed();
             crate::metrics::http_request(method.as_str(), route, status, elapsed.as_secs_f64());
             let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
-            // Probes and scrapes arrive every few seconds; they are not worth a line each.
-            if path.starts_with("/health") || path == "/metrics" {
+            // Probes, scrapes and the console's self-refreshing parts (htmx GETs) arrive every
+            // few seconds; they are not worth a line each.
+            if path.starts_with("/health") || path == "/metrics" || quiet {
                 tracing::debug!(status, elapsed_ms, "request finished");
             } else if status >= 500 {
                 tracing::warn!(status, elapsed_ms, "request finished");

@@ -15,6 +15,7 @@ use super::paging::{
     cursor_instant, cursor_part, decode_cursor, encode_cursor, micros, ADMIN_PAGES,
 };
 use super::{ApiTags, Wired};
+use crate::event_store::Actor;
 use crate::personal_data::PersonalDataVault;
 
 #[derive(Debug, Clone, Object)]
@@ -30,6 +31,8 @@ pub struct UserView {
     pub last_seen_at: DateTime<Utc>,
     /// The chats this person wrote in, across bots.
     pub chat_ids: Vec<Uuid>,
+    /// What the answers to this person's messages cost, in micro-USD.
+    pub spend_micro_usd: i64,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -73,6 +76,7 @@ impl From<TelegramUserRow> for UserView {
             first_seen_at: row.first_seen_at,
             last_seen_at: row.last_seen_at,
             chat_ids: row.chat_ids,
+            spend_micro_usd: row.spend_micro_usd,
         }
     }
 }
@@ -109,7 +113,34 @@ impl UsersApi {
         cursor: Query<Option<String>>,
     ) -> Result<UserListResponse, UserListError> {
         let limit = ADMIN_PAGES.limit(limit.0)?;
-        let after = match cursor.0.as_deref() {
+        let page = self.page(cursor.0.as_deref(), limit).await?;
+        Ok(UserListResponse::Ok(Json(page)))
+    }
+
+    /// Forget a person
+    ///
+    /// Crypto-shredding: destroys the key their names and message texts were sealed with, so
+    /// they are unreadable everywhere (events, snapshots, read models), while every other
+    /// fact, count and cost stays. Recorded as an event.
+    #[oai(path = "/users/:id/forget", method = "post")]
+    async fn forget(
+        &self,
+        auth: AdminSession,
+        id: Path<i64>,
+    ) -> Result<ForgetResponse, ForgetError> {
+        let had_data = self.forget_person(auth.actor(), id.0).await?;
+        Ok(ForgetResponse::Ok(Json(Forgotten {
+            telegram_user_id: id.0,
+            had_data,
+        })))
+    }
+}
+
+/// What the API does, for its operations and for the admin console alike.
+impl UsersApi {
+    /// A page of people, most recently seen first, after `cursor` (a `next_cursor`).
+    pub async fn page(&self, cursor: Option<&str>, limit: i64) -> Result<UserPage, ApiFailure> {
+        let after = match cursor {
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 2)?;
                 let id: i64 = cursor_part(&parts[1])?;
@@ -131,47 +162,45 @@ impl UsersApi {
         } else {
             None
         };
-        let vault = &self.0.vault;
-        let failed = |e: sqlx::Error| ApiFailure::internal("opening personal data failed", &e);
         for user in &mut items {
-            user.first_name = vault
-                .reveal_column(&user.first_name)
-                .await
-                .map_err(failed)?;
-            user.last_name = vault
-                .reveal_column_option(user.last_name.as_deref())
-                .await
-                .map_err(failed)?;
-            user.username = vault
-                .reveal_column_option(user.username.as_deref())
-                .await
-                .map_err(failed)?;
+            self.reveal(user).await?;
         }
-        Ok(UserListResponse::Ok(Json(UserPage { items, next_cursor })))
+        Ok(UserPage { items, next_cursor })
     }
 
-    /// Forget a person
-    ///
-    /// Crypto-shredding: destroys the key their names and message texts were sealed with, so
-    /// they are unreadable everywhere (events, snapshots, read models), while every other
-    /// fact, count and cost stays. Recorded as an event.
-    #[oai(path = "/users/:id/forget", method = "post")]
-    async fn forget(
-        &self,
-        auth: AdminSession,
-        id: Path<i64>,
-    ) -> Result<ForgetResponse, ForgetError> {
-        let had_data = crate::personal_data::forget_person(
-            Some(&self.0.vault),
-            &self.0.pool,
-            id.0,
-            auth.actor(),
-        )
-        .await
-        .map_err(|e| ApiFailure::internal("forgetting a person failed", e.as_ref()))?;
-        Ok(ForgetResponse::Ok(Json(Forgotten {
-            telegram_user_id: id.0,
-            had_data,
-        })))
+    /// One person, their names opened.
+    pub async fn read(&self, id: i64) -> Result<UserView, ApiFailure> {
+        let row = read_model::find_user(&self.0.pool, id)
+            .await
+            .map_err(|e| ApiFailure::internal("reading a user failed", &e))?
+            .ok_or_else(|| ApiFailure::not_found("Telegram user"))?;
+        let mut user = UserView::from(row);
+        self.reveal(&mut user).await?;
+        Ok(user)
+    }
+
+    /// Destroys the person's key; whether there was any personal data to forget.
+    pub async fn forget_person(&self, actor: Actor, id: i64) -> Result<bool, ApiFailure> {
+        crate::personal_data::forget_person(Some(&self.0.vault), &self.0.pool, id, actor)
+            .await
+            .map_err(|e| ApiFailure::internal("forgetting a person failed", e.as_ref()))
+    }
+
+    async fn reveal(&self, user: &mut UserView) -> Result<(), ApiFailure> {
+        let vault = &self.0.vault;
+        let failed = |e: sqlx::Error| ApiFailure::internal("opening personal data failed", &e);
+        user.first_name = vault
+            .reveal_column(&user.first_name)
+            .await
+            .map_err(failed)?;
+        user.last_name = vault
+            .reveal_column_option(user.last_name.as_deref())
+            .await
+            .map_err(failed)?;
+        user.username = vault
+            .reveal_column_option(user.username.as_deref())
+            .await
+            .map_err(failed)?;
+        Ok(())
     }
 }

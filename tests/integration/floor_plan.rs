@@ -35,13 +35,15 @@ const FLOORS: &[(&str, u8)] = &[
     ("bots", 5),
     // The HTTP surface.
     ("http", 6),
+    // The admin console: pages on the HTTP room's sessions and the API's operations.
+    ("console", 7),
     // Wiring: settings, the running service, this machine's installation, the command line.
-    ("config", 7),
-    ("app", 8),
-    ("installation", 8),
-    ("cli", 9),
-    ("lib", 10),
-    ("main", 10),
+    ("config", 8),
+    ("app", 9),
+    ("installation", 9),
+    ("cli", 10),
+    ("lib", 11),
+    ("main", 11),
 ];
 
 fn floor(room: &str) -> Option<u8> {

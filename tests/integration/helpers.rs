@@ -384,6 +384,17 @@ impl TestApp {
         decode(response).await
     }
 
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        let response = self
+            .http
+            .patch(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .expect("PATCH");
+        decode(response).await
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let response = self
             .http

@@ -3,6 +3,7 @@
 //!
 //! One test binary with modules, so the dependency tree links once.
 
+mod browser;
 mod fakes;
 mod helpers;
 mod served;
@@ -13,6 +14,8 @@ mod auth;
 mod bots_api;
 mod chats_api;
 mod commit_order;
+mod console;
+mod console_api;
 mod embedded_db;
 mod erasure;
 mod event_store;

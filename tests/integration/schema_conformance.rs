@@ -48,6 +48,11 @@ const NO_SUCCESS_EXPECTED: &[(&str, &str)] = &[
         "no projection has a poison event",
     ),
     (
+        "POST /auth/password",
+        "a new password for the pass's own admin would end the sessions the pass runs on \
+         (console_api.rs checks its success)",
+    ),
+    (
         "POST /auth/setup",
         "the set-up link works only while no admin exists; the pass signs in as one \
          (first_admin.rs checks its success)",
@@ -161,6 +166,10 @@ struct Fixtures {
     failed_turn: String,
     /// A person who wrote to the spare bot, and is forgotten.
     forgettable_person: i64,
+    /// A locked-out login subject, for an admin to lift.
+    lockout: String,
+    /// A second admin, to disable and enable.
+    other_admin: String,
     /// A session of its own for logging out.
     logout_session: crate::helpers::Login,
     /// The session every other request uses.
@@ -213,12 +222,33 @@ impl Fixtures {
             .as_str()
             .unwrap_or_else(|| panic!("a chat with 42: {chats}"))
             .to_owned();
+        // Five failed logins would lock the pass's own address too: the lockout is written as
+        // the throttle writes it.
+        let lockout = "account:locked-out@example.com".to_owned();
+        sqlx::query(
+            "INSERT INTO login_throttle (subject, failures, window_started_at, locked_until)
+             VALUES ($1, 5, now(), now() + interval '1 hour')",
+        )
+        .bind(&lockout)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        let (status, admin) = app
+            .post(
+                "/admins",
+                json!({"email": "second@example.com", "password": "another long passphrase"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{admin}");
+        let other_admin = admin["id"].as_str().unwrap().to_owned();
         Self {
             bot,
             spare_bot,
             chat,
             failed_turn,
             forgettable_person: 77,
+            lockout,
+            other_admin,
             logout_session: log_in(&app.base, ADMIN_EMAIL, ADMIN_PASSWORD).await,
             session: log_in(&app.base, ADMIN_EMAIL, ADMIN_PASSWORD).await,
         }
@@ -933,6 +963,8 @@ impl Pass<'_> {
             "failures" => f.failed_turn.clone(),
             "users" => f.forgettable_person.to_string(),
             "projections" => projections::bots::NAME.to_owned(),
+            "lockouts" => f.lockout.clone(),
+            "admins" => f.other_admin.clone(),
             _ => self.nonexistent(name, schema),
         }
     }
@@ -968,8 +1000,13 @@ impl Pass<'_> {
         let mut samples = Samples {
             tokens: self.next_token,
         };
-        let body = self.schemas.sample(schema, "", &mut samples);
+        let mut body = self.schemas.sample(schema, "", &mut samples);
         self.next_token = samples.tokens;
+        if op.id() == "POST /admins" {
+            // A new admin needs an email no admin has.
+            body["email"] = json!(format!("admin{}@example.com", self.next_token));
+            self.next_token += 1;
+        }
         body
     }
 

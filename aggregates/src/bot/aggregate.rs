@@ -2,7 +2,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 
-use super::commands::{BotCommand, BotSettings};
+use super::commands::{BotCommand, BotSettings, SettingsChanges};
 use super::errors::BotError;
 use super::events::BotEvent;
 use super::values::SealedToken;
@@ -61,12 +61,95 @@ impl Bot {
         Ok(())
     }
 
-    fn settings_equal(&self, settings: &BotSettings) -> bool {
-        self.name == settings.name.as_str()
-            && self.start_message == settings.start_message.as_str()
-            && self.error_message == settings.error_message.as_str()
-            && self.model == settings.model.as_str()
-            && self.instructions == settings.instructions.as_str()
+    fn settings_equal(&self, settings: &SettingValues) -> bool {
+        self.name == settings.name
+            && self.start_message == settings.start_message
+            && self.error_message == settings.error_message
+            && self.model == settings.model
+            && self.instructions == settings.instructions
+    }
+
+    /// The settings after `changes`: each given one replaces the current value.
+    fn merged(&self, changes: SettingsChanges) -> SettingValues {
+        SettingValues {
+            name: changes
+                .name
+                .map_or_else(|| self.name.clone(), |v| v.into_inner()),
+            start_message: changes
+                .start_message
+                .map_or_else(|| self.start_message.clone(), |v| v.into_inner()),
+            error_message: changes
+                .error_message
+                .map_or_else(|| self.error_message.clone(), |v| v.into_inner()),
+            model: changes
+                .model
+                .map_or_else(|| self.model.clone(), |v| v.as_str().to_owned()),
+            instructions: changes
+                .instructions
+                .map_or_else(|| self.instructions.clone(), |v| v.into_inner()),
+        }
+    }
+
+    /// Records new settings, and a new token when it differs from the current one; nothing
+    /// when nothing changes.
+    async fn record_update(
+        &mut self,
+        token: Option<super::values::BotToken>,
+        settings: SettingValues,
+        services: &BotServices,
+        sink: &EventSink<Self>,
+    ) -> Result<(), BotError> {
+        // A token equal to the current one is no change: compare fingerprints, since
+        // sealing the same token twice gives different ciphertexts.
+        let token = token.filter(|token| {
+            self.token
+                .as_ref()
+                .map(|current| current.fingerprint.as_str())
+                != Some(services.sealer.fingerprint(token).as_str())
+        });
+        if token.is_none() && self.settings_equal(&settings) {
+            return Ok(());
+        }
+        let fixes_token = token.is_some()
+            && self
+                .last_error
+                .as_ref()
+                .is_some_and(|(kind, _)| *kind == BotErrorKind::TelegramInvalidToken);
+        let updated = BotEvent::BotUpdated {
+            name: settings.name,
+            token: token.map(|token| services.sealer.seal(&token)),
+            start_message: settings.start_message,
+            error_message: settings.error_message,
+            model: settings.model,
+            instructions: settings.instructions,
+        };
+        sink.write(updated, self).await;
+        // A new token is the fix for an invalid one: the bot may work again.
+        if fixes_token {
+            sink.write(BotEvent::BotErrorCleared, self).await;
+        }
+        Ok(())
+    }
+}
+
+/// Settings as the events hold them (already checked when they were parsed).
+struct SettingValues {
+    name: String,
+    start_message: String,
+    error_message: String,
+    model: String,
+    instructions: String,
+}
+
+impl From<BotSettings> for SettingValues {
+    fn from(settings: BotSettings) -> Self {
+        Self {
+            name: settings.name.into_inner(),
+            start_message: settings.start_message.into_inner(),
+            error_message: settings.error_message.into_inner(),
+            model: settings.model.as_str().to_owned(),
+            instructions: settings.instructions.into_inner(),
+        }
     }
 }
 
@@ -104,36 +187,13 @@ impl Aggregate for Bot {
             }
             BotCommand::Update { token, settings } => {
                 self.ensure_changeable("updated")?;
-                // A token equal to the current one is no change: compare fingerprints, since
-                // sealing the same token twice gives different ciphertexts.
-                let token = token.filter(|token| {
-                    self.token
-                        .as_ref()
-                        .map(|current| current.fingerprint.as_str())
-                        != Some(services.sealer.fingerprint(token).as_str())
-                });
-                if token.is_none() && self.settings_equal(&settings) {
-                    return Ok(());
-                }
-                let fixes_token = token.is_some()
-                    && self
-                        .last_error
-                        .as_ref()
-                        .is_some_and(|(kind, _)| *kind == BotErrorKind::TelegramInvalidToken);
-                let updated = BotEvent::BotUpdated {
-                    name: settings.name.into_inner(),
-                    token: token.map(|token| services.sealer.seal(&token)),
-                    start_message: settings.start_message.into_inner(),
-                    error_message: settings.error_message.into_inner(),
-                    model: settings.model.as_str().to_owned(),
-                    instructions: settings.instructions.into_inner(),
-                };
-                sink.write(updated, self).await;
-                // A new token is the fix for an invalid one: the bot may work again.
-                if fixes_token {
-                    sink.write(BotEvent::BotErrorCleared, self).await;
-                }
-                return Ok(());
+                let values = SettingValues::from(settings);
+                return self.record_update(token, values, services, sink).await;
+            }
+            BotCommand::Change { token, changes } => {
+                self.ensure_changeable("updated")?;
+                let values = self.merged(changes);
+                return self.record_update(token, values, services, sink).await;
             }
             BotCommand::Enable => {
                 self.ensure_changeable("enabled")?;

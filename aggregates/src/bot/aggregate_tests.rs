@@ -8,7 +8,7 @@ use cqrs_es::test::TestFramework;
 use super::*;
 use crate::bot::{
     BotMessage, BotName, BotServices, BotSettings, BotToken, Instructions, ModelName, SealedToken,
-    TokenSealer,
+    SettingsChanges, TokenSealer,
 };
 
 use crate::ids::{BotErrorKind, BotId};
@@ -152,6 +152,79 @@ fn an_update_that_changes_nothing_records_nothing() {
             settings: settings("Support"),
         })
         .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_change_keeps_every_setting_it_does_not_name() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Change {
+            token: None,
+            changes: SettingsChanges {
+                model: Some(ModelName::parse("gpt-5").unwrap()),
+                ..SettingsChanges::default()
+            },
+        })
+        .then_expect_events(vec![BotEvent::BotUpdated {
+            name: "Support".into(),
+            token: None,
+            start_message: "Hello!".into(),
+            error_message: "Sorry, something went wrong.".into(),
+            model: "gpt-5".into(),
+            instructions: "Be brief.".into(),
+        }]);
+}
+
+#[test]
+fn a_token_alone_rotates_it_and_clears_an_invalid_token_error() {
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::BotErrorRecorded {
+                kind: BotErrorKind::TelegramInvalidToken,
+                message: "Unauthorized".into(),
+            },
+        ])
+        .when(BotCommand::Change {
+            token: Some(BotToken::parse(OTHER_TOKEN).unwrap()),
+            changes: SettingsChanges::default(),
+        })
+        .then_expect_events(vec![
+            BotEvent::BotUpdated {
+                name: "Support".into(),
+                token: Some(sealed(OTHER_TOKEN)),
+                start_message: "Hello!".into(),
+                error_message: "Sorry, something went wrong.".into(),
+                model: "gpt-5-mini".into(),
+                instructions: "Be brief.".into(),
+            },
+            BotEvent::BotErrorCleared,
+        ]);
+}
+
+#[test]
+fn a_change_to_the_current_values_records_nothing() {
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(BotCommand::Change {
+            token: Some(BotToken::parse(TOKEN).unwrap()),
+            changes: SettingsChanges {
+                name: Some(BotName::parse("Support").unwrap()),
+                ..SettingsChanges::default()
+            },
+        })
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn changing_a_deleted_bot_is_refused() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::BotDeleted])
+        .when(BotCommand::Change {
+            token: None,
+            changes: SettingsChanges::default(),
+        })
+        .then_expect_error(BotError::Deleted("updated"));
 }
 
 #[test]

@@ -17,6 +17,16 @@ pub struct BotSettings {
     pub instructions: Instructions,
 }
 
+/// Some of the settings, each changed only when given (a partial update).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SettingsChanges {
+    pub name: Option<BotName>,
+    pub start_message: Option<BotMessage>,
+    pub error_message: Option<BotMessage>,
+    pub model: Option<ModelName>,
+    pub instructions: Option<Instructions>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BotCommand {
     Create {
@@ -28,6 +38,13 @@ pub enum BotCommand {
     Update {
         token: Option<BotToken>,
         settings: BotSettings,
+    },
+    /// Changes only the settings given, and the token when given (a token alone rotates
+    /// it). The bot's current values fill in the rest, so two admins changing different
+    /// settings at once both keep their change.
+    Change {
+        token: Option<BotToken>,
+        changes: SettingsChanges,
     },
     Enable,
     Disable,

@@ -9,7 +9,7 @@ pub mod texts;
 mod values;
 
 pub use aggregate::{Bot, BotLifecycle};
-pub use commands::{BotCommand, BotSettings, ExtraGrant};
+pub use commands::{BotCommand, BotSettings, ExtraGrant, SettingsChanges};
 pub use errors::BotError;
 pub use events::BotEvent;
 pub use values::{BotMessage, BotName, BotToken, Instructions, ModelName, SealedToken};

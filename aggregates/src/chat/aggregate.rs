@@ -275,6 +275,12 @@ impl Aggregate for Chat {
                     admin,
                 }]
             }
+            ChatCommand::ResetConversation { admin } => {
+                if self.telegram_chat.is_none() {
+                    return Err(ChatError::NotStarted);
+                }
+                vec![ChatEvent::ConversationResetByAdmin { admin }]
+            }
             ChatCommand::RetryTurn { update_id } => {
                 if !self.failed_turns.iter().any(|t| t.update_id == update_id) {
                     return Err(ChatError::NotFailed(update_id));
@@ -576,7 +582,9 @@ impl Aggregate for Chat {
                     self.remember_failed(turn);
                 }
             }
-            ChatEvent::ConversationReset { .. } => self.conversation = Conversation::default(),
+            ChatEvent::ConversationReset { .. } | ChatEvent::ConversationResetByAdmin { .. } => {
+                self.conversation = Conversation::default()
+            }
             ChatEvent::TurnRefused {
                 update_id,
                 reason,

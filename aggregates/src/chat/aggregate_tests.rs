@@ -564,3 +564,28 @@ fn a_turn_answered_with_the_error_message_can_be_retried_and_asks_the_model_agai
         .when(ChatCommand::RetryTurn { update_id: turn(8) })
         .then_expect_error(ChatError::NotFailed(turn(8)));
 }
+
+#[test]
+fn an_admin_resets_the_conversation_of_a_started_chat() {
+    ChatTest::with(ChatServices)
+        .given_no_previous_events()
+        .when(ChatCommand::ResetConversation {
+            admin: "admin:1".into(),
+        })
+        .then_expect_error(ChatError::NotStarted);
+    ChatTest::with(ChatServices)
+        .given(vec![received(7, "hi"), generated(7, "hello", "resp_1")])
+        .when(ChatCommand::ResetConversation {
+            admin: "admin:1".into(),
+        })
+        .then_expect_events(vec![ChatEvent::ConversationResetByAdmin {
+            admin: "admin:1".into(),
+        }]);
+    let mut chat = Chat::default();
+    chat.apply(received(7, "hi"));
+    chat.apply(generated(7, "hello", "resp_1"));
+    chat.apply(ChatEvent::ConversationResetByAdmin {
+        admin: "admin:1".into(),
+    });
+    assert_eq!(chat.conversation, Conversation::default());
+}

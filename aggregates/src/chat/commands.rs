@@ -55,6 +55,8 @@ pub enum ChatCommand {
     RetryTurn { update_id: TurnKey },
     /// An admin's message to the chat, to be sent by the effect runner.
     SendAdminMessage { text: PersonalText, admin: String },
+    /// An admin starts the conversation afresh: the LLM forgets what was said before.
+    ResetConversation { admin: String },
     /// Records the response of an open turn; `reset_conversation` for `/refresh`.
     RecordResponse {
         update_id: TurnKey,

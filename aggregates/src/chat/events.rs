@@ -159,6 +159,8 @@ pub enum ChatEvent {
     },
     /// The conversation starts afresh: no previous response id, no earlier history.
     ConversationReset { update_id: TurnKey },
+    /// An admin started the conversation afresh, outside any turn.
+    ConversationResetByAdmin { admin: String },
     /// One attempt at a step failed; `retry_at` says when the next one may start.
     AttemptFailed {
         update_id: TurnKey,
@@ -212,6 +214,7 @@ impl DomainEvent for ChatEvent {
             ChatEvent::ResponseGenerated { .. } => "ResponseGenerated",
             ChatEvent::ResponseSent { .. } => "ResponseSent",
             ChatEvent::ConversationReset { .. } => "ConversationReset",
+            ChatEvent::ConversationResetByAdmin { .. } => "ConversationResetByAdmin",
             ChatEvent::AttemptFailed { .. } => "AttemptFailed",
             ChatEvent::TurnFailed { .. } => "TurnFailed",
             ChatEvent::TurnRefused { .. } => "TurnRefused",

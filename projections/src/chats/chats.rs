@@ -43,6 +43,10 @@ pub struct ChatFilter {
     pub bot_id: Option<Uuid>,
     /// A Telegram user: chats they wrote last in, or wrote in at all.
     pub telegram_user_id: Option<i64>,
+    /// Only chats Telegram refuses (`true`), or only those it does not (`false`).
+    pub blocked: Option<bool>,
+    /// Only chats with a turn that failed for good and was not retried.
+    pub failing: bool,
 }
 
 /// A page of chats, newest activity first, after the `(last_activity_at, id)` cursor.
@@ -59,6 +63,9 @@ pub async fn list_chats(
            AND ($2::bigint IS NULL OR telegram_user_id = $2
                 OR id IN (SELECT chat_id FROM messages WHERE telegram_user_id = $2))
            AND ($3::timestamptz IS NULL OR (last_activity_at, id) < ($3, $4))
+           AND ($6::boolean IS NULL OR blocked = $6)
+           AND (NOT $7 OR EXISTS (SELECT 1 FROM messages f WHERE f.chat_id = chats.id
+                                   AND f.role = 'user' AND f.status = 'failed'))
          ORDER BY last_activity_at DESC, id DESC
          LIMIT $5"
     ))
@@ -67,6 +74,8 @@ pub async fn list_chats(
     .bind(after_at)
     .bind(after_id)
     .bind(limit)
+    .bind(filter.blocked)
+    .bind(filter.failing)
     .fetch_all(conn)
     .await
 }

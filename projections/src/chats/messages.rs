@@ -26,7 +26,23 @@ pub struct MessageRow {
     pub created_at: DateTime<Utc>,
     pub sent_at: Option<DateTime<Utc>>,
     pub edited_at: Option<DateTime<Utc>>,
+    /// A person's message that failed for good: `fatal`, `retryable` or `terminal`.
+    pub failure_class: Option<String>,
+    /// On an answer: how long it took from the person's message being received to the
+    /// answer being generated, in milliseconds (both as recorded in the events).
+    pub response_ms: Option<i64>,
 }
+
+/// The columns of a [`MessageRow`] (of `messages m`).
+const MESSAGE_COLUMNS: &str = "m.update_id, m.role, m.text, m.status, m.telegram_message_ids,
+    m.response_kind, m.model, m.response_id, m.input_tokens, m.cached_input_tokens,
+    m.output_tokens, m.reasoning_tokens, m.cost_micro_usd, m.media, m.attempts, m.last_error,
+    m.created_at, m.sent_at, m.edited_at, m.failure_class,
+    CASE WHEN m.role = 'bot' THEN
+        (SELECT (extract(epoch FROM m.created_at - q.created_at) * 1000)::bigint
+         FROM messages q
+         WHERE q.chat_id = m.chat_id AND q.update_id = m.update_id AND q.role = 'user')
+    END AS response_ms";
 
 /// Where a page of a chat's history starts: after this message.
 #[derive(Debug, Clone)]
@@ -44,18 +60,16 @@ pub async fn list_messages(
     after: Option<&MessageCursor>,
     limit: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT update_id, role, text, status, telegram_message_ids, response_kind, model,
-                response_id, input_tokens, cached_input_tokens, output_tokens, reasoning_tokens,
-                cost_micro_usd, media, attempts, last_error, created_at, sent_at, edited_at
-         FROM messages
-         WHERE chat_id = $1
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS}
+         FROM messages m
+         WHERE m.chat_id = $1
            AND ($2::timestamptz IS NULL
-                OR (created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role))
+                OR (m.created_at, m.update_id, array_position(ARRAY['user', 'bot', 'admin'], m.role))
                    > ($2, $3, array_position(ARRAY['user', 'bot', 'admin'], $4::text)))
-         ORDER BY created_at, update_id, array_position(ARRAY['user', 'bot', 'admin'], role)
-         LIMIT $5",
-    )
+         ORDER BY m.created_at, m.update_id, array_position(ARRAY['user', 'bot', 'admin'], m.role)
+         LIMIT $5"
+    ))
     .bind(chat_id)
     .bind(after.map(|c| c.created_at))
     .bind(after.map(|c| c.update_id))
@@ -63,6 +77,36 @@ pub async fn list_messages(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// The newest page of a chat's history before the `before` message (the newest of all
+/// without it), in the order it happened: a conversation as a messenger opens it.
+pub async fn list_latest_messages(
+    conn: impl sqlx::PgExecutor<'_>,
+    chat_id: Uuid,
+    before: Option<&MessageCursor>,
+    limit: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
+    let mut rows: Vec<MessageRow> = sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS}
+         FROM messages m
+         WHERE m.chat_id = $1
+           AND ($2::timestamptz IS NULL
+                OR (m.created_at, m.update_id, array_position(ARRAY['user', 'bot', 'admin'], m.role))
+                   < ($2, $3, array_position(ARRAY['user', 'bot', 'admin'], $4::text)))
+         ORDER BY m.created_at DESC, m.update_id DESC,
+                  array_position(ARRAY['user', 'bot', 'admin'], m.role) DESC
+         LIMIT $5"
+    ))
+    .bind(chat_id)
+    .bind(before.map(|c| c.created_at))
+    .bind(before.map(|c| c.update_id))
+    .bind(before.map(|c| c.role.clone()))
+    .bind(limit)
+    .fetch_all(conn)
+    .await?;
+    rows.reverse();
+    Ok(rows)
 }
 
 /// A turn that failed for good: its message got no answer.

@@ -1,14 +1,15 @@
-//! The `chats`, `telegram_users` and `messages` read models: conversations as admins see
-//! them, with token usage and cost on every response.
+//! The `chats`, `telegram_users`, `messages` and `turn_attempts` read models: conversations
+//! as admins see them, with token usage and cost on every response and every failed attempt.
 //!
-//! This folder owns the three tables: the projector that writes them is here, and every
-//! query on them is in the file named after its table.
+//! This folder owns the four tables: the projector that writes them is here, and every query
+//! on them is in the file named after its table.
 
 // Each query file is named after its table, and one table is `chats` like the folder.
 #[allow(clippy::module_inception)]
 pub mod chats;
 pub mod messages;
 pub mod telegram_users;
+pub mod turn_attempts;
 
 use aggregates::chat::{Chat, ChatEvent, ResponseKind, TelegramChat, TelegramUser};
 use aggregates::ids::{ChatId, TurnKey, UpdateId};
@@ -35,7 +36,7 @@ impl Projector for ChatProjector {
     }
 
     fn tables(&self) -> &'static [&'static str] {
-        &["messages", "chats", "telegram_users"]
+        &["turn_attempts", "messages", "chats", "telegram_users"]
     }
 
     /// One unreadable event costs one chat's view a message; stopping would freeze every
@@ -311,7 +312,7 @@ impl Projector for ChatProjector {
                 .execute(&mut *tx)
                 .await?;
             }
-            ChatEvent::ConversationReset { .. } => {
+            ChatEvent::ConversationReset { .. } | ChatEvent::ConversationResetByAdmin { .. } => {
                 sqlx::query(
                     "UPDATE chats SET previous_response_id = NULL, version = $2 WHERE id = $1",
                 )
@@ -322,10 +323,28 @@ impl Projector for ChatProjector {
             }
             ChatEvent::AttemptFailed {
                 update_id,
+                step,
                 attempt,
+                class,
                 error,
-                ..
+                retry_at,
             } => {
+                sqlx::query(
+                    "INSERT INTO turn_attempts (chat_id, sequence, update_id, attempt, step, class,
+                        error, failed_at, retry_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                )
+                .bind(chat_id)
+                .bind(version)
+                .bind(update_id.stored())
+                .bind(i32::try_from(attempt).unwrap_or(i32::MAX))
+                .bind(serde_plain(&step))
+                .bind(serde_plain(&class))
+                .bind(&error)
+                .bind(at)
+                .bind(retry_at)
+                .execute(&mut *tx)
+                .await?;
                 sqlx::query(
                     "UPDATE messages SET attempts = attempts + 1, last_error = $3
                      WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
