@@ -74,6 +74,7 @@ pub fn app_state(pool: PgPool, ring: &KeyRing, config: &Config) -> AppState {
         limits: Arc::new(http::limits::Limits::new(config.limits)),
         health: config.health,
         clock: Default::default(),
+        bot_rows: Default::default(),
         cipher,
         pool,
     }
@@ -146,7 +147,7 @@ impl Application {
                 backoff: config.retry_backoff,
                 pacer: Arc::new(crate::telegram::pacing::SendPacer::default()),
                 vault: state.vault.clone(),
-                bot_rows: Default::default(),
+                bot_rows: state.bot_rows.clone(),
                 clock: state.clock.clone(),
             }),
             leases: chat_leases,

@@ -345,6 +345,9 @@ async fn render_detail(
                     }
                     dt { "Registered" } dd { (time(bot.created_at)) }
                     dt { "Changed" } dd { (time(bot.updated_at)) " · version " (bot.version) }
+                    dt { "Access" } dd {
+                        a href=(format!("/console/bots/{}/access", bot.id)) { "who may write, budgets, texts »" }
+                    }
                     dt { "History" } dd {
                         a href=(format!("/console/audit{}", query(&[("aggregate_type", Some("Bot".into())), ("aggregate_id", Some(bot.id.to_string()))]))) { "events" }
                         " · " a href=(format!("/console/audit/as-of?kind=bot&id={}", bot.id)) { "as it was at…" }

@@ -14,12 +14,13 @@
 //! - [`session`]: the signed-in admin, forms and their CSRF token.
 //! - [`page`]: the frame, formatting, notices and error pages; [`charts`]: SVG; [`assets`]:
 //!   htmx and the stylesheet under content-hashed names.
-//! - One file per section: [`login`], [`overview`], [`bots`], [`chats`], [`users`],
-//!   [`failures`], [`audit`], [`operations`], [`admins`].
+//! - One file per section: [`login`], [`overview`], [`bots`] (and a bot's [`access`] and
+//!   budgets), [`chats`], [`users`], [`failures`], [`audit`], [`operations`], [`admins`].
 //!
 //! Every answer carries a Content-Security-Policy without inline scripts or styles and with
 //! `frame-ancestors 'none'`, and pages are never cached.
 
+pub mod access;
 pub mod admins;
 pub mod assets;
 pub mod audit;
@@ -58,6 +59,9 @@ pub fn routes() -> impl Endpoint<Output = Response> {
         .at("/bots/new", get(bots::new_form))
         .at("/bots/:id", get(bots::detail).post(bots::save))
         .at("/bots/:id/token", post(bots::rotate_token))
+        .at("/bots/:id/access", get(access::page).post(access::save))
+        .at("/bots/:id/access/allow", post(access::allow))
+        .at("/bots/:id/access/grant", post(access::grant))
         .at("/bots/:id/enable", post(bots::enable))
         .at("/bots/:id/disable", post(bots::disable))
         .at(

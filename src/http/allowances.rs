@@ -28,7 +28,7 @@ use super::guard::AdminSession;
 use super::paging::{cursor_instant, cursor_part, decode_cursor, encode_cursor, micros};
 use super::strict_json::Strict;
 use super::{ApiTags, Wired};
-use crate::event_store::{CommandGateway, Committed, EventMetadata};
+use crate::event_store::{Actor, CommandGateway, Committed, EventMetadata};
 use crate::personal_data::PersonalDataVault;
 use crate::runtime::clock::Clock;
 
@@ -165,30 +165,43 @@ impl Default for TextsDocument {
 #[oai(default, skip_serializing_if_is_none)]
 pub struct LanguageTexts {
     /// The reply to /start.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start: Option<String>,
     /// The reply to /help.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub help: Option<String>,
     /// The reply to /refresh.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refresh: Option<String>,
     /// The reply to a message the bot cannot read (a sticker…).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub media_notice: Option<String>,
     /// Told once a day to someone not on the allow-list.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<String>,
     /// Said once in a group the bot may not serve.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub group_refusal: Option<String>,
     /// Told once a day to someone at their limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub limit_reached: Option<String>,
     /// Told once a day when the bot's monthly cap is reached.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bot_limit_reached: Option<String>,
     /// Told once in ten minutes to someone writing too fast.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub slow_down: Option<String>,
     /// Sent when the model failed for good.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// The line before the first answer of a conversation started afresh after a pause.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub new_conversation: Option<String>,
     /// The reply to /usage.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
     /// The answer to a button that no longer does anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_button: Option<String>,
 }
 
@@ -540,6 +553,7 @@ pub struct AllowancesDeps {
     pub vault: Arc<PersonalDataVault>,
     pub read_your_writes: ReadYourWrites,
     pub clock: Clock,
+    pub bot_rows: Arc<crate::turns::bot_rows::BotCache>,
 }
 
 pub struct AllowancesApi(pub Wired<AllowancesDeps>);
@@ -558,8 +572,7 @@ impl AllowancesApi {
         _auth: AdminSession,
         id: Path<Uuid>,
     ) -> Result<PolicyResponse, AllowanceReadError> {
-        let bot = self.bot(id.0).await?;
-        Ok(PolicyResponse::Ok(Json(PolicyDocument::of(&bot.policy))))
+        Ok(PolicyResponse::Ok(Json(self.policy_of(id.0).await?)))
     }
 
     /// Set a bot's access and budget policy
@@ -573,14 +586,8 @@ impl AllowancesApi {
         id: Path<Uuid>,
         body: Json<Strict<PolicyDocument>>,
     ) -> Result<PolicyResponse, AllowanceWriteError> {
-        let policy = body.0 .0.into_policy();
-        let committed = self
-            .execute(id.0, BotCommand::SetPolicy { policy }, auth)
-            .await?;
-        self.caught_up(id.0, &committed, projections::bots::NAME)
-            .await?;
-        let bot = self.bot(id.0).await?;
-        Ok(PolicyResponse::Ok(Json(PolicyDocument::of(&bot.policy))))
+        let policy = self.set_policy_as(auth.actor(), id.0, body.0 .0).await?;
+        Ok(PolicyResponse::Ok(Json(policy)))
     }
 
     /// Grant a person extra use
@@ -594,25 +601,8 @@ impl AllowancesApi {
         id: Path<Uuid>,
         body: Json<Strict<GrantRequest>>,
     ) -> Result<GrantResponse, AllowanceWriteError> {
-        let request = body.0 .0;
-        let now = self.0.clock.now();
-        let grant = ExtraGrant {
-            person: request.person,
-            period: request.period.period(),
-            period_start: request.period.period().start(now),
-            messages: request.messages,
-            cost_micro_usd: request.cost_micro_usd,
-            note: request.note,
-        };
-        let person = grant.person;
-        let committed = self
-            .execute(id.0, BotCommand::GrantExtra(grant), auth)
-            .await?;
-        self.caught_up(id.0, &committed, projections::allowances::NAME)
-            .await?;
-        Ok(GrantResponse::Created(Json(
-            self.person_usage(id.0, person, now).await?,
-        )))
+        let usage = self.grant_as(auth.actor(), id.0, body.0 .0).await?;
+        Ok(GrantResponse::Created(Json(usage)))
     }
 
     /// Read a person's use of a bot
@@ -654,32 +644,10 @@ impl AllowancesApi {
         limit: Query<Option<u32>>,
     ) -> Result<BotUsageResponse, AllowanceReadError> {
         let limit = page_limit(limit.0, USAGE_ROWS)?;
-        self.bot(id.0).await?;
         let period = period.0.unwrap_or(PeriodName::Day);
-        let period_start = period.period().start(self.0.clock.now());
-        let rows = person_usage::top_users(
-            &self.0.pool,
-            id.0,
-            period.period().as_str(),
-            period_start,
-            i64::from(limit) + 1,
-        )
-        .await
-        .map_err(|e| ApiFailure::internal("reading a bot's use failed", &e))?;
-        Ok(BotUsageResponse::Ok(Json(BotUsageView {
-            period,
-            period_start,
-            rows: rows
-                .into_iter()
-                .map(|r| UsageRow {
-                    person: r.person,
-                    messages: r.messages,
-                    cost_micro_usd: r.cost_micro_usd,
-                    granted_messages: r.granted_messages,
-                    granted_cost_micro_usd: r.granted_cost_micro_usd,
-                })
-                .collect(),
-        })))
+        Ok(BotUsageResponse::Ok(Json(
+            self.bot_usage(id.0, period, limit).await?,
+        )))
     }
 
     /// List who was refused
@@ -697,7 +665,103 @@ impl AllowancesApi {
         cursor: Query<Option<String>>,
     ) -> Result<RefusalsResponse, AllowanceReadError> {
         let limit = page_limit(limit.0, REFUSALS_PAGE)?;
-        let before = match cursor.0.as_deref() {
+        Ok(RefusalsResponse::Ok(Json(
+            self.refusal_page(id.0, cursor.0.as_deref(), limit).await?,
+        )))
+    }
+}
+
+/// The work of each operation, as plain methods the console calls too.
+impl AllowancesApi {
+    /// The bot's policy as the bots read model holds it.
+    pub async fn policy_of(&self, id: Uuid) -> Result<PolicyDocument, ApiFailure> {
+        Ok(PolicyDocument::of(&self.bot(id).await?.policy))
+    }
+
+    /// Replaces the bot's policy as `actor`, and answers it once the read model has it.
+    pub async fn set_policy_as(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        document: PolicyDocument,
+    ) -> Result<PolicyDocument, ApiFailure> {
+        let policy = document.into_policy();
+        let committed = self
+            .execute(id, BotCommand::SetPolicy { policy }, actor)
+            .await?;
+        self.caught_up(id, &committed, projections::bots::NAME)
+            .await?;
+        self.0.bot_rows.forget(aggregates::ids::BotId(id));
+        self.policy_of(id).await
+    }
+
+    /// Records `actor`'s grant, and answers the person's use with it.
+    pub async fn grant_as(
+        &self,
+        actor: Actor,
+        id: Uuid,
+        request: GrantRequest,
+    ) -> Result<PersonUsageView, ApiFailure> {
+        let now = self.0.clock.now();
+        let grant = ExtraGrant {
+            person: request.person,
+            period: request.period.period(),
+            period_start: request.period.period().start(now),
+            messages: request.messages,
+            cost_micro_usd: request.cost_micro_usd,
+            note: request.note,
+        };
+        let person = grant.person;
+        let committed = self
+            .execute(id, BotCommand::GrantExtra(grant), actor)
+            .await?;
+        self.caught_up(id, &committed, projections::allowances::NAME)
+            .await?;
+        self.person_usage(id, person, now).await
+    }
+
+    /// The bot's use in the current `period`: the bot first, then at most `limit` people.
+    pub async fn bot_usage(
+        &self,
+        id: Uuid,
+        period: PeriodName,
+        limit: u32,
+    ) -> Result<BotUsageView, ApiFailure> {
+        self.bot(id).await?;
+        let period_start = period.period().start(self.0.clock.now());
+        let rows = person_usage::top_users(
+            &self.0.pool,
+            id,
+            period.period().as_str(),
+            period_start,
+            i64::from(limit) + 1,
+        )
+        .await
+        .map_err(|e| ApiFailure::internal("reading a bot's use failed", &e))?;
+        Ok(BotUsageView {
+            period,
+            period_start,
+            rows: rows
+                .into_iter()
+                .map(|r| UsageRow {
+                    person: r.person,
+                    messages: r.messages,
+                    cost_micro_usd: r.cost_micro_usd,
+                    granted_messages: r.granted_messages,
+                    granted_cost_micro_usd: r.granted_cost_micro_usd,
+                })
+                .collect(),
+        })
+    }
+
+    /// A page of the bot's refusals, most recent first.
+    pub async fn refusal_page(
+        &self,
+        id: Uuid,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<RefusalPage, ApiFailure> {
+        let before = match cursor {
             None => None,
             Some(cursor) => {
                 let parts = decode_cursor(cursor, 3)?;
@@ -708,8 +772,8 @@ impl AllowancesApi {
                 ))
             }
         };
-        self.bot(id.0).await?;
-        let mut rows = refusals::list(&self.0.pool, id.0, before, i64::from(limit) + 1)
+        self.bot(id).await?;
+        let mut rows = refusals::list(&self.0.pool, id, before, i64::from(limit) + 1)
             .await
             .map_err(|e| ApiFailure::internal("reading refusals failed", &e))?;
         let next_cursor = if rows.len() > limit as usize {
@@ -742,14 +806,9 @@ impl AllowancesApi {
                 telegram_chat_id: row.telegram_chat_id,
             });
         }
-        Ok(RefusalsResponse::Ok(Json(RefusalPage {
-            items,
-            next_cursor,
-        })))
+        Ok(RefusalPage { items, next_cursor })
     }
-}
 
-impl AllowancesApi {
     async fn bot(&self, id: Uuid) -> Result<projections::bots::BotRow, ApiFailure> {
         projections::bots::find_bot(&self.0.pool, id)
             .await
@@ -762,16 +821,12 @@ impl AllowancesApi {
         &self,
         id: Uuid,
         command: BotCommand,
-        auth: AdminSession,
+        actor: Actor,
     ) -> Result<Committed, ApiFailure> {
         Ok(self
             .0
             .bots
-            .execute(
-                &id.to_string(),
-                command,
-                &EventMetadata::new_request(auth.actor()),
-            )
+            .execute(&id.to_string(), command, &EventMetadata::new_request(actor))
             .await?)
     }
 
@@ -795,7 +850,8 @@ impl AllowancesApi {
             .await
     }
 
-    async fn person_usage(
+    /// A person's use of the bot as of `now`, with the limits that apply.
+    pub async fn person_usage(
         &self,
         bot_id: Uuid,
         person: i64,

@@ -240,6 +240,7 @@ pub struct BotsDeps {
     pub pool: sqlx::PgPool,
     pub bots: Arc<CommandGateway<Bot>>,
     pub read_your_writes: ReadYourWrites,
+    pub bot_rows: Arc<crate::turns::bot_rows::BotCache>,
 }
 
 pub struct BotsApi(pub Wired<BotsDeps>);
@@ -572,7 +573,11 @@ impl BotsApi {
         self.0
             .read_your_writes
             .caught_up(projections::bots::NAME, position)
-            .await
+            .await?;
+        if let Ok(id) = bot_id.parse() {
+            self.0.bot_rows.forget(BotId(id));
+        }
+        Ok(())
     }
 
     /// One token answers for one bot: Telegram delivers each update to a single receiver.

@@ -88,6 +88,9 @@ pub struct AppState {
     pub health: crate::health::HealthThresholds,
     /// The time budgets are judged by (the effect runner's and `/usage`'s); tests move it.
     pub clock: crate::runtime::clock::Clock,
+    /// The bots' rows as this process's effect runner last read them: a change made here is
+    /// dropped from it, so the next turn sees it at once.
+    pub bot_rows: Arc<crate::turns::bot_rows::BotCache>,
 }
 
 #[derive(Tags)]
@@ -145,6 +148,7 @@ impl bots::BotsDeps {
             pool: s.pool.clone(),
             bots: s.bots.clone(),
             read_your_writes: consistency::ReadYourWrites::of(s),
+            bot_rows: s.bot_rows.clone(),
         }
     }
 }
@@ -168,6 +172,7 @@ impl allowances::AllowancesDeps {
             vault: s.vault.clone(),
             read_your_writes: consistency::ReadYourWrites::of(s),
             clock: s.clock.clone(),
+            bot_rows: s.bot_rows.clone(),
         }
     }
 }

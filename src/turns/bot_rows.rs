@@ -45,6 +45,12 @@ impl BotCache {
         Ok(row)
     }
 
+    /// Forgets what was read of `bot_id`: an admin changed it through this process, and the
+    /// next turn must see the change (other processes see it within `BOT_ROW_FRESHNESS`).
+    pub fn forget(&self, bot_id: BotId) {
+        self.rows.lock().expect("bot cache lock").remove(&bot_id);
+    }
+
     /// Whether `row` (of `bot_id`) shows an error of `kind`, or this process recorded one
     /// that the row may not show yet.
     pub(super) fn shows_error(&self, bot_id: BotId, row: &BotRow, kind: BotErrorKind) -> bool {

@@ -56,7 +56,7 @@ pub struct TurnWorker {
     pub pacer: Arc<SendPacer>,
     /// Opens the chat's sealed texts for the LLM and Telegram, and seals the answers.
     pub vault: Arc<PersonalDataVault>,
-    pub bot_rows: BotCache,
+    pub bot_rows: Arc<BotCache>,
     /// The time budgets and refusal notices are judged by.
     pub clock: Clock,
 }

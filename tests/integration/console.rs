@@ -423,6 +423,74 @@ async fn a_failed_turn_is_retried_and_a_person_forgotten_in_a_browser() {
 /// `docs/console-conversation.png` and `docs/console-phone.png` (a conversation on a
 /// phone-sized screen). Run with `docs/screenshots` (it runs this test).
 #[tokio::test]
+async fn an_admin_lets_a_refused_person_in_from_the_access_page() {
+    let fakes = Fakes::start().await;
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = app.create_enabled_bot("Private", &token(1)).await;
+    let browser = Browser::start("access", &app.base).await;
+    browser
+        .scenario(async {
+            browser.sign_in(ADMIN_EMAIL, ADMIN_PASSWORD).await;
+            browser.open(&format!("/console/bots/{bot_id}")).await;
+            browser
+                .click(&format!("a[href='/console/bots/{bot_id}/access']"))
+                .await;
+
+            // A typo is refused next to the form, and nothing is saved.
+            browser
+                .find("select[name=people]")
+                .await
+                .select_by_value("allow_list")
+                .await
+                .unwrap();
+            browser
+                .fill("textarea[name=allowed_user_ids]", "7\nann")
+                .await;
+            browser.click("form.stack button.primary").await;
+            browser
+                .wait_for_text("Allowed user ids: \"ann\" is not a Telegram id")
+                .await;
+            let (_, policy) = app.get(&format!("/bots/{bot_id}/policy")).await;
+            assert_eq!(policy["access"]["people"], "open");
+
+            // Only user 7 may write; the daily cap is typed in dollars.
+            browser.fill("textarea[name=allowed_user_ids]", "7").await;
+            browser.fill("input[name=cost_per_day]", "0.5").await;
+            browser.click("form.stack button.primary").await;
+            browser.wait_for_text("The policy is saved").await;
+            let (_, policy) = app.get(&format!("/bots/{bot_id}/policy")).await;
+            assert_eq!(policy["access"]["allowed_user_ids"], serde_json::json!([7]));
+            assert_eq!(
+                policy["budgets"]["per_person"]["cost_per_day_micro_usd"],
+                500_000
+            );
+
+            // Person 42 writes and is refused; the page lists them with a button to let them in.
+            app.deliver(&bot_id, &text_update(1, 42, "hello?")).await;
+            app.settle().await;
+            assert!(fakes.openai.requests().is_empty());
+            browser
+                .reload_until("the refused person", |t| t.contains("not on the list"))
+                .await;
+            browser.click("tr[data-person='42'] button").await;
+            browser
+                .wait_for_text("The person is on the allow-list now")
+                .await;
+
+            // Now they are answered.
+            app.deliver(&bot_id, &text_update(2, 42, "and now?")).await;
+            app.settle().await;
+            assert_eq!(
+                fakes.telegram.sent_messages().last().unwrap().1,
+                "echo: and now?"
+            );
+        })
+        .await;
+    browser.finish().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 #[ignore = "writes the README's screenshots; run it with docs/screenshots"]
 async fn screenshots_for_the_readme() {
     let fakes = Fakes::start().await;
