@@ -220,8 +220,7 @@ async fn telegram_call(
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let text = request["text"].as_str().unwrap_or_default();
             if let Some(seq) = seq_of(text) {
-                state.timeline.sent.mark(seq, received);
-                state.timeline.sent_total.fetch_add(1, Ordering::Relaxed);
+                state.timeline.record_send(seq, received);
             }
             let message_id = state.next_message_id.fetch_add(1, Ordering::Relaxed);
             json_response(&json!({"ok": true, "result": {

@@ -14,18 +14,26 @@
 //!    per answer, and updates (each to a new chat) arrive at rising rates until Botfleet
 //!    saturates: its own added latency, and the pickup latency (webhook answered → LLM
 //!    called).
-//! 4. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
+//! 4. Budget check, on two new processes and fresh databases: the same load with bots without
+//!    a policy and with every bot under budgets, and what PostgreSQL ran per turn each time
+//!    (statements read off the wire by a counting proxy).
+//! 5. Crash: SIGKILL at a random moment under a steady load, and a restart at once: replies
+//!    sent twice, updates never answered, and how long unfinished turns waited.
+//! 6. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
 //!    pg-boss 10 draining no-op jobs.
 //!
 //! Settings (environment, all optional) are listed in [`Plan::from_env`].
 
 mod anchors;
+mod budget;
+mod crash;
 mod fakes;
 mod load;
 mod measure;
 mod report;
 mod service;
 mod timeline;
+mod wire;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,8 +80,13 @@ pub struct Plan {
     /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
     pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
-    /// Which phases run (drain, intake, latency, anchors); all by default.
+    /// Which phases run (drain, intake, latency, budget, crash, anchors); all by default.
     pub phases: Vec<String>,
+    pub budget_rate: f64,
+    pub budget_step: Duration,
+    pub crash_rate: f64,
+    pub crash_llm_delay: Duration,
+    pub crash_kills: usize,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -103,9 +116,12 @@ impl Plan {
     /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
     /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
     /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size),
-    /// `BENCH_PHASES` (drain,intake,latency,anchors: a subset runs only those, for profiling
-    /// one part; the intake phase runs on the drain phase's process), `BENCH_KEEP_DATABASE`
-    /// (set: the last phase's database is left for inspection).
+    /// `BENCH_PHASES` (drain,intake,latency,budget,crash,anchors: a subset runs only those,
+    /// for profiling one part; the intake phase runs on the drain phase's process),
+    /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
+    /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
+    /// the crash phase's, `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
+    /// inspection).
     fn from_env() -> Self {
         Self {
             server_url: env_or(
@@ -139,10 +155,18 @@ impl Plan {
                 "BENCH_PGBOSS_SETTINGS",
                 "4x500,8x250,8x500,16x500".to_owned(),
             ),
-            phases: env_or("BENCH_PHASES", "drain,intake,latency,anchors".to_owned())
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .collect(),
+            phases: env_or(
+                "BENCH_PHASES",
+                "drain,intake,latency,budget,crash,anchors".to_owned(),
+            )
+            .split(',')
+            .map(|p| p.trim().to_owned())
+            .collect(),
+            budget_rate: env_or("BENCH_BUDGET_RATE", 50.0),
+            budget_step: Duration::from_secs_f64(env_or("BENCH_BUDGET_SECS", 10.0)),
+            crash_rate: env_or("BENCH_CRASH_RATE", 30.0),
+            crash_llm_delay: Duration::from_millis(env_or("BENCH_CRASH_LLM_DELAY_MS", 500)),
+            crash_kills: env_or("BENCH_CRASH_KILLS", 3),
         }
     }
 
@@ -161,7 +185,9 @@ impl Plan {
 
     /// Sequence numbers the run can use: every update of every phase, plus slack.
     fn capacity(&self) -> usize {
-        let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64();
+        let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64()
+            + self.budget_rate * self.budget_step.as_secs_f64() * 2.0
+            + self.crash_rate * 8.0 * self.crash_kills as f64;
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
         self.chats + (intake + latency) as usize + 1_000
     }
@@ -247,6 +273,8 @@ struct System {
     app: Botfleet,
     load: Arc<WebhookLoad>,
     logged_in: bool,
+    admin: Admin,
+    bots: Vec<uuid::Uuid>,
 }
 
 impl System {
@@ -278,6 +306,8 @@ impl System {
         Ok(Self {
             load: Arc::new(WebhookLoad::new(&app.base_url, &bots, timeline.clone())),
             logged_in: admin_api.authenticated(),
+            admin: admin_api,
+            bots: bots.iter().map(|(id, _)| *id).collect(),
             app,
         })
     }
@@ -433,8 +463,38 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         drop(system);
         report.botfleet_errors += count_errors(&log);
     }
+    if plan.runs("budget") {
+        // 4. What the budget check adds to a turn, on two new processes.
+        report.budget = Some(
+            budget::measure(
+                plan,
+                admin,
+                &settings,
+                &work_dir,
+                &timeline,
+                &llm,
+                &mut next_seq,
+            )
+            .await?,
+        );
+    }
+    if plan.runs("crash") {
+        // 5. SIGKILL under load, and a restart at once.
+        report.crash = Some(
+            crash::measure(
+                plan,
+                admin,
+                &settings,
+                &work_dir,
+                &timeline,
+                &llm,
+                &mut next_seq,
+            )
+            .await?,
+        );
+    }
     if plan.runs("anchors") {
-        // 4. The anchors, on a quiet server.
+        // 6. The anchors, on a quiet server.
         progress("Botfleet stopped; anchors next");
         report.cargo_test_seen |= cargo_test_running();
         let bench_db = PgPoolOptions::new()

@@ -208,6 +208,8 @@ pub struct Report {
     pub pgboss_version: String,
     pub pgboss_jobs: u64,
     pub pgboss: Vec<PgBossDrain>,
+    pub budget: Option<crate::budget::BudgetFigures>,
+    pub crash: Option<crate::crash::CrashFigures>,
 }
 
 impl Report {
@@ -235,6 +237,8 @@ impl Report {
             pgboss_version: String::new(),
             pgboss_jobs: 0,
             pgboss: Vec::new(),
+            budget: None,
+            crash: None,
         }
     }
 
@@ -499,6 +503,12 @@ impl Display for Report {
             .iter()
             .map(|(method, n)| format!("{n} {method}"))
             .collect();
+        if let Some(budget) = &self.budget {
+            write!(f, "{budget}")?;
+        }
+        if let Some(crash) = &self.crash {
+            write!(f, "{crash}")?;
+        }
         write!(
             f,
             "   (the fake LLM saw {} calls; the fake Telegram, besides sendMessage: {})",

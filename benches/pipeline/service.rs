@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 /// The settings the bench gives Botfleet, beyond its defaults.
+#[derive(Clone)]
 pub struct Settings {
     pub database_url: String,
     pub token_key: String,
@@ -23,8 +24,13 @@ pub struct Settings {
     pub admin_password: String,
 }
 
+/// How long a chat's lease lasts: what a crash costs the chats a killed process held, unless
+/// the next process knows the holder is dead.
+pub const EFFECT_LEASE_MS: u64 = 30_000;
+
 pub struct Botfleet {
     child: Child,
+    port: u16,
     pub base_url: String,
     pub log_path: PathBuf,
 }
@@ -48,7 +54,16 @@ fn free_port() -> anyhow::Result<u16> {
 impl Botfleet {
     /// Starts `botfleet serve`, logging to `log_dir/botfleet-{name}.log`.
     pub async fn start(settings: &Settings, log_dir: &Path, name: &str) -> anyhow::Result<Self> {
-        let port = free_port()?;
+        Self::start_on(settings, log_dir, name, free_port()?).await
+    }
+
+    /// Starts `botfleet serve` on `port` (a restart where the load generator already sends).
+    pub async fn start_on(
+        settings: &Settings,
+        log_dir: &Path,
+        name: &str,
+        port: u16,
+    ) -> anyhow::Result<Self> {
         let log_path = log_dir.join(format!("botfleet-{name}.log"));
         let log = File::create(&log_path)?;
         let child = Command::new(binary())
@@ -68,7 +83,7 @@ impl Botfleet {
                 "EFFECT_CONCURRENCY",
                 settings.effect_concurrency.to_string(),
             )
-            .env("EFFECT_LEASE_MS", "30000")
+            .env("EFFECT_LEASE_MS", EFFECT_LEASE_MS.to_string())
             // Held LLM calls wait through the whole intake phase; they must not time out.
             .env("OPENAI_TIMEOUT_SECS", "600")
             // The rate limits are policy, not capacity: off, so the bench finds the capacity.
@@ -88,6 +103,7 @@ impl Botfleet {
         std::fs::write(log_dir.join("botfleet.pid"), child.id().to_string())?;
         let mut botfleet = Self {
             child,
+            port,
             base_url: format!("http://127.0.0.1:{port}"),
             log_path,
         };
@@ -97,6 +113,16 @@ impl Botfleet {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// SIGKILL: the process ends where it stands, with nothing flushed or given back.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     async fn wait_until_up(&mut self) -> anyhow::Result<()> {
@@ -227,7 +253,29 @@ impl Admin {
     }
 
     async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
-        let mut request = self.http.post(format!("{}{path}", self.base_url));
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    /// Sets a bot's policy (who may talk to it, budgets…) as `PUT /bots/{id}/policy` does.
+    pub async fn put_policy(&self, bot: Uuid, policy: &Value) -> anyhow::Result<()> {
+        self.send(
+            reqwest::Method::PUT,
+            &format!("/bots/{bot}/policy"),
+            Some(policy.clone()),
+        )
+        .await
+        .map(drop)
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base_url));
         if let Some(cookies) = &self.cookies {
             request = request.header(reqwest::header::COOKIE, cookies);
         }
@@ -240,8 +288,16 @@ impl Admin {
         let response = request.send().await?;
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
+        // The change is recorded and only its read model lags (a busy machine): for the
+        // bench's enables and policies that is done; the runner reads the events' outcome.
+        let lagging = status == reqwest::StatusCode::SERVICE_UNAVAILABLE
+            && body["error"] == "read_model_lagging";
+        if lagging && (method == reqwest::Method::PUT || path.ends_with("/enable")) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(body);
+        }
         if !status.is_success() {
-            bail!("POST {path} answered {status}: {body}");
+            bail!("{method} {path} answered {status}: {body}");
         }
         Ok(body)
     }

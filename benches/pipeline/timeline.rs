@@ -6,7 +6,7 @@
 //! own epoch (0 = not reached), written lock-free by whichever task saw it, so that recording
 //! costs next to nothing on the hot paths of the fakes.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 /// One column of the timeline: a time per sequence number.
@@ -47,6 +47,8 @@ pub struct Timeline {
     pub sent: Column,
     /// `sendMessage` calls whose text named an update, for waiting on a drain.
     pub sent_total: AtomicU64,
+    /// `sendMessage` calls per update: more than one is a duplicate answer.
+    send_counts: Vec<AtomicU32>,
 }
 
 impl Timeline {
@@ -59,6 +61,7 @@ impl Timeline {
             llm_out: Column::new(capacity),
             sent: Column::new(capacity),
             sent_total: AtomicU64::new(0),
+            send_counts: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
         }
     }
 
@@ -69,6 +72,22 @@ impl Timeline {
 
     pub fn at(&self, instant: Instant) -> u64 {
         instant.saturating_duration_since(self.epoch).as_nanos() as u64
+    }
+
+    /// Records an answer to `seq` reaching Telegram at `at`.
+    pub fn record_send(&self, seq: usize, at: u64) {
+        self.sent.mark(seq, at);
+        self.sent_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(count) = self.send_counts.get(seq) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many answers to `seq` reached Telegram.
+    pub fn sends_of(&self, seq: usize) -> u32 {
+        self.send_counts
+            .get(seq)
+            .map_or(0, |count| count.load(Ordering::Relaxed))
     }
 
     pub fn sent_total(&self) -> u64 {
