@@ -12,7 +12,6 @@ use poem::Server;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::bots::supervisor::BotSupervisor;
 use crate::config::Config;
@@ -20,6 +19,7 @@ use crate::event_store::CommandGateway;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::runtime::leases::Leases;
+use crate::runtime::liveness::LivenessKeeper;
 use crate::secrets::{KeyRing, TokenCipher};
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
@@ -45,6 +45,8 @@ pub struct Application {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// This process's liveness session, released after the workers have stopped.
+    liveness: LivenessKeeper,
 }
 
 /// The state the API works with, over a pool that may or may not be connected yet.
@@ -120,8 +122,10 @@ impl Application {
             })
             .collect();
 
-        // This process's identity as a holder of leases on chats and bots.
-        let owner = Uuid::now_v7();
+        // This process's identity as a holder of leases on chats and bots, for as long as its
+        // liveness session lasts; ended only after the workers, so that nobody takes over
+        // work this process is still finishing.
+        let (liveness, liveness_keeper) = crate::runtime::liveness::Liveness::start(&pool).await?;
         let telegram = Arc::new(TelegramClients::new(
             config.telegram_api_url.clone(),
             state.cipher.clone(),
@@ -133,7 +137,7 @@ impl Application {
             config.openai_api_key.as_ref().map(|k| k.expose()),
             config.openai_timeout,
         );
-        let chat_leases = Leases::new(pool.clone(), owner, config.effect_lease);
+        let chat_leases = Leases::new(pool.clone(), liveness.clone(), config.effect_lease);
         let runner = ChatRunner {
             worker: Arc::new(TurnWorker {
                 pool: pool.clone(),
@@ -168,7 +172,7 @@ impl Application {
             telegram,
             cipher: state.cipher.clone(),
             intake: state.intake.clone(),
-            leases: Leases::new(pool.clone(), owner, bot_lease),
+            leases: Leases::new(pool.clone(), liveness, bot_lease),
             public_url: config.public_url.clone(),
             progress: state.progress.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
@@ -242,6 +246,7 @@ impl Application {
             shutdown,
             server,
             workers,
+            liveness: liveness_keeper,
         })
     }
 
@@ -275,6 +280,7 @@ impl Application {
         for worker in self.workers {
             let _ = worker.await;
         }
+        self.liveness.stop().await;
         self.pool.close().await;
         Ok(result??)
     }

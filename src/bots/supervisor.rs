@@ -248,13 +248,17 @@ impl BotSupervisor {
     /// Sets or deletes one bot's webhook under its lease, and records the outcome.
     async fn sync_webhook(&self, bot: &DeliveryRow, wanted: Option<&str>) -> Result<(), String> {
         let resource = bot_resource(bot.id);
-        match self.leases.try_claim(&resource).await {
+        // Without a liveness session, the next round does it.
+        let Some(identity) = self.leases.identity() else {
+            return Ok(());
+        };
+        match self.leases.try_claim_as(&identity, &resource).await {
             Ok(true) => {}
             Ok(false) => return Ok(()), // another process is on it
             Err(e) => return Err(e.to_string()),
         }
         let result = self.call_and_record(bot, wanted).await;
-        let _ = self.leases.release(&resource).await;
+        let _ = self.leases.release(&identity, &resource).await;
         result
     }
 

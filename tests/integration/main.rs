@@ -38,6 +38,7 @@ mod retry_timing;
 mod schema_conformance;
 mod start_up;
 mod subscriptions;
+mod takeover;
 mod telegram_transport;
 mod turn_worker;
 mod turns;
