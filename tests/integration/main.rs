@@ -25,6 +25,7 @@ mod first_admin;
 mod floor_plan;
 mod fresh_machine;
 mod health;
+mod idle;
 mod input_edges;
 mod key_rotation;
 mod limits;
