@@ -131,11 +131,14 @@ impl Application {
             state.cipher.clone(),
             config.telegram_call_timeout,
         ));
-        let llm = crate::llm::language_model(
-            config.llm_api,
-            &config.openai_base_url,
-            config.openai_api_key.as_ref().map(|k| k.expose()),
-            config.openai_timeout,
+        let llm = crate::llm::concurrency::limited(
+            crate::llm::language_model(
+                config.llm_api,
+                &config.openai_base_url,
+                config.openai_api_key.as_ref().map(|k| k.expose()),
+                config.openai_timeout,
+            ),
+            config.llm_concurrency,
         );
         let chat_leases = Leases::new(pool.clone(), liveness.clone(), config.effect_lease);
         let runner = ChatRunner {
