@@ -158,7 +158,6 @@ impl Application {
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,
-            progress: state.progress.clone(),
             wakeups: wakeups.clone(),
             poll_interval: config.subscription_poll,
             fresh_work: state.intake.fresh_work().take_receiver(),

@@ -105,6 +105,8 @@ impl Projector for ChatWorkProjector {
                 .bind(sequence)
                 .execute(&mut *tx)
                 .await?;
+                // The runners learn when the retry falls due.
+                announce_work(tx).await?;
             }
             ChatEvent::ResponseGenerated { .. }
             | ChatEvent::TurnRefused { .. }
@@ -119,7 +121,9 @@ impl Projector for ChatWorkProjector {
     }
 }
 
-/// Wakes effect runners in other processes; this one's are woken by the checkpoint.
+/// Wakes the effect runners of every process (this one's too): work appeared, or a retry was
+/// scheduled. The runners claim on this, not on every move of the projection, so that a turn
+/// costs one claim, not one per event.
 async fn announce_work(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WORK_CHANNEL)
@@ -173,8 +177,16 @@ static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                WHERE leases.expires_at <= now() OR HOLDER_IS_GONE
             RETURNING resource
          )
-         SELECT due.chat_id, due.bot_id FROM claimed
-         JOIN due ON 'chat:' || due.chat_id = claimed.resource"
+         SELECT due.chat_id, due.bot_id, NULL::float8, NULL::bool FROM claimed
+         JOIN due ON 'chat:' || due.chat_id = claimed.resource
+         UNION ALL
+         SELECT NULL, NULL,
+                (extract(epoch FROM (min(w.available_at) FILTER (WHERE w.available_at > now())
+                                     - now())) * 1000)::float8,
+                bool_or(w.available_at <= now()
+                        AND NOT EXISTS (SELECT 1 FROM claimed
+                                        WHERE claimed.resource = 'chat:' || w.chat_id))
+         FROM chat_work w WHERE w.open_turns > 0"
         .replace("HOLDER_IS_GONE", HOLDER_IS_GONE)
 });
 
@@ -185,8 +197,9 @@ static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
 /// therefore gets its turn like any other, rather than every slot. Left out: those of
 /// `drained` worked through the sequence chat_work shows (the projection has not seen the
-/// end of their turns yet). One statement: the effect runner's hot path. Returns
-/// `(chat_id, bot_id)`.
+/// end of their turns yet). One statement: the effect runner's hot path. Returns the claimed
+/// `(chat_id, bot_id)`s, and what is left [`Waiting`] besides them (as [`waiting`] would
+/// tell, without a statement of its own).
 #[allow(clippy::too_many_arguments)]
 pub async fn claim_due(
     conn: impl sqlx::PgExecutor<'_>,
@@ -198,8 +211,14 @@ pub async fn claim_due(
     drained_sequences: &[i64],
     held_bots: &[uuid::Uuid],
     held_counts: &[i64],
-) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, sqlx::Error> {
-    sqlx::query_as(CLAIM_DUE.as_str())
+) -> Result<(Vec<(uuid::Uuid, uuid::Uuid)>, Waiting), sqlx::Error> {
+    type Row = (
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+        Option<f64>,
+        Option<bool>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(CLAIM_DUE.as_str())
         .bind(limit)
         .bind(owner)
         .bind(lease_ms)
@@ -209,7 +228,28 @@ pub async fn claim_due(
         .bind(held_counts)
         .bind(owner_key)
         .fetch_all(conn)
-        .await
+        .await?;
+    let mut claimed = Vec::new();
+    let mut waiting = Waiting {
+        retry_due_in: None,
+        held: false,
+    };
+    for (chat_id, bot_id, retry_ms, held) in rows {
+        match (chat_id, bot_id) {
+            (Some(chat_id), Some(bot_id)) => claimed.push((chat_id, bot_id)),
+            _ => {
+                waiting = Waiting {
+                    retry_due_in: retry_ms.map(millis),
+                    held: held.unwrap_or(false),
+                }
+            }
+        }
+    }
+    Ok((claimed, waiting))
+}
+
+fn millis(ms: f64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms.max(0.0) as u64)
 }
 
 /// True when the holder of the lease row `leases` is known to be gone: it recorded a liveness
@@ -240,7 +280,7 @@ pub async fn waiting(conn: impl sqlx::PgExecutor<'_>) -> Result<Waiting, sqlx::E
     .fetch_one(conn)
     .await?;
     Ok(Waiting {
-        retry_due_in: millis.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)),
+        retry_due_in: millis.map(self::millis),
         held: held.unwrap_or(false),
     })
 }

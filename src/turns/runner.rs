@@ -3,8 +3,9 @@
 //!
 //! The runner takes a chat that this process's intake just recorded a turn for straight
 //! away (the fast path, [`super::fresh_work`]). Otherwise it claims from the `chat_work`
-//! projection: when that projection moves (within milliseconds of a commit), when another
-//! process announces work, or when a retry falls due. Several processes on one database share
+//! projection: when the projection announces work (a new turn or a scheduled retry, in any
+//! process), when a retry falls due, or after work failed. Claiming on every move of the
+//! projection would cost a claim per event: at low load, most of a turn's commits. Several processes on one database share
 //! the work: a chat is worked only under its lease. While due chats are leased by others (or
 //! by this process, after a failure), it looks again every `poll_interval`: a holder that dies
 //! is found out at the next look ([`crate::runtime::liveness`]). With no open turn anywhere it
@@ -24,7 +25,7 @@ use super::worker::{heartbeat_interval, TurnWorker};
 use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{chat_resource, Leases};
 use crate::runtime::liveness::Identity;
-use crate::subscriptions::{EventWakeups, SubscriptionProgress};
+use crate::subscriptions::EventWakeups;
 
 /// Pauses after a failed claim (the database away): 0.1 s doubling to 5 s.
 const CLAIM_BACKOFF: Backoff = Backoff {
@@ -40,7 +41,6 @@ pub struct ChatRunner {
     pub leases: Leases,
     /// Chats worked at once by this process.
     pub concurrency: usize,
-    pub progress: SubscriptionProgress,
     pub wakeups: EventWakeups,
     pub poll_interval: Duration,
     /// Chats this process's intake just gave a turn (the fast path; see [`FreshWork`]).
@@ -62,7 +62,6 @@ impl ChatRunner {
             drained: DrainedChats::default(),
         };
         let mut fresh = self.fresh_work.take();
-        let mut work_projected = self.progress.subscribe("chat_work");
         let mut work_announced = self.wakeups.subscribe_work();
         // A new liveness session (after a lost one) may claim again.
         let mut identity_changed = self.leases.liveness().subscribe();
@@ -78,7 +77,11 @@ impl ChatRunner {
             while let Some(done) = slots.in_flight.try_join_next_with_id() {
                 finished.push(done);
             }
-            hints.extend(self.finish(&mut slots, &mut finished).await);
+            let (again, failed) = self.finish(&mut slots, &mut finished).await;
+            hints.extend(again);
+            // A chat whose work failed keeps its lease as its backoff: a claim pass sets the
+            // timer that takes it back when the lease expires.
+            claim_due |= failed;
             if let Some(fresh) = fresh.as_mut() {
                 while let Ok((bot, chat)) = fresh.try_recv() {
                     hints.push(Hint {
@@ -120,7 +123,6 @@ impl ChatRunner {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = work_projected.changed() => claim_due = true,
                 _ = work_announced.changed() => claim_due = true,
                 Ok(()) = identity_changed.changed() => claim_due = true,
                 Some(done) = slots.in_flight.join_next_with_id(), if !slots.in_flight.is_empty() => {
@@ -148,17 +150,18 @@ impl ChatRunner {
 
     /// Gives back the leases of the chats whose work ended well (one whose work failed keeps
     /// its lease until it expires: that is its backoff), frees their slots, and returns those
-    /// that got a new turn meanwhile.
+    /// that got a new turn meanwhile, and whether any failed.
     async fn finish(
         &self,
         slots: &mut Slots,
         finished: &mut Vec<Result<(tokio::task::Id, Worked), tokio::task::JoinError>>,
-    ) -> Vec<Hint> {
+    ) -> (Vec<Hint>, bool) {
         if finished.is_empty() {
-            return Vec::new();
+            return (Vec::new(), false);
         }
         let mut release = Vec::new();
         let mut chats = Vec::new();
+        let mut failed = false;
         for done in finished.drain(..) {
             let (task, worked) = match done {
                 Ok((task, worked)) => (task, worked),
@@ -166,11 +169,14 @@ impl ChatRunner {
             };
             if let Some((hint, _)) = slots.working.remove(&task) {
                 slots.free += 1;
-                if let Worked::Released { drained_at } = worked {
-                    release.push(chat_resource(hint.chat));
-                    if let Some(sequence) = drained_at {
-                        slots.drained.remember(hint.chat, sequence);
+                match worked {
+                    Worked::Released { drained_at } => {
+                        release.push(chat_resource(hint.chat));
+                        if let Some(sequence) = drained_at {
+                            slots.drained.remember(hint.chat, sequence);
+                        }
                     }
+                    Worked::Failed => failed = true,
                 }
                 chats.push(hint);
             }
@@ -182,7 +188,7 @@ impl ChatRunner {
             }
         }
         chats.retain(|hint| slots.again.remove(&hint.chat));
-        chats
+        (chats, failed)
     }
 
     /// Claims due chats from `chat_work` for the free slots, fairly between bots (each bot's
@@ -206,7 +212,7 @@ impl ChatRunner {
             }
         }
         let (held_bots, held_counts) = slots.held_by_bot();
-        let chats = projections::chat_work::claim_due(
+        let (chats, waiting) = projections::chat_work::claim_due(
             self.leases.pool(),
             identity.owner,
             identity.key,
@@ -225,7 +231,6 @@ impl ChatRunner {
         if backlog {
             return Ok((true, Some(Duration::ZERO)));
         }
-        let waiting = projections::chat_work::waiting(self.leases.pool()).await?;
         let due_in = match (waiting.retry_due_in, waiting.held) {
             (_, true) => Some(self.poll_interval),
             (Some(due_in), false) => Some(due_in.min(self.poll_interval)),
