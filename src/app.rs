@@ -12,7 +12,6 @@ use poem::Server;
 use sqlx::PgPool;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::bots::supervisor::BotSupervisor;
 use crate::config::Config;
@@ -20,6 +19,7 @@ use crate::event_store::CommandGateway;
 use crate::http::{self, AppState};
 use crate::intake::Intake;
 use crate::runtime::leases::Leases;
+use crate::runtime::liveness::LivenessKeeper;
 use crate::secrets::{KeyRing, TokenCipher};
 use crate::subscriptions::{EventWakeups, ProjectionRunner, SubscriptionProgress};
 use crate::telegram::TelegramClients;
@@ -45,6 +45,8 @@ pub struct Application {
     shutdown: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
     workers: Vec<JoinHandle<()>>,
+    /// This process's liveness session, released after the workers have stopped.
+    liveness: LivenessKeeper,
 }
 
 /// The state the API works with, over a pool that may or may not be connected yet.
@@ -121,20 +123,25 @@ impl Application {
             })
             .collect();
 
-        // This process's identity as a holder of leases on chats and bots.
-        let owner = Uuid::now_v7();
+        // This process's identity as a holder of leases on chats and bots, for as long as its
+        // liveness session lasts; ended only after the workers, so that nobody takes over
+        // work this process is still finishing.
+        let (liveness, liveness_keeper) = crate::runtime::liveness::Liveness::start(&pool).await?;
         let telegram = Arc::new(TelegramClients::new(
             config.telegram_api_url.clone(),
             state.cipher.clone(),
             config.telegram_call_timeout,
         ));
-        let llm = crate::llm::language_model(
-            config.llm_api,
-            &config.openai_base_url,
-            config.openai_api_key.as_ref().map(|k| k.expose()),
-            config.openai_timeout,
+        let llm = crate::llm::concurrency::limited(
+            crate::llm::language_model(
+                config.llm_api,
+                &config.openai_base_url,
+                config.openai_api_key.as_ref().map(|k| k.expose()),
+                config.openai_timeout,
+            ),
+            config.llm_concurrency,
         );
-        let chat_leases = Leases::new(pool.clone(), owner, config.effect_lease);
+        let chat_leases = Leases::new(pool.clone(), liveness.clone(), config.effect_lease);
         let runner = ChatRunner {
             worker: Arc::new(TurnWorker {
                 pool: pool.clone(),
@@ -152,7 +159,6 @@ impl Application {
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,
-            progress: state.progress.clone(),
             wakeups: wakeups.clone(),
             poll_interval: config.subscription_poll,
             fresh_work: state.intake.fresh_work().take_receiver(),
@@ -169,7 +175,7 @@ impl Application {
             telegram,
             cipher: state.cipher.clone(),
             intake: state.intake.clone(),
-            leases: Leases::new(pool.clone(), owner, bot_lease),
+            leases: Leases::new(pool.clone(), liveness, bot_lease),
             public_url: config.public_url.clone(),
             progress: state.progress.clone(),
             poll_timeout_secs: config.poll_timeout_secs,
@@ -243,6 +249,7 @@ impl Application {
             shutdown,
             server,
             workers,
+            liveness: liveness_keeper,
         })
     }
 
@@ -276,6 +283,7 @@ impl Application {
         for worker in self.workers {
             let _ = worker.await;
         }
+        self.liveness.stop().await;
         self.pool.close().await;
         Ok(result??)
     }

@@ -116,9 +116,14 @@ pub struct ServeArgs {
     #[arg(long, env = "PRICING_FILE")]
     pub pricing_file: Option<String>,
 
-    /// Chats the effect runner works on at once in this process.
-    #[arg(long, env = "EFFECT_CONCURRENCY", default_value_t = 64)]
+    /// Chats the effect runner works on at once in this process: a turn waiting on a slow
+    /// model costs only memory, so thousands.
+    #[arg(long, env = "EFFECT_CONCURRENCY", default_value_t = 4096)]
     pub effect_concurrency: usize,
+
+    /// LLM requests in flight at once from this process to `OPENAI_BASE_URL` (0: no limit).
+    #[arg(long, env = "LLM_CONCURRENCY", default_value_t = 2048)]
+    pub llm_concurrency: usize,
 
     /// How long a claim on a chat (or a bot's polling) lasts unless renewed, in ms.
     #[arg(long, env = "EFFECT_LEASE_MS", default_value_t = 30_000)]
@@ -271,6 +276,8 @@ pub struct Config {
     pub openai_timeout: Duration,
     pub prices: crate::llm::PriceTable,
     pub effect_concurrency: usize,
+    /// LLM requests in flight at once (0: no limit).
+    pub llm_concurrency: usize,
     pub effect_lease: Duration,
     pub retry_limit: u32,
     pub retry_backoff: crate::runtime::backoff::Backoff,
@@ -363,6 +370,7 @@ impl Config {
                     .map_err(|e| ConfigError::new("PRICING_FILE", e.to_string()))?,
             },
             effect_concurrency: args.effect_concurrency.max(1),
+            llm_concurrency: args.llm_concurrency,
             effect_lease: Duration::from_millis(args.effect_lease_ms.max(300)),
             retry_limit: args.retry_limit,
             retry_backoff: crate::runtime::backoff::Backoff {

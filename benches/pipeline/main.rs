@@ -48,7 +48,7 @@ use sqlx::PgPool;
 use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode};
 use crate::load::WebhookLoad;
 use crate::measure::{cpu_seconds, memory, server_counters, Meters, STATS_SETTLE};
-use crate::report::{Costs, DrainFigures, Report, StepFigures};
+use crate::report::{Costs, DrainFigures, Report, StepCosts, StepFigures};
 use crate::service::{Admin, Botfleet, Settings};
 use crate::timeline::Timeline;
 
@@ -87,6 +87,9 @@ pub struct Plan {
     pub crash_rate: f64,
     pub crash_llm_delay: Duration,
     pub crash_kills: usize,
+    /// Whether each latency step also measures commits and CPU per turn (it then waits for
+    /// PostgreSQL's statistics after each step).
+    pub step_costs: bool,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -116,6 +119,7 @@ impl Plan {
     /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
     /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
     /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size),
+    /// `BENCH_STEP_COSTS` (1: commits and CPU per turn of each latency step; 0: not measured),
     /// `BENCH_PHASES` (drain,intake,latency,budget,crash,anchors: a subset runs only those,
     /// for profiling one part; the intake phase runs on the drain phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
@@ -155,6 +159,7 @@ impl Plan {
                 "BENCH_PGBOSS_SETTINGS",
                 "4x500,8x250,8x500,16x500".to_owned(),
             ),
+            step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
                 "drain,intake,latency,budget,crash,anchors".to_owned(),
@@ -424,7 +429,9 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         llm.set_mode(LlmMode::Delay(plan.llm_delay));
         let llm_calls_before = llm.calls();
         let system = System::start(plan, admin, &settings, &work_dir, &timeline, "latency").await?;
+        let pid = system.app.pid();
         tokio::time::sleep(Duration::from_secs(2)).await;
+        report.rss_latency_idle = memory(pid).map(|m| m.0);
         let mut skip_below = 0.0;
         for &rate in &plan.latency_rates {
             if rate < skip_below {
@@ -435,6 +442,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
                 plan.latency_step, plan.llm_delay
             ));
             let sent_before = timeline.sent_total();
+            let before = read_meters(admin, plan, pid).await?;
             let outcome = system
                 .load
                 .fixed_rate(rate, plan.latency_step, next_seq, |seq| {
@@ -442,10 +450,22 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
                 })
                 .await?;
             next_seq = outcome.seqs.end;
+            // With a slow model, the step's end is when most turns are in flight at once.
+            let in_flight = (outcome.accepted as u64)
+                .saturating_sub(timeline.sent_total().saturating_sub(sent_before));
+            let rss = memory(pid).map(|m| m.0);
             // Beyond saturation the tail can be long; a step's turns get 60 s to come out.
             let expected = sent_before + outcome.accepted as u64;
             wait_for_sends(&timeline, expected, Duration::from_secs(60)).await;
-            let step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
+            let mut step = StepFigures::end_to_end(rate, plan.latency_step, &outcome, &timeline);
+            step.rss_after = rss;
+            step.in_flight_at_end = Some(in_flight);
+            if plan.step_costs {
+                // Backends flush their counters up to 10 s after they go idle.
+                tokio::time::sleep(STATS_SETTLE).await;
+                let after = read_meters(admin, plan, pid).await?;
+                step.costs = Some(StepCosts::between(&before, &after, step.completed));
+            }
             let saturated = step.saturated();
             report.latency.push(step);
             if saturated && rate >= plan.latency_required_rate {

@@ -27,8 +27,34 @@ pub struct StepFigures {
     pub added: Option<Percentiles>,
     /// LLM request received − webhook answered.
     pub pickup: Option<Percentiles>,
-    /// Botfleet's resident memory once the step's requests were answered.
+    /// Botfleet's resident memory once the step's requests were answered (intake), or when
+    /// the step's last update was accepted, with `in_flight_at_end` turns in flight (latency).
     pub rss_after: Option<u64>,
+    /// Turns accepted and not yet answered when the step's last update was accepted.
+    pub in_flight_at_end: Option<u64>,
+    /// What the step's turns cost (latency steps, when measured).
+    pub costs: Option<StepCosts>,
+}
+
+/// What one turn of a step cost: nothing is subtracted, as the service makes no commits
+/// when idle; PostgreSQL's CPU is every `postgres` process on the machine, so it is only as
+/// good as the machine is quiet.
+#[derive(Debug, Clone, Copy)]
+pub struct StepCosts {
+    pub commits: f64,
+    pub botfleet_cpu_ms: f64,
+    pub postgres_cpu_ms: f64,
+}
+
+impl StepCosts {
+    pub fn between(before: &Meters, after: &Meters, turns: usize) -> Self {
+        let n = turns.max(1) as f64;
+        Self {
+            commits: (after.server.commits - before.server.commits) as f64 / n,
+            botfleet_cpu_ms: 1000.0 * (after.botfleet_cpu - before.botfleet_cpu) / n,
+            postgres_cpu_ms: 1000.0 * (after.postgres_cpu - before.postgres_cpu) / n,
+        }
+    }
 }
 
 fn between(from: Option<u64>, to: Option<u64>) -> Option<Duration> {
@@ -53,6 +79,8 @@ impl StepFigures {
             added: None,
             pickup: None,
             rss_after: None,
+            in_flight_at_end: None,
+            costs: None,
         }
     }
 
@@ -196,6 +224,8 @@ pub struct Report {
     pub drain: Option<DrainFigures>,
     pub costs: Option<Costs>,
     pub rss_idle: Option<u64>,
+    /// The latency phase's process before its first step.
+    pub rss_latency_idle: Option<u64>,
     /// Right after the drain: every one of the chats has had its turn.
     pub rss_after_drain: Option<(u64, u64)>,
     /// Updates per second the closed-loop filler got accepted while queueing the drain.
@@ -227,6 +257,7 @@ impl Report {
             drain: None,
             costs: None,
             rss_idle: None,
+            rss_latency_idle: None,
             rss_after_drain: None,
             fill_per_sec: 0.0,
             latency: Vec::new(),
@@ -364,12 +395,13 @@ impl Display for Report {
         )?;
         writeln!(
             f,
-            "   offered/s  turns/s  added p50  added p99  pickup p50  pickup p99  ack p99  done"
+            "   offered/s  turns/s  added p50  added p99  pickup p50  pickup p99  ack p99  \
+             in flight  RSS MB  done"
         )?;
         for s in &self.latency {
             writeln!(
                 f,
-                "   {:>9.0}  {:>7.0}  {:>9}  {:>9}  {:>10}  {:>10}  {:>7}  {}/{}{}",
+                "   {:>9.0}  {:>7.0}  {:>9}  {:>9}  {:>10}  {:>10}  {:>7}  {:>9}  {:>6.0}  {}/{}{}",
                 s.offered,
                 s.turns_per_sec,
                 pct(s.added, |p| p.p50),
@@ -377,10 +409,32 @@ impl Display for Report {
                 pct(s.pickup, |p| p.p50),
                 pct(s.pickup, |p| p.p99),
                 pct(s.ack, |p| p.p99),
+                s.in_flight_at_end.unwrap_or_default(),
+                s.rss_after.map_or(0.0, mb),
                 s.completed,
                 s.accepted + s.failed,
                 if s.saturated() { "  saturated" } else { "" }
             )?;
+        }
+        if self.latency.iter().any(|s| s.costs.is_some()) {
+            writeln!(
+                f,
+                "   per turn at each step (commits of the bench database, over the step and its \
+                 tail):"
+            )?;
+            writeln!(
+                f,
+                "   offered/s  commits  Botfleet CPU ms  PostgreSQL CPU ms (every postgres process)"
+            )?;
+            for s in &self.latency {
+                if let Some(c) = s.costs {
+                    writeln!(
+                        f,
+                        "   {:>9.0}  {:>7.1}  {:>15.2}  {:>17.2}",
+                        s.offered, c.commits, c.botfleet_cpu_ms, c.postgres_cpu_ms
+                    )?;
+                }
+            }
         }
 
         writeln!(f)?;
@@ -413,10 +467,12 @@ impl Display for Report {
         };
         writeln!(
             f,
-            "   Botfleet RSS: idle {:.0} MB; with {} active chats {} (intake steps: see 1.)",
+            "   Botfleet RSS: idle {:.0} MB; with {} active chats {} (intake steps: see 1.); \
+             latency process before its steps {:.0} MB (with turns in flight: see 2.)",
             self.rss_idle.map_or(0.0, mb),
             plan.chats,
             rss(self.rss_after_drain),
+            self.rss_latency_idle.map_or(0.0, mb),
         )?;
 
         writeln!(f)?;

@@ -105,6 +105,8 @@ impl Projector for ChatWorkProjector {
                 .bind(sequence)
                 .execute(&mut *tx)
                 .await?;
+                // The runners learn when the retry falls due.
+                announce_work(tx).await?;
             }
             ChatEvent::ResponseGenerated { .. }
             | ChatEvent::TurnRefused { .. }
@@ -119,7 +121,9 @@ impl Projector for ChatWorkProjector {
     }
 }
 
-/// Wakes effect runners in other processes; this one's are woken by the checkpoint.
+/// Wakes the effect runners of every process (this one's too): work appeared, or a retry was
+/// scheduled. The runners claim on this, not on every move of the projection, so that a turn
+/// costs one claim, not one per event.
 async fn announce_work(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT pg_notify($1, '')")
         .bind(WORK_CHANNEL)
@@ -140,27 +144,9 @@ pub async fn count_in_flight(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sql
     .await
 }
 
-/// Claims, for `owner`, up to `limit` chats that have turns due and no live lease (leases of
-/// `lease_ms`), sharing them fairly between bots: each bot's due chats are ranked oldest
-/// first, after the chats `held` says the bot already has in work (`held_bots` with
-/// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
-/// therefore gets its turn like any other, rather than every slot. Left out: those of
-/// `drained` worked through the sequence chat_work shows (the projection has not seen the
-/// end of their turns yet). One statement: the effect runner's hot path. Returns
-/// `(chat_id, bot_id)`.
-#[allow(clippy::too_many_arguments)]
-pub async fn claim_due(
-    conn: impl sqlx::PgExecutor<'_>,
-    owner: uuid::Uuid,
-    lease_ms: i64,
-    limit: i64,
-    drained: &[uuid::Uuid],
-    drained_sequences: &[i64],
-    held_bots: &[uuid::Uuid],
-    held_counts: &[i64],
-) -> Result<Vec<(uuid::Uuid, uuid::Uuid)>, sqlx::Error> {
-    sqlx::query_as(
-        "WITH bots AS (
+/// The claim's statement, with [`HOLDER_IS_GONE`] in its two places.
+static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    "WITH bots AS (
             SELECT DISTINCT bot_id FROM chat_work
             WHERE open_turns > 0 AND available_at <= now()
          ), candidates AS (
@@ -171,8 +157,9 @@ pub async fn claim_due(
             CROSS JOIN LATERAL (
                 SELECT w.chat_id, w.bot_id, w.available_at FROM chat_work w
                 WHERE w.bot_id = b.bot_id AND w.open_turns > 0 AND w.available_at <= now()
-                  AND NOT EXISTS (SELECT 1 FROM leases l
-                                  WHERE l.resource = 'chat:' || w.chat_id AND l.expires_at > now())
+                  AND NOT EXISTS (SELECT 1 FROM leases
+                                  WHERE leases.resource = 'chat:' || w.chat_id
+                                    AND leases.expires_at > now() AND NOT HOLDER_IS_GONE)
                   AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
                                   WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
                 ORDER BY w.available_at
@@ -182,36 +169,118 @@ pub async fn claim_due(
          ), due AS (
             SELECT chat_id, bot_id FROM candidates ORDER BY rank, available_at LIMIT $1
          ), claimed AS (
-            INSERT INTO leases (resource, owner, expires_at)
-            SELECT 'chat:' || chat_id, $2, now() + $3 * interval '1 millisecond' FROM due
+            INSERT INTO leases (resource, owner, owner_key, expires_at)
+            SELECT 'chat:' || chat_id, $2, $8, now() + $3 * interval '1 millisecond' FROM due
             ON CONFLICT (resource) DO UPDATE
-               SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
-               WHERE leases.expires_at <= now()
+               SET owner = EXCLUDED.owner, owner_key = EXCLUDED.owner_key,
+                   expires_at = EXCLUDED.expires_at
+               WHERE leases.expires_at <= now() OR HOLDER_IS_GONE
             RETURNING resource
          )
-         SELECT due.chat_id, due.bot_id FROM claimed
-         JOIN due ON 'chat:' || due.chat_id = claimed.resource",
-    )
-    .bind(limit)
-    .bind(owner)
-    .bind(lease_ms)
-    .bind(drained)
-    .bind(drained_sequences)
-    .bind(held_bots)
-    .bind(held_counts)
-    .fetch_all(conn)
-    .await
+         SELECT due.chat_id, due.bot_id, NULL::float8, NULL::bool FROM claimed
+         JOIN due ON 'chat:' || due.chat_id = claimed.resource
+         UNION ALL
+         SELECT NULL, NULL,
+                (extract(epoch FROM (min(w.available_at) FILTER (WHERE w.available_at > now())
+                                     - now())) * 1000)::float8,
+                bool_or(w.available_at <= now()
+                        AND NOT EXISTS (SELECT 1 FROM claimed
+                                        WHERE claimed.resource = 'chat:' || w.chat_id))
+         FROM chat_work w WHERE w.open_turns > 0"
+        .replace("HOLDER_IS_GONE", HOLDER_IS_GONE)
+});
+
+/// Claims, for `owner` (whose liveness key is `owner_key`), up to `limit` chats that have
+/// turns due and no live lease (leases of `lease_ms`): a lease is live when it has not
+/// expired and its holder's liveness lock is held (src/runtime/liveness.rs), sharing them fairly between bots: each bot's due chats are ranked oldest
+/// first, after the chats `held` says the bot already has in work (`held_bots` with
+/// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
+/// therefore gets its turn like any other, rather than every slot. Left out: those of
+/// `drained` worked through the sequence chat_work shows (the projection has not seen the
+/// end of their turns yet). One statement: the effect runner's hot path. Returns the claimed
+/// `(chat_id, bot_id)`s, and what is left [`Waiting`] besides them (as [`waiting`] would
+/// tell, without a statement of its own).
+#[allow(clippy::too_many_arguments)]
+pub async fn claim_due(
+    conn: impl sqlx::PgExecutor<'_>,
+    owner: uuid::Uuid,
+    owner_key: i64,
+    lease_ms: i64,
+    limit: i64,
+    drained: &[uuid::Uuid],
+    drained_sequences: &[i64],
+    held_bots: &[uuid::Uuid],
+    held_counts: &[i64],
+) -> Result<(Vec<(uuid::Uuid, uuid::Uuid)>, Waiting), sqlx::Error> {
+    type Row = (
+        Option<uuid::Uuid>,
+        Option<uuid::Uuid>,
+        Option<f64>,
+        Option<bool>,
+    );
+    let rows: Vec<Row> = sqlx::query_as(CLAIM_DUE.as_str())
+        .bind(limit)
+        .bind(owner)
+        .bind(lease_ms)
+        .bind(drained)
+        .bind(drained_sequences)
+        .bind(held_bots)
+        .bind(held_counts)
+        .bind(owner_key)
+        .fetch_all(conn)
+        .await?;
+    let mut claimed = Vec::new();
+    let mut waiting = Waiting {
+        retry_due_in: None,
+        held: false,
+    };
+    for (chat_id, bot_id, retry_ms, held) in rows {
+        match (chat_id, bot_id) {
+            (Some(chat_id), Some(bot_id)) => claimed.push((chat_id, bot_id)),
+            _ => {
+                waiting = Waiting {
+                    retry_due_in: retry_ms.map(millis),
+                    held: held.unwrap_or(false),
+                }
+            }
+        }
+    }
+    Ok((claimed, waiting))
 }
 
-/// When the next chat whose turns wait for a retry's backoff falls due, if any does.
-pub async fn next_due_in(
-    conn: impl sqlx::PgExecutor<'_>,
-) -> Result<Option<std::time::Duration>, sqlx::Error> {
-    let millis: Option<f64> = sqlx::query_scalar(
-        "SELECT (extract(epoch FROM (min(available_at) - now())) * 1000)::float8 FROM chat_work
-         WHERE open_turns > 0 AND available_at > now()",
+fn millis(ms: f64) -> std::time::Duration {
+    std::time::Duration::from_millis(ms.max(0.0) as u64)
+}
+
+/// True when the holder of the lease row `leases` is known to be gone: it recorded a liveness
+/// key, and nobody holds that key's advisory lock (src/runtime/liveness.rs keeps the lock for
+/// a process's life). The shared, transaction-level try never waits, never blocks another
+/// claimer, and ends with the claim's statement.
+pub const HOLDER_IS_GONE: &str =
+    "(leases.owner_key IS NOT NULL AND pg_try_advisory_xact_lock_shared(leases.owner_key))";
+
+/// What remains after a claim that took every chat it could.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Waiting {
+    /// When the next chat whose turns wait for a retry's backoff falls due, if any does.
+    pub retry_due_in: Option<std::time::Duration>,
+    /// Whether chats with due turns are left: they are leased (their holder may die), or
+    /// worked to the end a moment before this projection saw it.
+    pub held: bool,
+}
+
+/// What is left waiting in `chat_work` (one statement, read only).
+pub async fn waiting(conn: impl sqlx::PgExecutor<'_>) -> Result<Waiting, sqlx::Error> {
+    let (millis, held): (Option<f64>, Option<bool>) = sqlx::query_as(
+        "SELECT (extract(epoch FROM (min(available_at) FILTER (WHERE available_at > now())
+                                     - now())) * 1000)::float8,
+                bool_or(available_at <= now())
+         FROM chat_work WHERE open_turns > 0",
     )
     .fetch_one(conn)
     .await?;
-    Ok(millis.map(|ms| std::time::Duration::from_millis(ms.max(0.0) as u64)))
+    Ok(Waiting {
+        retry_due_in: millis.map(self::millis),
+        held: held.unwrap_or(false),
+    })
 }

@@ -93,21 +93,29 @@ impl AlertSender {
             let mut counted = self.progress.subscribe(read_model::NAME);
             loop {
                 counted.borrow_and_update();
-                if let Err(e) = self.send_due().await {
+                let sent = self.send_due().await;
+                if let Err(e) = &sent {
                     tracing::warn!(error = ?e, "sending admin notifications failed");
                 }
-                let next = self.next_due_in().await.unwrap_or(Duration::from_secs(5));
+                // With nothing pending, only a newly counted failure can make work; after a
+                // failure, the next try is 5 s away.
+                let next = match (sent, read_model::next_due_in(&self.pool).await) {
+                    (Ok(()), Ok(next)) => next,
+                    _ => Some(Duration::from_secs(5)),
+                };
+                let timer = async {
+                    match next {
+                        Some(next) => tokio::time::sleep(next.min(Duration::from_secs(5))).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = counted.changed() => {}
-                    _ = tokio::time::sleep(next.min(Duration::from_secs(5))) => {}
+                    _ = timer => {}
                 }
             }
         })
-    }
-
-    async fn next_due_in(&self) -> Option<Duration> {
-        read_model::next_due_in(&self.pool).await.ok().flatten()
     }
 
     /// Takes the due alerts (marked sent as they are taken, so two processes never send one

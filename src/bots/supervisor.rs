@@ -38,7 +38,9 @@ const WEBHOOK_BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(300),
 };
 
-/// How often the supervisor looks again when nothing wakes it.
+/// How soon the supervisor looks again, when nothing wakes it, while something is unsettled
+/// (a webhook call to retry, a bot polled or held by another process, a username to learn).
+/// Settled, it waits for the `bots` read model to move.
 const RECHECK: Duration = Duration::from_secs(5);
 
 pub struct BotSupervisor {
@@ -82,13 +84,23 @@ impl BotSupervisor {
             let mut changes = self.progress.subscribe("bots");
             loop {
                 changes.borrow_and_update();
-                if let Err(e) = self.reconcile(&mut pollers, &mut backoff, &shutdown).await {
-                    tracing::warn!(error = ?e, "bot supervision failed; retrying");
-                }
+                let settled = match self.reconcile(&mut pollers, &mut backoff, &shutdown).await {
+                    Ok(settled) => settled,
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "bot supervision failed; retrying");
+                        false
+                    }
+                };
+                let recheck = async {
+                    if settled {
+                        std::future::pending::<()>().await;
+                    }
+                    tokio::time::sleep(RECHECK).await;
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = changes.changed() => {}
-                    _ = tokio::time::sleep(RECHECK) => {}
+                    _ = recheck => {}
                 }
             }
             for (_, poller) in pollers {
@@ -103,15 +115,18 @@ impl BotSupervisor {
         pollers: &mut HashMap<Uuid, RunningPoller>,
         backoff: &mut HashMap<Uuid, (DateTime<Utc>, u32)>,
         shutdown: &CancellationToken,
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<bool, sqlx::Error> {
         let bots = projections::bots::list_deliveries(
             &self.pool,
             BotErrorKind::TelegramInvalidToken.as_str(),
         )
         .await?;
         let bots: Vec<DeliveryRow> = bots.into_iter().filter(|b| !b.token_invalid).collect();
+        // Whether nothing is left to look at again without a change to the bots.
+        let mut settled = true;
         for bot in bots.iter().filter(|b| b.active && b.username.is_none()) {
             self.learn_username(bot).await;
+            settled = false;
         }
 
         let wanted_pollers: HashMap<Uuid, &DeliveryRow> = match &self.public_url {
@@ -132,6 +147,8 @@ impl BotSupervisor {
             }
             keep
         });
+        // A running poller may end (its token refused): looked at again.
+        settled &= wanted_pollers.is_empty();
         for (bot_id, bot) in &wanted_pollers {
             if !pollers.contains_key(bot_id) {
                 if let Some(poller) = self.start_poller(bot, shutdown) {
@@ -152,6 +169,9 @@ impl BotSupervisor {
                 backoff.remove(&bot.id);
                 continue;
             }
+            // Done now, or by another process (whose change this process then sees), or
+            // retried after its backoff.
+            settled = false;
             if backoff.get(&bot.id).is_some_and(|(until, _)| *until > now) {
                 continue;
             }
@@ -167,7 +187,7 @@ impl BotSupervisor {
                 }
             }
         }
-        Ok(())
+        Ok(settled)
     }
 
     fn start_poller(
@@ -248,13 +268,17 @@ impl BotSupervisor {
     /// Sets or deletes one bot's webhook under its lease, and records the outcome.
     async fn sync_webhook(&self, bot: &DeliveryRow, wanted: Option<&str>) -> Result<(), String> {
         let resource = bot_resource(bot.id);
-        match self.leases.try_claim(&resource).await {
+        // Without a liveness session, the next round does it.
+        let Some(identity) = self.leases.identity() else {
+            return Ok(());
+        };
+        match self.leases.try_claim_as(&identity, &resource).await {
             Ok(true) => {}
             Ok(false) => return Ok(()), // another process is on it
             Err(e) => return Err(e.to_string()),
         }
         let result = self.call_and_record(bot, wanted).await;
-        let _ = self.leases.release(&resource).await;
+        let _ = self.leases.release(&identity, &resource).await;
         result
     }
 

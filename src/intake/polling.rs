@@ -20,6 +20,7 @@ use super::Intake;
 use crate::event_store::{Actor, CommandGateway, EventMetadata};
 use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{bot_resource, Leases};
+use crate::runtime::liveness::Identity;
 use crate::telegram::bot_api::BotEndpoint;
 use crate::telegram::updates::Update;
 use aggregates::ids::BotErrorKind;
@@ -63,9 +64,17 @@ impl Poller {
         let resource = bot_resource(self.bot_id);
         let mut retrying = Retrying::new(POLL_BACKOFF);
         let mut webhook_cleared = false;
+        let mut claimed_as = None;
         while !cancel.is_cancelled() {
-            match self.leases.try_claim(&resource).await {
-                Ok(true) => {}
+            let Some(identity) = self.leases.identity() else {
+                // No liveness session: polling waits for the next one.
+                if sleep_or_cancel(&cancel, POLL_BACKOFF.base).await {
+                    break;
+                }
+                continue;
+            };
+            match self.leases.try_claim_as(&identity, &resource).await {
+                Ok(true) => claimed_as = Some(identity.clone()),
                 Ok(false) => {
                     // Another process polls this bot.
                     if sleep_or_cancel(&cancel, self.leases.duration() / 2).await {
@@ -93,7 +102,7 @@ impl Poller {
                     }
                 }
             }
-            match self.poll_once(&cancel).await {
+            match self.poll_once(&cancel, &identity).await {
                 Ok(()) => retrying.succeeded(),
                 Err(requested) => {
                     if sleep_or_cancel(&cancel, retrying.failed(Some(requested))).await {
@@ -102,11 +111,18 @@ impl Poller {
                 }
             }
         }
-        let _ = self.leases.release(&resource).await;
+        if let Some(identity) = claimed_as {
+            let _ = self.leases.release(&identity, &resource).await;
+        }
     }
 
-    /// One getUpdates round: fetch, append, store the offset. Errors say how long to pause.
-    async fn poll_once(&mut self, cancel: &CancellationToken) -> Result<(), Duration> {
+    /// One getUpdates round under the bot's lease, claimed as `identity`: fetch, append, store
+    /// the offset. Errors say how long to pause.
+    async fn poll_once(
+        &mut self,
+        cancel: &CancellationToken,
+        identity: &Identity,
+    ) -> Result<(), Duration> {
         self.refresh_identity().await;
         let offset = self.load_offset().await.map_err(|e| {
             tracing::warn!(bot_id = %self.bot_id, error = ?e, "cannot read the polling offset");
@@ -124,6 +140,9 @@ impl Poller {
                 .call_method::<Vec<serde_json::Value>>("getUpdates", &params, patience);
         let updates = tokio::select! {
             _ = cancel.cancelled() => return Ok(()),
+            // Another process may poll the bot now: this answer is left to it (Telegram hands
+            // the same updates to the next getUpdates, as the offset was not confirmed).
+            _ = identity.lost.cancelled() => return Ok(()),
             result = request => result,
         };
         let updates = match updates {
@@ -185,7 +204,10 @@ impl Poller {
             }
         }
         // Still ours? Renewing after each round keeps the lease while polling goes well.
-        let _ = self.leases.renew(&bot_resource(self.bot_id)).await;
+        let _ = self
+            .leases
+            .renew(identity, &bot_resource(self.bot_id))
+            .await;
         Ok(())
     }
 

@@ -10,6 +10,7 @@
 //! Money is counted in [`pricing`], in integer micro-USD.
 
 mod chat_completions;
+pub mod concurrency;
 mod errors;
 pub mod pricing;
 pub mod prompt;

@@ -471,7 +471,12 @@ impl ProjectionRunner {
         })
     }
 
-    /// Runs until `shutdown`, reading as soon as a commit is announced.
+    /// Runs until `shutdown`, reading as soon as a commit is announced. Idle, it reads
+    /// nothing: every commit that appends events notifies (and a lost notification
+    /// connection wakes every subscriber when it is back). It reads again without a
+    /// notification only while it has a reason to: a transaction in flight holds the stream
+    /// back, a failed projector's next try falls due, or another process held the
+    /// projection's lock (`poll_interval` later, to see its progress in the checkpoint).
     pub fn spawn(
         self,
         wakeups: EventWakeups,
@@ -498,7 +503,7 @@ impl ProjectionRunner {
                 }
                 wake.borrow_and_update();
                 last_batch = Instant::now();
-                let (pause, retry_at) = match self.run_batch().await {
+                let (pause, retry_at, busy) = match self.run_batch().await {
                     Ok(outcome) => {
                         errors.succeeded();
                         if outcome.applied > 0 {
@@ -510,29 +515,38 @@ impl ProjectionRunner {
                         if outcome.blocked {
                             // Wait for the transaction in flight; its commit (or abort, which
                             // sends no notification) will be seen on the next read.
-                            (Some(blocked.failed(None)), outcome.retry_at)
+                            (Some(blocked.failed(None)), outcome.retry_at, false)
                         } else {
                             blocked.succeeded();
-                            (None, outcome.retry_at)
+                            (None, outcome.retry_at, outcome.busy)
                         }
                     }
                     // Every projector failed on its event: each waits for its own next try.
-                    Err(RunError::Projector { .. }) => {
-                        (None, self.failing().values().map(|f| f.retry_at).min())
-                    }
+                    Err(RunError::Projector { .. }) => (
+                        None,
+                        self.failing().values().map(|f| f.retry_at).min(),
+                        false,
+                    ),
                     Err(e) => {
                         tracing::error!(projection = name, error = ?e, "projection failed; retrying");
-                        (Some(errors.failed(None)), None)
+                        (Some(errors.failed(None)), None, false)
                     }
                 };
-                let mut sleep = pause.unwrap_or(poll_interval);
+                let mut sleep = pause.or(busy.then_some(poll_interval));
                 if let Some(at) = retry_at {
-                    sleep = sleep.min(at.saturating_duration_since(Instant::now()));
+                    let until = at.saturating_duration_since(Instant::now());
+                    sleep = Some(sleep.map_or(until, |s| s.min(until)));
                 }
+                let timer = async {
+                    match sleep {
+                        Some(sleep) => tokio::time::sleep(sleep).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = wake.changed(), if pause.is_none() => {}
-                    _ = tokio::time::sleep(sleep) => {}
+                    _ = timer => {}
                 }
             }
         })

@@ -3,9 +3,13 @@
 //!
 //! The runner takes a chat that this process's intake just recorded a turn for straight
 //! away (the fast path, [`super::fresh_work`]). Otherwise it claims from the `chat_work`
-//! projection: when that projection moves (within milliseconds of a commit), when another
-//! process announces work, when a retry falls due, or after a slow poll. Several processes on one database share the work: a
-//! chat is worked only under its lease.
+//! projection: when the projection announces work (a new turn or a scheduled retry, in any
+//! process), when a retry falls due, or after work failed. Claiming on every move of the
+//! projection would cost a claim per event: at low load, most of a turn's commits. Several processes on one database share
+//! the work: a chat is worked only under its lease. While due chats are leased by others (or
+//! by this process, after a failure), it looks again every `poll_interval`: a holder that dies
+//! is found out at the next look ([`crate::runtime::liveness`]). With no open turn anywhere it
+//! sends the database nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -20,7 +24,8 @@ use uuid::Uuid;
 use super::worker::{heartbeat_interval, TurnWorker};
 use crate::runtime::backoff::{Backoff, Retrying};
 use crate::runtime::leases::{chat_resource, Leases};
-use crate::subscriptions::{EventWakeups, SubscriptionProgress};
+use crate::runtime::liveness::Identity;
+use crate::subscriptions::EventWakeups;
 
 /// Pauses after a failed claim (the database away): 0.1 s doubling to 5 s.
 const CLAIM_BACKOFF: Backoff = Backoff {
@@ -36,7 +41,6 @@ pub struct ChatRunner {
     pub leases: Leases,
     /// Chats worked at once by this process.
     pub concurrency: usize,
-    pub progress: SubscriptionProgress,
     pub wakeups: EventWakeups,
     pub poll_interval: Duration,
     /// Chats this process's intake just gave a turn (the fast path; see [`FreshWork`]).
@@ -58,11 +62,12 @@ impl ChatRunner {
             drained: DrainedChats::default(),
         };
         let mut fresh = self.fresh_work.take();
-        let mut work_projected = self.progress.subscribe("chat_work");
         let mut work_announced = self.wakeups.subscribe_work();
+        // A new liveness session (after a lost one) may claim again.
+        let mut identity_changed = self.leases.liveness().subscribe();
         // Whether chat_work may show due chats this process has not claimed yet.
         let mut claim_due = true;
-        let mut next_due = tokio::time::Instant::now();
+        let mut next_due: Option<tokio::time::Instant> = None;
         let mut finished = Vec::new();
         let mut hints: Vec<Hint> = Vec::new();
         let mut claim_failures = Retrying::new(CLAIM_BACKOFF);
@@ -72,7 +77,11 @@ impl ChatRunner {
             while let Some(done) = slots.in_flight.try_join_next_with_id() {
                 finished.push(done);
             }
-            hints.extend(self.finish(&mut slots, &mut finished).await);
+            let (again, failed) = self.finish(&mut slots, &mut finished).await;
+            hints.extend(again);
+            // A chat whose work failed keeps its lease as its backoff: a claim pass sets the
+            // timer that takes it back when the lease expires.
+            claim_due |= failed;
             if let Some(fresh) = fresh.as_mut() {
                 while let Ok((bot, chat)) = fresh.try_recv() {
                     hints.push(Hint {
@@ -94,14 +103,15 @@ impl ChatRunner {
                     Ok((backlog, due_in)) => {
                         claim_failures.succeeded();
                         // With a backlog, the next free slot claims again; otherwise new work
-                        // comes with the projection, an announcement, or the next due retry.
+                        // comes with the projection, an announcement, the next due retry, or
+                        // the next look at chats leased elsewhere.
                         claim_due = backlog;
-                        next_due = tokio::time::Instant::now() + due_in;
+                        next_due = due_in.map(|due_in| tokio::time::Instant::now() + due_in);
                     }
                     Err(e) => {
                         let pause = claim_failures.failed(None);
                         tracing::warn!(error = %crate::runtime::error_chain::ErrorChain(&e), ?pause, "cannot claim chats; retrying");
-                        next_due = tokio::time::Instant::now() + pause;
+                        next_due = Some(tokio::time::Instant::now() + pause);
                     }
                 }
             }
@@ -113,14 +123,14 @@ impl ChatRunner {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = work_projected.changed() => claim_due = true,
                 _ = work_announced.changed() => claim_due = true,
+                Ok(()) = identity_changed.changed() => claim_due = true,
                 Some(done) = slots.in_flight.join_next_with_id(), if !slots.in_flight.is_empty() => {
                     finished.push(done);
                 }
                 Some((bot, chat)) = fresh_hint => hints.push(Hint { chat: chat.0, bot: bot.0 }),
                 // With no slot free, a due chat waits for one anyway.
-                _ = tokio::time::sleep_until(next_due), if slots.free > 0 => claim_due = true,
+                _ = sleep_until(next_due), if slots.free > 0 => claim_due = true,
             }
         }
         // Let turns in flight finish, so that no send is interrupted between Telegram's
@@ -140,52 +150,72 @@ impl ChatRunner {
 
     /// Gives back the leases of the chats whose work ended well (one whose work failed keeps
     /// its lease until it expires: that is its backoff), frees their slots, and returns those
-    /// that got a new turn meanwhile.
+    /// that got a new turn meanwhile, and whether any failed.
     async fn finish(
         &self,
         slots: &mut Slots,
         finished: &mut Vec<Result<(tokio::task::Id, Worked), tokio::task::JoinError>>,
-    ) -> Vec<Hint> {
+    ) -> (Vec<Hint>, bool) {
         if finished.is_empty() {
-            return Vec::new();
+            return (Vec::new(), false);
         }
         let mut release = Vec::new();
         let mut chats = Vec::new();
+        let mut failed = false;
         for done in finished.drain(..) {
             let (task, worked) = match done {
                 Ok((task, worked)) => (task, worked),
                 Err(e) => (e.id(), Worked::Failed),
             };
-            if let Some(hint) = slots.working.remove(&task) {
+            if let Some((hint, _)) = slots.working.remove(&task) {
                 slots.free += 1;
-                if let Worked::Released { drained_at } = worked {
-                    release.push(chat_resource(hint.chat));
-                    if let Some(sequence) = drained_at {
-                        slots.drained.remember(hint.chat, sequence);
+                match worked {
+                    Worked::Released { drained_at } => {
+                        release.push(chat_resource(hint.chat));
+                        if let Some(sequence) = drained_at {
+                            slots.drained.remember(hint.chat, sequence);
+                        }
                     }
+                    Worked::Failed => failed = true,
                 }
                 chats.push(hint);
             }
         }
-        if !release.is_empty() {
-            if let Err(e) = self.leases.release_all(&release).await {
+        // Leases claimed under an identity since lost are dead to everyone already.
+        if let (false, Some(identity)) = (release.is_empty(), self.leases.identity()) {
+            if let Err(e) = self.leases.release_all(&identity, &release).await {
                 tracing::warn!(error = ?e, chats = release.len(), "cannot give the leases back; they will expire");
             }
         }
         chats.retain(|hint| slots.again.remove(&hint.chat));
-        chats
+        (chats, failed)
     }
 
     /// Claims due chats from `chat_work` for the free slots, fairly between bots (each bot's
     /// chats ranked after those it already has in work here); returns whether more may be
-    /// due than there were slots, and when a chat waiting for a retry falls due.
-    async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Duration), sqlx::Error> {
+    /// due than there were slots, and when to look again without being woken: when a chat
+    /// waiting for a retry falls due, or after `poll_interval` while due chats are leased
+    /// (their holder may die), or never.
+    async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Option<Duration>), sqlx::Error> {
+        let Some(identity) = self.leases.identity() else {
+            // No liveness session: the new one wakes the runner.
+            return Ok((false, None));
+        };
         let limit = slots.free;
-        let (drained, sequences) = slots.drained.current();
+        let (mut drained, mut sequences) = slots.drained.current();
+        // Chats still being worked under a lost identity: their leases look dead, this
+        // process's too, but they are not to be claimed until that work has stopped.
+        for (hint, owner) in slots.working.values() {
+            if *owner != identity.owner {
+                drained.push(hint.chat);
+                sequences.push(i64::MAX);
+            }
+        }
         let (held_bots, held_counts) = slots.held_by_bot();
-        let chats = projections::chat_work::claim_due(
+        let (chats, waiting) = projections::chat_work::claim_due(
             self.leases.pool(),
-            self.leases.owner(),
+            identity.owner,
+            identity.key,
             self.leases.duration().as_millis() as i64,
             limit as i64,
             &drained,
@@ -196,17 +226,17 @@ impl ChatRunner {
         .await?;
         let backlog = chats.len() == limit;
         for (chat, bot) in chats {
-            self.start(slots, Hint { chat, bot });
+            self.start(slots, &identity, Hint { chat, bot });
         }
-        let due_in = if backlog {
-            Duration::ZERO
-        } else {
-            projections::chat_work::next_due_in(self.leases.pool())
-                .await?
-                .unwrap_or(self.poll_interval)
-                .min(self.poll_interval)
+        if backlog {
+            return Ok((true, Some(Duration::ZERO)));
+        }
+        let due_in = match (waiting.retry_due_in, waiting.held) {
+            (_, true) => Some(self.poll_interval),
+            (Some(due_in), false) => Some(due_in.min(self.poll_interval)),
+            (None, false) => None,
         };
-        Ok((backlog, due_in))
+        Ok((false, due_in))
     }
 
     /// Claims chats that just got a turn, those this process is not working already (a chat
@@ -229,11 +259,15 @@ impl ChatRunner {
         if wanted.len() > slots.free {
             return false;
         }
+        let Some(identity) = self.leases.identity() else {
+            // The projection path brings the same work once a new session is open.
+            return true;
+        };
         let chats: Vec<Uuid> = wanted.iter().map(|w| w.chat).collect();
-        match self.leases.claim_chats(&chats).await {
+        match self.leases.claim_chats(&identity, &chats).await {
             Ok(claimed) => {
                 for hint in wanted.into_iter().filter(|w| claimed.contains(&w.chat)) {
-                    self.start(slots, hint);
+                    self.start(slots, &identity, hint);
                 }
             }
             // The projection path brings the same work.
@@ -242,21 +276,31 @@ impl ChatRunner {
         true
     }
 
-    fn start(&self, slots: &mut Slots, hint: Hint) {
+    fn start(&self, slots: &mut Slots, identity: &Identity, hint: Hint) {
         if slots.is_working(hint.chat) {
             return;
         }
         slots.free -= 1;
-        let (worker, leases, abandon) = (
+        let owner = identity.owner;
+        let (worker, leases, identity, abandon) = (
             self.worker.clone(),
             self.leases.clone(),
+            identity.clone(),
             slots.abandon.clone(),
         );
         let chat_id = hint.chat;
-        let task = slots
-            .in_flight
-            .spawn(async move { work_claimed_chat(worker, leases, chat_id, abandon).await });
-        slots.working.insert(task.id(), hint);
+        let task = slots.in_flight.spawn(async move {
+            work_claimed_chat(worker, leases, identity, chat_id, abandon).await
+        });
+        slots.working.insert(task.id(), (hint, owner));
+    }
+}
+
+/// Sleeps until `at`, or for ever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -270,8 +314,8 @@ struct Hint {
 /// The chats this process works right now.
 struct Slots {
     free: usize,
-    /// Each chat (and its bot) by the task working it.
-    working: HashMap<tokio::task::Id, Hint>,
+    /// Each chat (and its bot) by the task working it, with the owner it was claimed as.
+    working: HashMap<tokio::task::Id, (Hint, Uuid)>,
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
     in_flight: JoinSet<Worked>,
@@ -283,13 +327,13 @@ struct Slots {
 
 impl Slots {
     fn is_working(&self, chat_id: Uuid) -> bool {
-        self.working.values().any(|w| w.chat == chat_id)
+        self.working.values().any(|(w, _)| w.chat == chat_id)
     }
 
     /// How many chats each bot has in work here, as two arrays for the fair claim.
     fn held_by_bot(&self) -> (Vec<Uuid>, Vec<i64>) {
         let mut held: HashMap<Uuid, i64> = HashMap::new();
-        for hint in self.working.values() {
+        for (hint, _) in self.working.values() {
             *held.entry(hint.bot).or_default() += 1;
         }
         held.into_iter().unzip()
@@ -305,10 +349,12 @@ enum Worked {
     Failed,
 }
 
-/// Works one claimed chat while renewing its lease.
+/// Works one claimed chat while renewing its lease; stops when the lease is lost, or the
+/// liveness session it was claimed under (others may have taken it over then).
 async fn work_claimed_chat(
     worker: Arc<TurnWorker>,
     leases: Leases,
+    identity: Identity,
     chat_id: Uuid,
     abandon: CancellationToken,
 ) -> Worked {
@@ -320,8 +366,15 @@ async fn work_claimed_chat(
             let mut interval = tokio::time::interval(heartbeat_interval(leases.duration()));
             interval.tick().await;
             loop {
-                interval.tick().await;
-                match leases.renew(&resource).await {
+                tokio::select! {
+                    _ = identity.lost.cancelled() => {
+                        tracing::warn!(%resource, "liveness session lost; stopping work on the chat");
+                        lost.cancel();
+                        return;
+                    }
+                    _ = interval.tick() => {}
+                }
+                match leases.renew(&identity, &resource).await {
                     Ok(true) => {}
                     Ok(false) => {
                         tracing::warn!(%resource, "lease lost; stopping work on the chat");

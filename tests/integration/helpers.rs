@@ -179,6 +179,7 @@ pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
         openai_timeout_secs: 10,
         pricing_file: None,
         effect_concurrency: 16,
+        llm_concurrency: 0,
         effect_lease_ms: 30_000,
         retry_limit: 4,
         retry_backoff_ms: 100,

@@ -111,6 +111,16 @@ async fn a_polling_conflict_is_shown_on_the_bot_and_not_retried_in_a_tight_loop(
 
 /// `botfleet serve` as a child process, on a port of its own.
 fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
+    serve_with_lease(db, key, fakes, Duration::from_secs(1))
+}
+
+/// `botfleet serve` as a child process whose leases on chats last `lease`.
+pub(crate) fn serve_with_lease(
+    db: &TestDb,
+    key: &str,
+    fakes: &Fakes,
+    lease: Duration,
+) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -127,7 +137,7 @@ fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
         .env("COOKIE_SECRET", COOKIE_SECRET)
         .env("ADMIN_EMAIL", ADMIN_EMAIL)
         .env("ADMIN_PASSWORD", ADMIN_PASSWORD)
-        .env("EFFECT_LEASE_MS", "1000")
+        .env("EFFECT_LEASE_MS", lease.as_millis().to_string())
         .env("READ_MODEL_WAIT_MS", "30000")
         .env("SUBSCRIPTION_POLL_MS", "200")
         .env("RETRY_BACKOFF_MS", "100")
@@ -140,7 +150,7 @@ fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
-async fn wait_until_serving(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_until_serving(http: &reqwest::Client, base: &str) {
     eventually(WAIT, "the child process serves", || async {
         http.get(format!("{base}/health"))
             .send()

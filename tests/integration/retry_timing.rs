@@ -10,8 +10,15 @@ use crate::helpers::TestDb;
 async fn a_chat_waiting_for_its_retry_tells_the_runner_when_it_falls_due() {
     let db = TestDb::new();
     let pool = db.pool().await;
-    let next_due_in = || projections::chat_work::next_due_in(&pool);
-    assert_eq!(next_due_in().await.unwrap(), None, "nothing waits");
+    let waiting = || projections::chat_work::waiting(&pool);
+    assert_eq!(
+        waiting().await.unwrap(),
+        projections::chat_work::Waiting {
+            retry_due_in: None,
+            held: false
+        },
+        "nothing waits"
+    );
     sqlx::query(
         "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
          VALUES ($1, $2, 1, now() + interval '20 seconds', 1)",
@@ -21,10 +28,9 @@ async fn a_chat_waiting_for_its_retry_tells_the_runner_when_it_falls_due() {
     .execute(&pool)
     .await
     .unwrap();
-    let due_in = next_due_in()
-        .await
-        .expect("the query reads its own result")
-        .expect("a chat waits");
+    let waiting = waiting().await.expect("the query reads its own result");
+    assert!(!waiting.held, "the chat is not due yet");
+    let due_in = waiting.retry_due_in.expect("a chat waits");
     assert!(
         due_in > Duration::from_secs(15) && due_in <= Duration::from_secs(20),
         "{due_in:?}"

@@ -1,0 +1,91 @@
+//! An idle service sends its database nothing: no checkpoint written when nothing moved, no
+//! poll of an empty queue, no lease renewed with nothing leased. Every wake-up comes from a
+//! notification, a request, or a timer set for work that exists.
+//!
+//! Measured from PostgreSQL's own view of the application's sessions (`pg_stat_activity`,
+//! read from another database so that looking is not counted): a statement changes its
+//! session's `state_change`, a new connection shows a new `backend_start`. The cumulative
+//! counters (`pg_stat_database.xact_commit`) would do too, but a backend flushes them up to
+//! ten seconds late when it goes idle.
+
+use std::time::Duration;
+
+use sqlx::PgPool;
+
+use crate::fakes::telegram::text_update;
+use crate::helpers::{database_url, eventually, token, Fakes, TestApp};
+
+/// Longer than any timer an idle service might have left (the slowest, the bot supervisor's
+/// look while something is unsettled, is 5 s; the test's SUBSCRIPTION_POLL_MS is 1 s).
+const QUIET: Duration = Duration::from_secs(7);
+
+/// Whether no session of `database` ran a statement or connected during [`QUIET`].
+async fn quiet_for_a_while(observer: &PgPool, database: &str) -> bool {
+    let activity = "SELECT count(*) FILTER (WHERE state = 'active'),
+                           max(greatest(state_change, backend_start)), now()
+                    FROM pg_stat_activity WHERE datname = $1";
+    let (active, _, started): (
+        i64,
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(activity)
+        .bind(database)
+        .fetch_one(observer)
+        .await
+        .unwrap();
+    // The window measures; it decides nothing by its length but the idle timers' above.
+    tokio::time::sleep(QUIET).await;
+    let (still_active, last, _): (
+        i64,
+        Option<chrono::DateTime<chrono::Utc>>,
+        chrono::DateTime<chrono::Utc>,
+    ) = sqlx::query_as(activity)
+        .bind(database)
+        .fetch_one(observer)
+        .await
+        .unwrap();
+    active == 0 && still_active == 0 && last.is_some_and(|last| last < started)
+}
+
+#[tokio::test]
+async fn a_settled_service_sends_its_database_nothing() {
+    let fakes = Fakes::start().await;
+    let app = TestApp::spawn_with_fakes(&fakes, |args| {
+        args.public_url = Some("https://bots.example.com/".into())
+    })
+    .await;
+    let bot_id = app.create_enabled_bot("Quiet", &token(1)).await;
+    fakes
+        .telegram
+        .wait_for_calls("setWebhook", 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        app.deliver(&bot_id, &text_update(1, 42, "hello")).await,
+        200
+    );
+    fakes
+        .telegram
+        .wait_for_calls("sendMessage", 1, Duration::from_secs(30))
+        .await;
+    app.settle().await;
+
+    let observer = PgPool::connect(&database_url("postgres")).await.unwrap();
+    eventually(
+        Duration::from_secs(90),
+        "the settled service sends its database nothing for a while",
+        || quiet_for_a_while(&observer, &app.db.name),
+    )
+    .await;
+    observer.close().await;
+    // Still alive: the next update is answered.
+    assert_eq!(
+        app.deliver(&bot_id, &text_update(2, 42, "still there?"))
+            .await,
+        200
+    );
+    fakes
+        .telegram
+        .wait_for_calls("sendMessage", 2, Duration::from_secs(30))
+        .await;
+    app.stop().await;
+}
