@@ -190,10 +190,13 @@ pub struct LanguageTexts {
     pub usage: Option<String>,
     /// The answer to a button that no longer does anything.
     pub unknown_button: Option<String>,
+    /// The reply to a voice message or file over the limits; may hold `{max_minutes}` and
+    /// `{max_megabytes}`.
+    pub media_too_large: Option<String>,
 }
 
 impl LanguageTexts {
-    fn entries(&self) -> [(TextKey, &Option<String>); 13] {
+    fn entries(&self) -> [(TextKey, &Option<String>); 14] {
         [
             (TextKey::Start, &self.start),
             (TextKey::Help, &self.help),
@@ -208,6 +211,7 @@ impl LanguageTexts {
             (TextKey::NewConversation, &self.new_conversation),
             (TextKey::Usage, &self.usage),
             (TextKey::UnknownButton, &self.unknown_button),
+            (TextKey::MediaTooLarge, &self.media_too_large),
         ]
     }
 
@@ -227,6 +231,7 @@ impl LanguageTexts {
             new_conversation: get(TextKey::NewConversation),
             usage: get(TextKey::Usage),
             unknown_button: get(TextKey::UnknownButton),
+            media_too_large: get(TextKey::MediaTooLarge),
         }
     }
 }

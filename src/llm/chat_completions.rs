@@ -8,12 +8,14 @@
 
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestMessageContentPartImage, ChatCompletionRequestMessageContentPartText,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest, CreateChatCompletionResponse,
+    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+    CreateChatCompletionRequest, CreateChatCompletionResponse, ImageUrl,
 };
 
 use super::errors::{ErrorClass, LlmError};
-use super::prompt::{chat_prompt, PromptMessage, Role};
+use super::prompt::{chat_prompt_with_images, PromptMessage, Role};
 use super::transport::OpenAiClient;
 use super::{LanguageModel, LlmReply, LlmRequest, TokenUsage};
 
@@ -41,10 +43,15 @@ impl LanguageModel for ChatCompletionsModel {
 }
 
 fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
-    let messages = chat_prompt(&request.instructions, &request.history, &request.user_text)
-        .into_iter()
-        .map(message)
-        .collect();
+    let messages = chat_prompt_with_images(
+        &request.instructions,
+        &request.history,
+        &request.user_text,
+        &request.images,
+    )
+    .into_iter()
+    .map(message)
+    .collect();
     CreateChatCompletionRequest {
         model: request.model.clone(),
         messages,
@@ -53,11 +60,39 @@ fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
 }
 
 fn message(message: PromptMessage) -> ChatCompletionRequestMessage {
+    if !message.images.is_empty() {
+        return user_with_images(message);
+    }
     match message.role {
         Role::System => ChatCompletionRequestSystemMessage::from(message.content).into(),
         Role::User => ChatCompletionRequestUserMessage::from(message.content).into(),
         Role::Assistant => ChatCompletionRequestAssistantMessage::from(message.content).into(),
     }
+}
+
+/// A user message with images: its text, then an `image_url` part per image (a data URL).
+fn user_with_images(message: PromptMessage) -> ChatCompletionRequestMessage {
+    let text = ChatCompletionRequestUserMessageContentPart::Text(
+        ChatCompletionRequestMessageContentPartText {
+            text: message.content,
+            prompt_cache_breakpoint: None,
+        },
+    );
+    let images = message.images.into_iter().map(|url| {
+        ChatCompletionRequestUserMessageContentPart::ImageUrl(
+            ChatCompletionRequestMessageContentPartImage {
+                image_url: ImageUrl { url, detail: None },
+                prompt_cache_breakpoint: None,
+            },
+        )
+    });
+    ChatCompletionRequestUserMessage {
+        content: ChatCompletionRequestUserMessageContent::Array(
+            std::iter::once(text).chain(images).collect(),
+        ),
+        name: None,
+    }
+    .into()
 }
 
 fn reply(response: CreateChatCompletionResponse) -> Result<LlmReply, LlmError> {
