@@ -122,7 +122,7 @@ pub struct Conversation {
 impl Conversation {
     /// Counts the exchange just pushed onto `history`, with its image, and forgets the images
     /// of exchanges that left the window.
-    fn note_exchange(&mut self, image: Option<ImageRef>) {
+    pub(crate) fn note_exchange(&mut self, image: Option<ImageRef>) {
         // A conversation from before exchanges were counted has at least its history.
         self.exchanges = self.exchanges.max(self.history.len() as u64 - 1) + 1;
         if let Some(image) = image {

@@ -95,3 +95,161 @@ pub struct ConversationImage {
     pub exchange: u64,
     pub image: ImageRef,
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{TimeZone, Utc};
+    use cqrs_es::test::TestFramework;
+    use cqrs_es::Aggregate;
+
+    use super::*;
+    use crate::chat::{
+        Chat, ChatCommand, ChatEvent, ChatServices, GeneratedResponse, ResponseKind, TelegramChat,
+        TokenUsage,
+    };
+    use crate::ids::{BotId, TurnKey, UpdateId};
+
+    fn voice_received() -> ChatEvent {
+        ChatEvent::MessageReceived {
+            bot_id: BotId(uuid::Uuid::from_u128(1)),
+            update_id: UpdateId(7),
+            message_id: 70,
+            chat: TelegramChat {
+                id: 42,
+                kind: "private".into(),
+                title: None,
+                username: None,
+            },
+            from: None,
+            text: PersonalText::plain(""),
+            sent_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
+            media: Some(VOICE.into()),
+            files: vec![MediaFile {
+                file_id: "voice-1".into(),
+                duration_secs: Some(12),
+                ..MediaFile::default()
+            }],
+        }
+    }
+
+    fn transcription() -> Transcription {
+        Transcription {
+            text: PersonalText::plain("what time is it"),
+            model: "gpt-4o-mini-transcribe".into(),
+            duration_secs: 12,
+            input_tokens: 100,
+            output_tokens: 10,
+            cost_micro_usd: 350,
+        }
+    }
+
+    fn image() -> ImageRef {
+        ImageRef {
+            file_id: "photo-1".into(),
+            sha256: "ab".repeat(32),
+            bytes: 2_000,
+            mime_type: "image/jpeg".into(),
+        }
+    }
+
+    fn turn() -> TurnKey {
+        TurnKey::Update(UpdateId(7))
+    }
+
+    fn transcribed() -> ChatEvent {
+        ChatEvent::MediaTranscribed {
+            update_id: turn(),
+            transcription: transcription(),
+        }
+    }
+
+    #[test]
+    fn a_transcript_is_recorded_once_per_turn() {
+        TestFramework::<Chat>::with(ChatServices)
+            .given(vec![voice_received()])
+            .when(ChatCommand::RecordTranscription {
+                update_id: turn(),
+                transcription: transcription(),
+            })
+            .then_expect_events(vec![transcribed()]);
+        // A runner that lost the race transcribed for nothing, and records nothing.
+        TestFramework::<Chat>::with(ChatServices)
+            .given(vec![voice_received(), transcribed()])
+            .when(ChatCommand::RecordTranscription {
+                update_id: turn(),
+                transcription: transcription(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn the_transcript_becomes_the_turns_text_and_the_image_its_conversations() {
+        let mut chat = Chat::default();
+        chat.apply(voice_received());
+        chat.apply(transcribed());
+        chat.apply(ChatEvent::ImageAttached {
+            update_id: turn(),
+            image: image(),
+        });
+        let open = &chat.open_turns[0];
+        assert_eq!(open.user_text, PersonalText::plain("what time is it"));
+        assert_eq!(open.transcription.as_ref().unwrap().cost_micro_usd, 350);
+        chat.apply(ChatEvent::ResponseGenerated {
+            update_id: turn(),
+            response: GeneratedResponse {
+                text: PersonalText::plain("noon"),
+                kind: ResponseKind::Llm {
+                    model: "gpt-5-mini".into(),
+                    response_id: None,
+                    usage: TokenUsage::default(),
+                    cost_micro_usd: 10,
+                    charged_to: None,
+                    context_turns: None,
+                },
+            },
+        });
+        let conversation = &chat.conversation;
+        assert_eq!(
+            conversation.history[0].0,
+            PersonalText::plain("what time is it")
+        );
+        assert_eq!(conversation.image_at(0), Some(&image()));
+        assert_eq!(conversation.exchanges, 1);
+    }
+
+    #[test]
+    fn an_image_attached_again_is_no_new_fact() {
+        TestFramework::<Chat>::with(ChatServices)
+            .given(vec![
+                voice_received(),
+                ChatEvent::ImageAttached {
+                    update_id: turn(),
+                    image: image(),
+                },
+            ])
+            .when(ChatCommand::RecordImage {
+                update_id: turn(),
+                image: image(),
+            })
+            .then_expect_events(vec![]);
+    }
+
+    #[test]
+    fn images_leave_with_their_exchanges() {
+        let mut conversation = crate::chat::Conversation::default();
+        for n in 0..25 {
+            conversation.history.push_back((
+                PersonalText::plain(format!("q{n}")),
+                PersonalText::plain(format!("a{n}")),
+            ));
+            while conversation.history.len() > crate::chat::HISTORY_WINDOW {
+                conversation.history.pop_front();
+            }
+            conversation.note_exchange((n == 2 || n == 24).then(image));
+        }
+        // Exchange 2 left the window of 20; exchange 24 is the newest, at index 19.
+        assert_eq!(conversation.images.len(), 1);
+        assert_eq!(conversation.image_at(19), Some(&image()));
+        assert_eq!(conversation.image_at(18), None);
+    }
+}
