@@ -193,10 +193,12 @@ pub struct LanguageTexts {
     /// The reply to a voice message or file over the limits; may hold `{max_minutes}` and
     /// `{max_megabytes}`.
     pub media_too_large: Option<String>,
+    /// The reply to a voice message in which no words were heard.
+    pub voice_unclear: Option<String>,
 }
 
 impl LanguageTexts {
-    fn entries(&self) -> [(TextKey, &Option<String>); 14] {
+    fn entries(&self) -> [(TextKey, &Option<String>); 15] {
         [
             (TextKey::Start, &self.start),
             (TextKey::Help, &self.help),
@@ -212,6 +214,7 @@ impl LanguageTexts {
             (TextKey::Usage, &self.usage),
             (TextKey::UnknownButton, &self.unknown_button),
             (TextKey::MediaTooLarge, &self.media_too_large),
+            (TextKey::VoiceUnclear, &self.voice_unclear),
         ]
     }
 
@@ -232,6 +235,7 @@ impl LanguageTexts {
             usage: get(TextKey::Usage),
             unknown_button: get(TextKey::UnknownButton),
             media_too_large: get(TextKey::MediaTooLarge),
+            voice_unclear: get(TextKey::VoiceUnclear),
         }
     }
 }

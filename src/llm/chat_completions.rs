@@ -70,13 +70,16 @@ fn message(message: PromptMessage) -> ChatCompletionRequestMessage {
     }
 }
 
-/// A user message with images: its text, then an `image_url` part per image (a data URL).
+/// A user message with images: its text (none for a photo without a caption), then an
+/// `image_url` part per image (a data URL).
 fn user_with_images(message: PromptMessage) -> ChatCompletionRequestMessage {
-    let text = ChatCompletionRequestUserMessageContentPart::Text(
-        ChatCompletionRequestMessageContentPartText {
-            text: message.content,
-            prompt_cache_breakpoint: None,
-        },
+    let text = (!message.content.trim().is_empty()).then_some(
+        ChatCompletionRequestUserMessageContentPart::Text(
+            ChatCompletionRequestMessageContentPartText {
+                text: message.content,
+                prompt_cache_breakpoint: None,
+            },
+        ),
     );
     let images = message.images.into_iter().map(|url| {
         ChatCompletionRequestUserMessageContentPart::ImageUrl(
@@ -88,7 +91,7 @@ fn user_with_images(message: PromptMessage) -> ChatCompletionRequestMessage {
     });
     ChatCompletionRequestUserMessage {
         content: ChatCompletionRequestUserMessageContent::Array(
-            std::iter::once(text).chain(images).collect(),
+            text.into_iter().chain(images).collect(),
         ),
         name: None,
     }
@@ -191,5 +194,29 @@ mod tests {
         let error = reply(response).unwrap_err();
         assert_eq!(error.class, ErrorClass::Fatal);
         assert_eq!(error.code.as_deref(), Some("invalid_response"));
+    }
+
+    #[test]
+    fn images_go_as_image_url_parts_beside_their_text() {
+        use crate::llm::{ImageTurn, PromptImage};
+        let request = LlmRequest {
+            model: "gpt-4o".into(),
+            user_text: String::new(),
+            images: vec![PromptImage::new(ImageTurn::Current, "image/png", b"png")],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_request(&request)).unwrap();
+        // No caption: the image alone.
+        assert_eq!(
+            body["messages"][0]["content"],
+            serde_json::json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,cG5n"}}])
+        );
+        let request = LlmRequest {
+            user_text: "what is it?".into(),
+            ..request
+        };
+        let body = serde_json::to_value(create_request(&request)).unwrap();
+        assert_eq!(body["messages"][0]["content"][0]["text"], "what is it?");
+        assert_eq!(body["messages"][0]["content"][1]["type"], "image_url");
     }
 }

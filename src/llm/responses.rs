@@ -93,11 +93,14 @@ fn input_with_images(request: &LlmRequest, continues_chain: bool) -> InputParam 
         let content = if images.is_empty() {
             EasyInputContent::Text(text.to_owned())
         } else {
-            let text = InputContent::InputText(InputTextContent {
-                text: text.to_owned(),
-                prompt_cache_breakpoint: None,
+            // A photo without a caption is sent as the image alone.
+            let text = (!text.trim().is_empty()).then(|| {
+                InputContent::InputText(InputTextContent {
+                    text: text.to_owned(),
+                    prompt_cache_breakpoint: None,
+                })
             });
-            EasyInputContent::ContentList(std::iter::once(text).chain(images).collect())
+            EasyInputContent::ContentList(text.into_iter().chain(images).collect())
         };
         InputItem::EasyMessage(EasyInputMessage {
             r#type: MessageType::Message,
@@ -312,5 +315,46 @@ mod tests {
         let error = reply(parse(body)).unwrap_err();
         assert_eq!(error.class, ErrorClass::Fatal);
         assert!(error.message.contains("max_output_tokens"));
+    }
+
+    #[test]
+    fn images_go_as_input_image_parts_and_a_chain_sends_only_the_turns_own() {
+        use crate::llm::{ImageTurn, PromptImage};
+        let mut request = LlmRequest {
+            model: "gpt-5-mini".into(),
+            user_text: "and this?".into(),
+            history: vec![super::super::HistoryTurn {
+                user: "look".into(),
+                assistant: "a cat".into(),
+            }],
+            images: vec![
+                PromptImage::new(ImageTurn::History(0), "image/png", b"old"),
+                PromptImage::new(ImageTurn::Current, "image/jpeg", b"new"),
+            ],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        let input = body["input"].as_array().unwrap();
+        assert_eq!(input.len(), 3);
+        assert_eq!(input[0]["content"][1]["type"], "input_image");
+        assert_eq!(
+            input[0]["content"][1]["image_url"],
+            "data:image/png;base64,b2xk"
+        );
+        assert_eq!(input[1]["content"], "a cat");
+        assert_eq!(input[2]["content"][0]["text"], "and this?");
+        assert_eq!(
+            input[2]["content"][1]["image_url"],
+            "data:image/jpeg;base64,bmV3"
+        );
+
+        request.previous_response_id = Some("resp_1".into());
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        let input = body["input"].as_array().unwrap();
+        assert_eq!(input.len(), 1, "the chain keeps the earlier turns: {body}");
+        assert_eq!(
+            input[0]["content"][1]["image_url"],
+            "data:image/jpeg;base64,bmV3"
+        );
     }
 }

@@ -208,6 +208,14 @@ impl TurnWorker {
             }
             MediaPlan::Transcribe(file) => self.transcribe(work, ctx, bot, &file).await?,
             MediaPlan::AnswerTranscript => match self.vault.open(&ctx.turn.user_text).await? {
+                // Silence, or noise: the model is not asked about nothing.
+                Some(text) if text.trim().is_empty() => {
+                    let language = ctx.turn.language.as_deref();
+                    let text = system_text(bot, TextKey::VoiceUnclear, language);
+                    self.respond(work, ctx, &text, ResponseKind::Notice, false)
+                        .await?;
+                    Next::Continue
+                }
                 Some(text) => self.ask_llm(work, ctx, bot, text, Vec::new()).await?,
                 None => {
                     let decision = policy::unanswerable(ctx.turn, Unanswerable::Forgotten);

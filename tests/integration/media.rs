@@ -224,6 +224,33 @@ async fn a_voice_note_from_someone_the_bot_refuses_is_neither_fetched_nor_transc
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_voice_note_without_words_is_not_put_to_the_model() {
+    let fakes = Fakes::start().await;
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+    fakes
+        .telegram
+        .add_file("voice-1", "voice/file_1.oga", ogg(500));
+    fakes.openai.set_transcript(Some(" ".to_owned()));
+
+    app.deliver(&bot_id, &voice_update(750, 42, "en", 3, 500))
+        .await;
+    let sent = fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    assert_eq!(
+        sent[0].body["text"],
+        "Sorry, I could not make out any words in that message. Please try again, or write."
+    );
+    let paths: Vec<String> = fakes
+        .openai
+        .requests()
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(paths, ["/v1/audio/transcriptions"]);
+    app.stop().await;
+}
+
 /// The `(type, image data URL)` parts of every user message of a request, in order.
 fn image_urls(call: &Value) -> Vec<String> {
     let messages = call

@@ -6,7 +6,7 @@
 //!
 //! `/v1/audio/transcriptions` reads the multipart form: the call is recorded with a JSON body
 //! of its text fields and, for the file, `{"file": {"name", "content_type", "bytes"}}`. It
-//! answers [`TRANSCRIPT`] with usage of 1,000 input and 200 output tokens.
+//! answers [`TRANSCRIPT`] (or the one set) with usage of 1,000 input and 200 output tokens.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -45,6 +45,8 @@ struct Script {
     failures: VecDeque<ScriptedFailure>,
     delay: Duration,
     reply: Option<String>,
+    /// What every recording is heard as; `None`: [`TRANSCRIPT`].
+    transcript: Option<String>,
 }
 
 /// What the fake hears in any recording, unless told otherwise.
@@ -136,6 +138,11 @@ impl FakeOpenAi {
         self.shared.script().reply = text;
     }
 
+    /// What every recording is heard as; `None` brings back [`TRANSCRIPT`].
+    pub fn set_transcript(&self, text: Option<String>) {
+        self.shared.script().transcript = text;
+    }
+
     /// Waits until at least `n` calls have arrived; panics after `timeout`.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
         let mut arrived = self.shared.arrived.subscribe();
@@ -172,11 +179,12 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (delay, reply) = {
+    let (delay, reply, transcript) = {
         let mut script = shared.script();
         script.calls.push(call.clone());
         shared.arrived.send_replace(script.calls.len());
-        (script.delay, script.reply.clone())
+        let transcript = script.transcript.clone();
+        (script.delay, script.reply.clone(), transcript)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -200,7 +208,7 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
         "/v1/audio/transcriptions" => json_response(
             StatusCode::OK,
             json!({
-                "text": TRANSCRIPT,
+                "text": transcript.unwrap_or_else(|| TRANSCRIPT.to_owned()),
                 "usage": {"type": "tokens", "input_tokens": 1000, "output_tokens": 200,
                           "total_tokens": 1200,
                           "input_token_details": {"text_tokens": 0, "audio_tokens": 1000}}
