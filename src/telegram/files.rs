@@ -50,7 +50,18 @@ pub async fn download(
             bot.call_timeout(),
         )
         .await
-        .map_err(DownloadError::Failed)?;
+        .map_err(|failure| {
+            // Telegram's own 20 MB limit: "Bad Request: file is too big".
+            if failure
+                .message
+                .to_ascii_lowercase()
+                .contains("file is too big")
+            {
+                DownloadError::TooLarge
+            } else {
+                DownloadError::Failed(failure)
+            }
+        })?;
     if info.file_size.is_some_and(|size| size > max_bytes) {
         return Err(DownloadError::TooLarge);
     }
