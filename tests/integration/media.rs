@@ -167,6 +167,41 @@ async fn a_voice_note_is_transcribed_answered_priced_and_shown_to_the_admin() {
 }
 
 #[tokio::test]
+async fn a_bots_own_transcription_model_is_used_and_priced_by_the_minute() {
+    let fakes = Fakes::start().await;
+    let app =
+        TestApp::spawn_with_fakes(&fakes, |args| args.llm_api = "chat_completions".into()).await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+    let (status, settings) = app
+        .put(
+            &format!("/bots/{bot_id}/media"),
+            json!({"transcription_model": "whisper-1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{settings}");
+    fakes
+        .telegram
+        .add_file("voice-1", "voice/file_1.oga", ogg(800));
+
+    app.deliver(&bot_id, &voice_update(650, 42, "en", 12, 800))
+        .await;
+    let sent = fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    assert_eq!(sent[0].body["text"], format!("echo: {TRANSCRIPT}"));
+    let calls = fakes.openai.requests();
+    assert_eq!(calls[0].body["model"], "whisper-1");
+    assert_eq!(calls[1].path, "/v1/chat/completions");
+    app.settle().await;
+    // whisper-1 by the minute: 12 s at $0.006 a minute is 1,200 micro-USD, beside the
+    // answer's 121 (its usage in the fake: 80 uncached, 20 cached, 50 output of gpt-5-mini).
+    let cost: i64 = sqlx::query_scalar("SELECT cost_micro_usd FROM messages WHERE role = 'bot'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(cost, 1_321);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_over_long_voice_note_gets_the_limit_message_and_nothing_reaches_openai() {
     let fakes = Fakes::start().await;
     let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
