@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::fakes::openai::TRANSCRIPT;
+use crate::fakes::openai::{error_body, TRANSCRIPT};
 use crate::fakes::telegram::text_update;
 use crate::helpers::{eventually, token, Fakes, TestApp};
 
@@ -198,6 +198,60 @@ async fn a_bots_own_transcription_model_is_used_and_priced_by_the_minute() {
         .await
         .unwrap();
     assert_eq!(cost, 1_321);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_transcription_is_retried_and_the_note_answered_once() {
+    let fakes = Fakes::start().await;
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+    fakes
+        .telegram
+        .add_file("voice-1", "voice/file_1.oga", ogg(800));
+    fakes.openai.fail_next(
+        1,
+        500,
+        error_body("The server had an error", "server_error", None),
+        None,
+    );
+
+    app.deliver(&bot_id, &voice_update(660, 42, "en", 4, 800))
+        .await;
+    let sent = fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    assert_eq!(sent[0].body["text"], format!("echo: {TRANSCRIPT}"));
+    app.settle().await;
+    let paths: Vec<String> = fakes
+        .openai
+        .requests()
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/audio/transcriptions",
+            "/v1/audio/transcriptions",
+            "/v1/responses"
+        ]
+    );
+    let types: Vec<String> = sqlx::query_scalar(
+        "SELECT event_type FROM events WHERE aggregate_type = 'Chat' ORDER BY sequence",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        types,
+        [
+            "MessageReceived",
+            "AttemptFailed",
+            "MediaTranscribed",
+            "ResponseGenerated",
+            "ResponseSent"
+        ]
+    );
+    assert_eq!(fakes.telegram.calls_of("sendMessage").len(), 1);
     app.stop().await;
 }
 
