@@ -32,6 +32,7 @@ fn message(bot_id: Uuid, chat: i64, update_id: i64) -> IncomingMessage {
         text: PersonalText::plain(format!("message {update_id}")),
         sent_at: chrono::Utc::now(),
         media: None,
+        files: Vec::new(),
     }
 }
 
@@ -52,6 +53,7 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
                 text: PersonalText::plain(format!("message {update_id}")),
                 sent_at: chrono::Utc::now(),
                 media: None,
+                files: Vec::new(),
             },
             2 => ChatEvent::ResponseGenerated {
                 update_id: TurnKey::Update(UpdateId(update_id)),

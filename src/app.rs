@@ -156,6 +156,14 @@ impl Application {
                 vault: state.vault.clone(),
                 bot_rows: state.bot_rows.clone(),
                 clock: state.clock.clone(),
+                media: crate::turns::media::MediaTools {
+                    settings: config.media.clone(),
+                    transcriber: crate::llm::transcriber(
+                        &config.openai_base_url,
+                        config.openai_api_key.as_ref().map(|k| k.expose()),
+                        config.openai_timeout,
+                    ),
+                },
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,

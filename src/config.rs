@@ -228,6 +228,10 @@ pub struct ServeArgs {
     #[arg(long, env = "PROJECTION_MAX_ATTEMPTS", default_value_t = 5)]
     pub projection_max_attempts: u32,
 
+    /// Voice messages and images: the transcription model and the limits.
+    #[command(flatten)]
+    pub media: MediaArgs,
+
     /// /health/queue answers 503 when a subscription is this many events behind.
     #[arg(long, env = "HEALTH_MAX_LAG", default_value_t = 1_000)]
     pub health_max_lag: i64,
@@ -291,6 +295,7 @@ pub struct Config {
     pub limits: LimitSettings,
     pub health: HealthThresholds,
     pub projection_max_attempts: u32,
+    pub media: crate::turns::media::MediaSettings,
 }
 
 /// The shortest COOKIE_SECRET accepted, in bytes (what the cookie key derivation needs).
@@ -438,6 +443,78 @@ impl Config {
                 stuck_after: Duration::from_secs(args.health_stuck_secs.max(1)),
             },
             projection_max_attempts: args.projection_max_attempts.max(1),
+            media: args.media.settings()?,
+        })
+    }
+}
+
+/// What Botfleet does with voice messages and images.
+#[derive(Debug, Clone, Args)]
+pub struct MediaArgs {
+    /// The transcription model of bots that set none.
+    #[arg(long, env = "TRANSCRIPTION_MODEL", default_value = DEFAULT_TRANSCRIPTION_MODEL)]
+    pub transcription_model: String,
+
+    /// The longest voice message or audio file transcribed, in seconds.
+    #[arg(long, env = "MEDIA_MAX_AUDIO_SECS", default_value_t = 600)]
+    pub media_max_audio_secs: u32,
+
+    /// The largest voice message, audio file or image document fetched, in bytes (the Bot
+    /// API serves at most 20 MB).
+    #[arg(long, env = "MEDIA_MAX_FILE_BYTES", default_value_t = 20 * 1024 * 1024)]
+    pub media_max_file_bytes: u64,
+
+    /// The largest photo size shown to a model, in bytes (the largest size under it is
+    /// chosen).
+    #[arg(long, env = "MEDIA_MAX_IMAGE_BYTES", default_value_t = 5 * 1024 * 1024)]
+    pub media_max_image_bytes: u64,
+}
+
+/// The transcription model when neither the bot nor TRANSCRIPTION_MODEL names one.
+pub const DEFAULT_TRANSCRIPTION_MODEL: &str = "gpt-4o-mini-transcribe";
+
+impl Default for MediaArgs {
+    fn default() -> Self {
+        Self {
+            transcription_model: DEFAULT_TRANSCRIPTION_MODEL.to_owned(),
+            media_max_audio_secs: 600,
+            media_max_file_bytes: 20 * 1024 * 1024,
+            media_max_image_bytes: 5 * 1024 * 1024,
+        }
+    }
+}
+
+impl MediaArgs {
+    fn settings(&self) -> Result<crate::turns::media::MediaSettings, ConfigError> {
+        const TELEGRAM_MAX: u64 = 20 * 1024 * 1024;
+        let model = self.transcription_model.trim();
+        if model.is_empty() || model.contains(char::is_whitespace) {
+            return Err(ConfigError::new(
+                "TRANSCRIPTION_MODEL",
+                "must be a model name, e.g. gpt-4o-mini-transcribe or whisper-1",
+            ));
+        }
+        if self.media_max_audio_secs == 0 {
+            return Err(ConfigError::new(
+                "MEDIA_MAX_AUDIO_SECS",
+                "must be at least 1",
+            ));
+        }
+        let bytes = |setting: &'static str, value: u64| {
+            if (1024..=TELEGRAM_MAX).contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::new(
+                    setting,
+                    "must be between 1024 and 20971520 (the Bot API serves files of up to 20 MB)",
+                ))
+            }
+        };
+        Ok(crate::turns::media::MediaSettings {
+            transcription_model: model.to_owned(),
+            max_audio_secs: self.media_max_audio_secs,
+            max_file_bytes: bytes("MEDIA_MAX_FILE_BYTES", self.media_max_file_bytes)?,
+            max_image_bytes: bytes("MEDIA_MAX_IMAGE_BYTES", self.media_max_image_bytes)?,
         })
     }
 }

@@ -114,6 +114,8 @@ impl Projector for ChatWorkProjector {
             | ChatEvent::ConversationReset { .. }
             | ChatEvent::ConversationResetByAdmin { .. }
             | ChatEvent::MessageEdited { .. }
+            | ChatEvent::MediaTranscribed { .. }
+            | ChatEvent::ImageAttached { .. }
             | ChatEvent::ChatBlocked { .. }
             | ChatEvent::ChatMigrated { .. } => {}
         }

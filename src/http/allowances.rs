@@ -203,10 +203,15 @@ pub struct LanguageTexts {
     /// The answer to a button that no longer does anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unknown_button: Option<String>,
+    /// The reply to a voice message or file over the limits; may hold `{max_minutes}` and
+    /// `{max_megabytes}`.
+    pub media_too_large: Option<String>,
+    /// The reply to a voice message in which no words were heard.
+    pub voice_unclear: Option<String>,
 }
 
 impl LanguageTexts {
-    fn entries(&self) -> [(TextKey, &Option<String>); 13] {
+    fn entries(&self) -> [(TextKey, &Option<String>); 15] {
         [
             (TextKey::Start, &self.start),
             (TextKey::Help, &self.help),
@@ -221,6 +226,8 @@ impl LanguageTexts {
             (TextKey::NewConversation, &self.new_conversation),
             (TextKey::Usage, &self.usage),
             (TextKey::UnknownButton, &self.unknown_button),
+            (TextKey::MediaTooLarge, &self.media_too_large),
+            (TextKey::VoiceUnclear, &self.voice_unclear),
         ]
     }
 
@@ -240,6 +247,8 @@ impl LanguageTexts {
             new_conversation: get(TextKey::NewConversation),
             usage: get(TextKey::Usage),
             unknown_button: get(TextKey::UnknownButton),
+            media_too_large: get(TextKey::MediaTooLarge),
+            voice_unclear: get(TextKey::VoiceUnclear),
         }
     }
 }

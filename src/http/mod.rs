@@ -32,6 +32,7 @@ pub mod failures;
 pub mod guard;
 pub mod health;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod observe;
 pub mod paging;
@@ -129,6 +130,7 @@ pub type ApiService = OpenApiService<
         setup::SetupApi,
         usage::UsageApi,
         admins::AdminsApi,
+        media::MediaApi,
     ),
     (),
 >;
@@ -238,6 +240,7 @@ fn apis(state: Option<&AppState>) -> <ApiService as ApiTuple>::Apis {
         setup::SetupApi(wire(state, |s| s.pool.clone())),
         usage::UsageApi(wire(state, |s| s.pool.clone())),
         admins::AdminsApi(wire(state, |s| s.pool.clone())),
+        media::MediaApi(wire(state, allowances::AllowancesDeps::of)),
     )
 }
 

@@ -8,12 +8,14 @@
 
 use async_openai::types::chat::{
     ChatCompletionRequestAssistantMessage, ChatCompletionRequestMessage,
+    ChatCompletionRequestMessageContentPartImage, ChatCompletionRequestMessageContentPartText,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
-    CreateChatCompletionRequest, CreateChatCompletionResponse,
+    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+    CreateChatCompletionRequest, CreateChatCompletionResponse, ImageUrl,
 };
 
 use super::errors::{ErrorClass, LlmError};
-use super::prompt::{chat_prompt, PromptMessage, Role};
+use super::prompt::{chat_prompt_with_images, PromptMessage, Role};
 use super::transport::OpenAiClient;
 use super::{LanguageModel, LlmReply, LlmRequest, TokenUsage};
 
@@ -41,10 +43,15 @@ impl LanguageModel for ChatCompletionsModel {
 }
 
 fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
-    let messages = chat_prompt(&request.instructions, &request.history, &request.user_text)
-        .into_iter()
-        .map(message)
-        .collect();
+    let messages = chat_prompt_with_images(
+        &request.instructions,
+        &request.history,
+        &request.user_text,
+        &request.images,
+    )
+    .into_iter()
+    .map(message)
+    .collect();
     CreateChatCompletionRequest {
         model: request.model.clone(),
         messages,
@@ -53,11 +60,42 @@ fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
 }
 
 fn message(message: PromptMessage) -> ChatCompletionRequestMessage {
+    if !message.images.is_empty() {
+        return user_with_images(message);
+    }
     match message.role {
         Role::System => ChatCompletionRequestSystemMessage::from(message.content).into(),
         Role::User => ChatCompletionRequestUserMessage::from(message.content).into(),
         Role::Assistant => ChatCompletionRequestAssistantMessage::from(message.content).into(),
     }
+}
+
+/// A user message with images: its text (none for a photo without a caption), then an
+/// `image_url` part per image (a data URL).
+fn user_with_images(message: PromptMessage) -> ChatCompletionRequestMessage {
+    let text = (!message.content.trim().is_empty()).then_some(
+        ChatCompletionRequestUserMessageContentPart::Text(
+            ChatCompletionRequestMessageContentPartText {
+                text: message.content,
+                prompt_cache_breakpoint: None,
+            },
+        ),
+    );
+    let images = message.images.into_iter().map(|url| {
+        ChatCompletionRequestUserMessageContentPart::ImageUrl(
+            ChatCompletionRequestMessageContentPartImage {
+                image_url: ImageUrl { url, detail: None },
+                prompt_cache_breakpoint: None,
+            },
+        )
+    });
+    ChatCompletionRequestUserMessage {
+        content: ChatCompletionRequestUserMessageContent::Array(
+            text.into_iter().chain(images).collect(),
+        ),
+        name: None,
+    }
+    .into()
 }
 
 fn reply(response: CreateChatCompletionResponse) -> Result<LlmReply, LlmError> {
@@ -156,5 +194,29 @@ mod tests {
         let error = reply(response).unwrap_err();
         assert_eq!(error.class, ErrorClass::Fatal);
         assert_eq!(error.code.as_deref(), Some("invalid_response"));
+    }
+
+    #[test]
+    fn images_go_as_image_url_parts_beside_their_text() {
+        use crate::llm::{ImageTurn, PromptImage};
+        let request = LlmRequest {
+            model: "gpt-4o".into(),
+            user_text: String::new(),
+            images: vec![PromptImage::new(ImageTurn::Current, "image/png", b"png")],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_request(&request)).unwrap();
+        // No caption: the image alone.
+        assert_eq!(
+            body["messages"][0]["content"],
+            serde_json::json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64,cG5n"}}])
+        );
+        let request = LlmRequest {
+            user_text: "what is it?".into(),
+            ..request
+        };
+        let body = serde_json::to_value(create_request(&request)).unwrap();
+        assert_eq!(body["messages"][0]["content"][0]["text"], "what is it?");
+        assert_eq!(body["messages"][0]["content"][1]["type"], "image_url");
     }
 }

@@ -12,9 +12,11 @@
 mod chat_completions;
 pub mod concurrency;
 mod errors;
+pub mod images;
 pub mod pricing;
 pub mod prompt;
 mod responses;
+pub mod transcription;
 mod transport;
 
 use std::str::FromStr;
@@ -22,7 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use errors::{ErrorClass, LlmError};
+pub use images::{ImageTurn, PromptImage};
 pub use pricing::{ModelPrice, PriceTable, PricingError};
+pub use transcription::{Transcriber, Transcript, TranscriptionRequest};
 
 /// One turn to answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,6 +42,9 @@ pub struct LlmRequest {
     /// [`prompt`]); in Responses mode the exchanges a new chain starts from, sent only
     /// without `previous_response_id`.
     pub history: Vec<HistoryTurn>,
+    /// Images for the model to look at: this turn's, and those of the `history` sent along
+    /// (a chain kept by the provider keeps its own).
+    pub images: Vec<PromptImage>,
 }
 
 /// One earlier exchange of a conversation.
@@ -123,6 +130,17 @@ pub fn language_model(
         LlmApi::Responses => Arc::new(responses::ResponsesModel::new(client)),
         LlmApi::ChatCompletions => Arc::new(chat_completions::ChatCompletionsModel::new(client)),
     }
+}
+
+/// The transcription client for `base_url` (which includes `/v1`): the model's server and
+/// key, one bounded attempt per call.
+pub fn transcriber(
+    base_url: &url::Url,
+    api_key: Option<&str>,
+    timeout: Duration,
+) -> Arc<dyn Transcriber> {
+    let client = transport::client(base_url, api_key, timeout);
+    Arc::new(transcription::OpenAiTranscriber::new(client))
 }
 
 #[cfg(test)]

@@ -3,6 +3,10 @@
 //!
 //! Prices are per 1,000,000 tokens, as OpenAI publishes them. The defaults are OpenAI's list
 //! prices for standard processing; a JSON file can add models or replace prices.
+//!
+//! The table also knows what a model can do beyond text: whether it takes images (a file can
+//! say so per model, `"images": true`), and what the transcription models cost (per token when
+//! the server reports tokens, else per minute of audio).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +27,21 @@ pub struct ModelPrice {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PriceTable {
     prices: BTreeMap<String, ModelPrice>,
+    /// Whether a model takes images, by model name (found like a price).
+    images: BTreeMap<String, bool>,
+    transcription: BTreeMap<String, TranscriptionPrice>,
+}
+
+/// What a transcription model costs, in micro-USD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TranscriptionPrice {
+    /// Per minute of audio: whisper-1's price, and the estimate used when no tokens are
+    /// reported.
+    pub per_minute: u64,
+    /// Per 1,000,000 audio input tokens (0 when the model is priced by the minute only).
+    pub input: u64,
+    /// Per 1,000,000 text output tokens.
+    pub output: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +71,8 @@ pub enum PricingError {
 const MICROS_PER_USD: u64 = 1_000_000;
 const TOKENS_PER_PRICE_UNIT: u128 = 1_000_000;
 const FIELDS: [&str; 3] = ["input", "cached_input", "output"];
+/// The optional field of a model in a price file that says whether it takes images.
+const IMAGES_FIELD: &str = "images";
 
 /// Dollars and micro-dollars in micro-USD: `usd(1, 250_000)` is $1.25.
 const fn usd(dollars: u64, micros: u64) -> u64 {
@@ -104,12 +125,82 @@ impl PriceTable {
                 price(usd(1, 100_000), usd(0, 275_000), usd(4, 400_000)),
             ),
         ];
+        // Every chat model above looks at images (OpenAI's vision-capable families).
+        let images = prices.iter().map(|(model, _)| ((*model).to_owned(), true));
+        let transcription = [
+            (
+                "whisper-1",
+                TranscriptionPrice {
+                    per_minute: 6_000,
+                    input: 0,
+                    output: 0,
+                },
+            ),
+            (
+                "gpt-4o-transcribe",
+                TranscriptionPrice {
+                    per_minute: 6_000,
+                    input: usd(6, 0),
+                    output: usd(10, 0),
+                },
+            ),
+            (
+                "gpt-4o-mini-transcribe",
+                TranscriptionPrice {
+                    per_minute: 3_000,
+                    input: usd(3, 0),
+                    output: usd(5, 0),
+                },
+            ),
+        ];
         Self {
+            images: images.collect(),
             prices: prices
                 .into_iter()
                 .map(|(model, price)| (model.to_owned(), price))
                 .collect(),
+            transcription: transcription
+                .into_iter()
+                .map(|(model, price)| (model.to_owned(), price))
+                .collect(),
         }
+    }
+
+    /// Whether `model` takes images (a dated snapshot as its model; unknown models do not).
+    pub fn takes_images(&self, model: &str) -> bool {
+        by_model(&self.images, model).copied().unwrap_or(false)
+    }
+
+    /// Says whether `model` takes images.
+    pub fn set_images(&mut self, model: impl Into<String>, takes_images: bool) {
+        self.images.insert(model.into(), takes_images);
+    }
+
+    /// Adds or replaces one transcription model's price.
+    pub fn set_transcription(&mut self, model: impl Into<String>, price: TranscriptionPrice) {
+        self.transcription.insert(model.into(), price);
+    }
+
+    /// The cost of one transcription in micro-USD, rounded half up: by its tokens when the
+    /// server reported them and the model has token prices, else by `seconds` of audio at
+    /// the per-minute price; `None` for a model without a price.
+    pub fn transcription_cost_micro_usd(
+        &self,
+        model: &str,
+        input_tokens: u64,
+        output_tokens: u64,
+        seconds: u32,
+    ) -> Option<i64> {
+        let price = by_model(&self.transcription, model)?;
+        let by_tokens = (input_tokens > 0 || output_tokens > 0) && price.input + price.output > 0;
+        let rounded = if by_tokens {
+            let total = u128::from(input_tokens) * u128::from(price.input)
+                + u128::from(output_tokens) * u128::from(price.output);
+            (total + TOKENS_PER_PRICE_UNIT / 2) / TOKENS_PER_PRICE_UNIT
+        } else {
+            (u128::from(seconds) * u128::from(price.per_minute) + 30) / 60
+        };
+        Some(i64::try_from(rounded).unwrap_or(i64::MAX))
     }
 
     /// Adds or replaces one model's price.
@@ -137,7 +228,10 @@ impl PriceTable {
                 model: model.clone(),
                 message,
             };
-            if let Some(unknown) = fields.keys().find(|f| !FIELDS.contains(&f.as_str())) {
+            if let Some(unknown) = fields
+                .keys()
+                .find(|f| !FIELDS.contains(&f.as_str()) && f.as_str() != IMAGES_FIELD)
+            {
                 return Err(model_error(format!(
                     "unknown field {unknown:?}; expected input, cached_input and output"
                 )));
@@ -163,6 +257,16 @@ impl PriceTable {
                 cached_input: field("cached_input")?,
                 output: field("output")?,
             };
+            if let Some(raw) = fields.get(IMAGES_FIELD) {
+                let takes_images: bool =
+                    serde_json::from_str(raw.get()).map_err(|_| PricingError::Field {
+                        path: path.to_owned(),
+                        model: model.clone(),
+                        field: IMAGES_FIELD.to_owned(),
+                        message: "is not true or false".to_owned(),
+                    })?;
+                self.images.insert(model.clone(), takes_images);
+            }
             self.prices.insert(model, price);
         }
         Ok(self)
@@ -200,6 +304,22 @@ impl PriceTable {
     }
 }
 
+/// The entry of `model`: its own, else that of the longest known name it extends with `-`.
+fn by_model<'a, T>(table: &'a BTreeMap<String, T>, model: &str) -> Option<&'a T> {
+    if let Some(entry) = table.get(model) {
+        return Some(entry);
+    }
+    table
+        .iter()
+        .filter(|(known, _)| {
+            model
+                .strip_prefix(known.as_str())
+                .is_some_and(|rest| rest.starts_with('-'))
+        })
+        .max_by_key(|(known, _)| known.len())
+        .map(|(_, entry)| entry)
+}
+
 /// `"1.25"` (USD) as `1_250_000` (micro-USD): digits, optionally a point and up to 6 more.
 fn parse_micros(text: &str) -> Result<u64, String> {
     let invalid = || format!("{text:?} is not a decimal number of USD with at most 6 decimals");
@@ -222,6 +342,37 @@ fn parse_micros(text: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transcription_is_priced_by_tokens_when_reported_else_by_the_minute() {
+        let table = PriceTable::defaults();
+        // gpt-4o-mini-transcribe: $3 per 1M audio tokens, $5 per 1M output tokens.
+        assert_eq!(
+            table.transcription_cost_micro_usd("gpt-4o-mini-transcribe", 1_000, 200, 60),
+            Some(3_000 + 1_000)
+        );
+        // No tokens reported: $0.003 a minute.
+        assert_eq!(
+            table.transcription_cost_micro_usd("gpt-4o-mini-transcribe", 0, 0, 90),
+            Some(4_500)
+        );
+        // whisper-1 is priced by the minute even when tokens come back.
+        assert_eq!(
+            table.transcription_cost_micro_usd("whisper-1", 10, 10, 30),
+            Some(3_000)
+        );
+        assert_eq!(table.transcription_cost_micro_usd("unknown", 1, 1, 1), None);
+    }
+
+    #[test]
+    fn the_known_chat_models_take_images_and_unknown_ones_do_not() {
+        let mut table = PriceTable::defaults();
+        assert!(table.takes_images("gpt-5-mini"));
+        assert!(table.takes_images("gpt-4o-2024-08-06"));
+        assert!(!table.takes_images("llama3"));
+        table.set_images("gpt-5-mini", false);
+        assert!(!table.takes_images("gpt-5-mini-2025-08-07"));
+    }
 
     fn usage(input: u64, cached: u64, output: u64, reasoning: u64) -> TokenUsage {
         TokenUsage {

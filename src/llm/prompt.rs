@@ -5,7 +5,7 @@
 //! request; the window keeps its cost and size bounded. Kept free of async-openai types so the
 //! rules can be read and tested on their own.
 
-use super::HistoryTurn;
+use super::{HistoryTurn, ImageTurn, PromptImage};
 
 /// At most this many earlier turns are sent.
 pub const MAX_HISTORY_TURNS: usize = 20;
@@ -23,6 +23,8 @@ pub enum Role {
 pub struct PromptMessage {
     pub role: Role,
     pub content: String,
+    /// A user message's images, as data URLs.
+    pub images: Vec<String>,
 }
 
 impl PromptMessage {
@@ -30,8 +32,45 @@ impl PromptMessage {
         Self {
             role,
             content: content.to_owned(),
+            images: Vec::new(),
         }
     }
+}
+
+/// At most this many images of earlier turns are sent again, the newest (an image is
+/// hundreds to thousands of tokens each time; the question is usually about the last one).
+pub const MAX_HISTORY_IMAGES: usize = 2;
+
+/// [`chat_prompt`], with each image beside the user message it came with: the turn's own,
+/// and those of earlier turns still in the window, at most [`MAX_HISTORY_IMAGES`] of them.
+pub fn chat_prompt_with_images(
+    instructions: &str,
+    history: &[HistoryTurn],
+    user_text: &str,
+    images: &[PromptImage],
+) -> Vec<PromptMessage> {
+    let mut messages = chat_prompt(instructions, history, user_text);
+    let first_kept = history.len() - history_window(history).len();
+    let system = usize::from(messages.len() % 2 == 0);
+    let mut earlier: Vec<(usize, &PromptImage)> = images
+        .iter()
+        .filter_map(|image| match image.turn {
+            ImageTurn::History(index) if index >= first_kept && index < history.len() => {
+                Some((index, image))
+            }
+            _ => None,
+        })
+        .collect();
+    earlier.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+    for (index, image) in earlier.into_iter().take(MAX_HISTORY_IMAGES) {
+        let message = system + 2 * (index - first_kept);
+        messages[message].images.push(image.data_url.clone());
+    }
+    let last = messages.len() - 1;
+    for image in images.iter().filter(|i| i.turn == ImageTurn::Current) {
+        messages[last].images.push(image.data_url.clone());
+    }
+    messages
 }
 
 /// The newest turns of `history` (oldest first) within both bounds; the oldest go first.
@@ -150,6 +189,31 @@ mod tests {
         let history = vec![turn(1), sized(20_000, 4_001)];
         assert!(history_window(&history).is_empty());
         assert_eq!(chat_prompt("", &history, "hi").len(), 1);
+    }
+
+    #[test]
+    fn images_go_with_their_messages_and_only_the_newest_earlier_ones() {
+        let image = |turn, n: u8| PromptImage::new(turn, "image/png", &[n]);
+        let history: Vec<_> = (1..=4).map(turn).collect();
+        let images = [
+            image(ImageTurn::History(0), 0),
+            image(ImageTurn::History(2), 2),
+            image(ImageTurn::History(3), 3),
+            image(ImageTurn::Current, 9),
+        ];
+        let messages = chat_prompt_with_images("Be brief.", &history, "what is this?", &images);
+        let with_images: Vec<(usize, usize)> = messages
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| !m.images.is_empty())
+            .map(|(i, m)| (i, m.images.len()))
+            .collect();
+        // System, then q1 a1 q2 a2 q3 a3 q4 a4, then the question: q3 is 5, q4 is 7.
+        assert_eq!(with_images, vec![(5, 1), (7, 1), (9, 1)]);
+        assert_eq!(messages[9].images[0], images[3].data_url);
+        assert!(messages
+            .iter()
+            .all(|m| m.role == Role::User || m.images.is_empty()));
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! items instead.
 
 use async_openai::types::responses::{
-    CreateResponse, EasyInputContent, EasyInputMessage, InputItem, InputParam, MessageType,
-    OutputItem, OutputMessageContent, Response, ResponseErrorCode, Role, Status,
+    CreateResponse, EasyInputContent, EasyInputMessage, InputContent, InputImageContent, InputItem,
+    InputParam, InputTextContent, MessageType, OutputItem, OutputMessageContent, Response,
+    ResponseErrorCode, Role, Status,
 };
 
 use super::errors::{ErrorClass, LlmError};
 use super::transport::OpenAiClient;
-use super::{LanguageModel, LlmReply, LlmRequest, TokenUsage};
+use super::{ImageTurn, LanguageModel, LlmReply, LlmRequest, TokenUsage};
 
 pub(crate) struct ResponsesModel {
     client: OpenAiClient,
@@ -42,7 +43,9 @@ impl LanguageModel for ResponsesModel {
 fn create_response(request: &LlmRequest) -> CreateResponse {
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
     let previous_response_id = request.previous_response_id.as_deref().and_then(non_empty);
-    let input = if previous_response_id.is_some() || request.history.is_empty() {
+    let input = if !request.images.is_empty() {
+        input_with_images(request, previous_response_id.is_some())
+    } else if previous_response_id.is_some() || request.history.is_empty() {
         InputParam::Text(request.user_text.clone())
     } else {
         let message = |role, text: &str| {
@@ -69,6 +72,57 @@ fn create_response(request: &LlmRequest) -> CreateResponse {
         store: Some(true),
         ..CreateResponse::default()
     }
+}
+
+/// The input of a turn with images: its messages as items, each user message with its
+/// images as `input_image` parts (data URLs). Continuing a chain, only the turn's own message
+/// is sent: the provider keeps the earlier ones, images included.
+fn input_with_images(request: &LlmRequest, continues_chain: bool) -> InputParam {
+    let message = |role, text: &str, turn: Option<ImageTurn>| {
+        let images: Vec<InputContent> = request
+            .images
+            .iter()
+            .filter(|image| Some(image.turn) == turn)
+            .map(|image| {
+                InputContent::InputImage(InputImageContent {
+                    image_url: Some(image.data_url.clone()),
+                    ..InputImageContent::default()
+                })
+            })
+            .collect();
+        let content = if images.is_empty() {
+            EasyInputContent::Text(text.to_owned())
+        } else {
+            // A photo without a caption is sent as the image alone.
+            let text = (!text.trim().is_empty()).then(|| {
+                InputContent::InputText(InputTextContent {
+                    text: text.to_owned(),
+                    prompt_cache_breakpoint: None,
+                })
+            });
+            EasyInputContent::ContentList(text.into_iter().chain(images).collect())
+        };
+        InputItem::EasyMessage(EasyInputMessage {
+            r#type: MessageType::Message,
+            role,
+            content,
+            phase: None,
+        })
+    };
+    let mut items = Vec::new();
+    if !continues_chain {
+        for (index, turn) in request.history.iter().enumerate() {
+            let user = message(Role::User, &turn.user, Some(ImageTurn::History(index)));
+            items.push(user);
+            items.push(message(Role::Assistant, &turn.assistant, None));
+        }
+    }
+    items.push(message(
+        Role::User,
+        &request.user_text,
+        Some(ImageTurn::Current),
+    ));
+    InputParam::Items(items)
 }
 
 fn reply(response: Response) -> Result<LlmReply, LlmError> {
@@ -261,5 +315,46 @@ mod tests {
         let error = reply(parse(body)).unwrap_err();
         assert_eq!(error.class, ErrorClass::Fatal);
         assert!(error.message.contains("max_output_tokens"));
+    }
+
+    #[test]
+    fn images_go_as_input_image_parts_and_a_chain_sends_only_the_turns_own() {
+        use crate::llm::{ImageTurn, PromptImage};
+        let mut request = LlmRequest {
+            model: "gpt-5-mini".into(),
+            user_text: "and this?".into(),
+            history: vec![super::super::HistoryTurn {
+                user: "look".into(),
+                assistant: "a cat".into(),
+            }],
+            images: vec![
+                PromptImage::new(ImageTurn::History(0), "image/png", b"old"),
+                PromptImage::new(ImageTurn::Current, "image/jpeg", b"new"),
+            ],
+            ..LlmRequest::default()
+        };
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        let input = body["input"].as_array().unwrap();
+        assert_eq!(input.len(), 3);
+        assert_eq!(input[0]["content"][1]["type"], "input_image");
+        assert_eq!(
+            input[0]["content"][1]["image_url"],
+            "data:image/png;base64,b2xk"
+        );
+        assert_eq!(input[1]["content"], "a cat");
+        assert_eq!(input[2]["content"][0]["text"], "and this?");
+        assert_eq!(
+            input[2]["content"][1]["image_url"],
+            "data:image/jpeg;base64,bmV3"
+        );
+
+        request.previous_response_id = Some("resp_1".into());
+        let body = serde_json::to_value(create_response(&request)).unwrap();
+        let input = body["input"].as_array().unwrap();
+        assert_eq!(input.len(), 1, "the chain keeps the earlier turns: {body}");
+        assert_eq!(
+            input[0]["content"][1]["image_url"],
+            "data:image/jpeg;base64,bmV3"
+        );
     }
 }

@@ -85,6 +85,23 @@ impl BotApi {
 }
 
 impl BotEndpoint {
+    /// The shared HTTP client and the download address of `file_path` for this bot. The
+    /// address holds the token: it must never be logged, recorded or shown to a model.
+    pub(super) fn file_download(&self, file_path: &str) -> (&reqwest::Client, String) {
+        let url = format!(
+            "{}/file/bot{}/{}",
+            self.api.base.as_str().trim_end_matches('/'),
+            self.token.expose(),
+            file_path.trim_start_matches('/')
+        );
+        (&self.api.http, url)
+    }
+
+    /// How long a call may take.
+    pub(super) fn call_timeout(&self) -> Duration {
+        self.api.call_timeout
+    }
+
     /// Calls the method of a teloxide-core payload and reads its typed result.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, TelegramFailure>
     where

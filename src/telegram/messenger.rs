@@ -45,6 +45,19 @@ pub trait BotMessenger: Send + Sync {
         plain: &str,
     ) -> Result<i64, TelegramFailure>;
 
+    /// Fetches a file the chat sent (getFile, then the download), refusing one over
+    /// `max_bytes`. The download address holds the bot's token and never leaves the call.
+    async fn download_file(
+        &self,
+        file_id: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, super::files::DownloadError> {
+        let _ = (file_id, max_bytes);
+        Err(super::files::DownloadError::Failed(TelegramFailure::fatal(
+            "this messenger cannot fetch files".to_owned(),
+        )))
+    }
+
     /// Shows "typing…" in the chat for about 5 s.
     async fn send_typing(&self, chat_id: i64) -> Result<(), TelegramFailure>;
 
@@ -87,6 +100,14 @@ impl BotMessenger for BotEndpoint {
             Err(failure) => return Err(failure),
         };
         Ok(i64::from(message.id.0))
+    }
+
+    async fn download_file(
+        &self,
+        file_id: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, super::files::DownloadError> {
+        super::files::download(self, file_id, max_bytes).await
     }
 
     async fn send_typing(&self, chat_id: i64) -> Result<(), TelegramFailure> {

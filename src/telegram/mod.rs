@@ -9,10 +9,12 @@
 //! - [`markdown`]: the LLM's Markdown as Telegram HTML.
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
 //! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
+//! - [`files`]: a voice message's or photo's bytes, fetched with the bot's own token.
 
 pub mod bot_api;
 pub mod clients;
 pub mod failures;
+pub mod files;
 pub mod markdown;
 pub mod messenger;
 pub mod pacing;

@@ -1,6 +1,7 @@
 //! The parts of a Telegram update Botfleet reads, parsed leniently: an update of a kind it
 //! does not handle is still an update (acknowledged, not recorded), never an error.
 
+use aggregates::chat::media::{self, MediaFile};
 use aggregates::chat::{
     IncomingCallback, IncomingMessage, TelegramChat, TelegramUser, ADDED_TO_GROUP,
 };
@@ -54,6 +55,8 @@ pub struct Message {
     pub chat: Chat,
     pub from: Option<User>,
     pub text: Option<String>,
+    /// A photo's, document's or audio file's caption: the question asked about it.
+    pub caption: Option<String>,
     pub reply_to_message: Option<Box<Message>>,
     /// Sent in a group that became a supergroup.
     pub migrate_to_chat_id: Option<i64>,
@@ -151,6 +154,36 @@ impl Message {
         ]
         .into_iter()
         .find_map(|(kind, value)| value.as_ref().map(|_| kind))
+    }
+
+    /// The files of a voice message, audio file, photo (every size) or document; none for
+    /// other media (stickers, videos… are answered with a notice without being fetched).
+    fn media_files(&self, kind: &str) -> Vec<MediaFile> {
+        let file = |value: &serde_json::Value| {
+            let number = |name: &str| value.get(name).and_then(serde_json::Value::as_u64);
+            Some(MediaFile {
+                file_id: value.get("file_id")?.as_str()?.to_owned(),
+                file_size: number("file_size"),
+                duration_secs: number("duration").and_then(|d| u32::try_from(d).ok()),
+                mime_type: value
+                    .get("mime_type")
+                    .and_then(|m| m.as_str())
+                    .map(str::to_owned),
+                width: number("width").and_then(|w| u32::try_from(w).ok()),
+                height: number("height").and_then(|h| u32::try_from(h).ok()),
+            })
+        };
+        let value = match kind {
+            media::PHOTO => {
+                let sizes = self.photo.as_ref().and_then(|p| p.as_array());
+                return sizes.into_iter().flatten().filter_map(file).collect();
+            }
+            media::VOICE => self.voice.as_ref(),
+            media::AUDIO => self.audio.as_ref(),
+            media::DOCUMENT => self.document.as_ref(),
+            _ => None,
+        };
+        value.and_then(file).into_iter().collect()
     }
 
     fn telegram_chat(&self) -> TelegramChat {
@@ -252,6 +285,7 @@ impl Update {
                 to_chat_id,
             };
         }
+        let mut files = Vec::new();
         let (text, media) = match (&message.text, message.media_kind()) {
             (Some(text), _) => match addressed_text(message, text, bot) {
                 Some(text) => (text, None),
@@ -267,7 +301,9 @@ impl Update {
                 if is_group(&message.chat.kind) && !replied_to_bot {
                     return UpdateContent::Unhandled("group media not addressed to the bot");
                 }
-                (String::new(), Some(kind.to_owned()))
+                files = message.media_files(kind);
+                let caption = message.caption.clone().unwrap_or_default();
+                (caption, Some(kind.to_owned()))
             }
             // The bot was added to a group: a turn of its own, so that a group the bot may not
             // serve hears it at once, and another is greeted.
@@ -285,6 +321,7 @@ impl Update {
             text: PersonalText::Plain(text),
             sent_at: DateTime::<Utc>::from_timestamp(message.date, 0).unwrap_or_default(),
             media,
+            files,
         }))
     }
 }

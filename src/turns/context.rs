@@ -140,6 +140,8 @@ mod tests {
             context_turns: chain.unwrap_or(exchanges as u32),
             last_input_tokens: 0,
             last_message_at: Some(noon()),
+            exchanges: exchanges as u64,
+            images: Default::default(),
         }
     }
 

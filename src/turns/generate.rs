@@ -18,7 +18,7 @@ use super::screen::Screened;
 use super::texts::{system_text, usage_text};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
-use crate::llm::{HistoryTurn, LlmReply, LlmRequest};
+use crate::llm::{HistoryTurn, LlmReply, LlmRequest, PromptImage};
 use aggregates::ids::BotErrorKind;
 
 /// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
@@ -33,6 +33,10 @@ impl TurnWorker {
         ctx: &TurnContext<'_>,
         bot: &BotRow,
     ) -> Result<Next, TurnError> {
+        // A voice message, or an image for a model that takes images ([`super::media`]).
+        if let Some(next) = self.answer_readable_media(work, ctx, bot).await? {
+            return Ok(next);
+        }
         if let Screened::Refused = self.screen(work, ctx, bot, false).await? {
             return Ok(Next::Continue);
         }
@@ -66,7 +70,7 @@ impl TurnWorker {
             return Ok(Next::Continue);
         }
         let Some(command) = command else {
-            return self.ask_llm(work, ctx, bot, user_text).await;
+            return self.ask_llm(work, ctx, bot, user_text, Vec::new()).await;
         };
         let language = ctx.turn.language.as_deref();
         let (text, reset) = match command {
@@ -86,15 +90,18 @@ impl TurnWorker {
         Ok(Next::Continue)
     }
 
-    async fn ask_llm(
+    /// Asks the model `user_text`, with the turn's `images` (a photo's) beside it.
+    pub(super) async fn ask_llm(
         &self,
         work: &mut LoadedAggregate<Chat>,
         ctx: &TurnContext<'_>,
         bot: &BotRow,
         user_text: String,
+        images: Vec<PromptImage>,
     ) -> Result<Next, TurnError> {
         let plan = self.context_plan(ctx, bot, &user_text).await?;
-        let request = self.llm_request(ctx.chat, bot, user_text, &plan).await?;
+        let mut request = self.llm_request(ctx.chat, bot, user_text, &plan).await?;
+        request.images.extend(images);
         let typing = self.show_typing(bot, ctx.chat);
         let started = std::time::Instant::now();
         let result = self.llm.respond(&request).await;
@@ -118,6 +125,7 @@ impl TurnWorker {
                     person: ctx.turn.from_user_id,
                 };
                 let kind = self.priced(bot, &reply, elapsed_ms, charge, plan.context_turns);
+                let kind = super::media::with_transcription_cost(kind, ctx.turn);
                 let text = if plan.new_conversation {
                     // The user learns why the bot no longer knows what was said before.
                     let line = system_text(bot, TextKey::NewConversation, language);
@@ -183,11 +191,17 @@ impl TurnWorker {
         plan: &ContextPlan,
     ) -> Result<LlmRequest, TurnError> {
         let mut history = Vec::with_capacity(plan.history.len());
-        for (user, assistant) in chat.conversation.history.range(plan.history.clone()) {
+        // The images of the exchanges sent along, by their place in `history`.
+        let mut earlier = Vec::new();
+        let exchanges = chat.conversation.history.range(plan.history.clone());
+        for (index, (user, assistant)) in (plan.history.start..).zip(exchanges) {
             if let (Some(user), Some(assistant)) = (
                 self.vault.open(user).await?,
                 self.vault.open(assistant).await?,
             ) {
+                if let Some(image) = chat.conversation.image_at(index) {
+                    earlier.push((history.len(), image.clone()));
+                }
                 history.push(HistoryTurn { user, assistant });
             }
         }
@@ -197,6 +211,7 @@ impl TurnWorker {
             user_text,
             previous_response_id: plan.previous_response_id.clone(),
             history,
+            images: self.earlier_images(bot, &earlier).await,
         })
     }
 
@@ -249,7 +264,11 @@ impl TurnWorker {
     }
 
     /// Keeps the "typing…" indicator up while the LLM works.
-    fn show_typing(&self, bot: &BotRow, chat: &Chat) -> Option<tokio::task::JoinHandle<()>> {
+    pub(super) fn show_typing(
+        &self,
+        bot: &BotRow,
+        chat: &Chat,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let chat_id = chat.telegram_chat.as_ref()?.id;
         let messenger = self.telegram.bot(bot.id, &bot.token_ciphertext).ok()?;
         Some(tokio::spawn(async move {

@@ -5,6 +5,7 @@
 //! - [`worker`]: one chat's turns, in order, and the recording the steps share.
 //! - [`screen`]: whether the bot's policy lets a turn go ahead; a refusal's notice or leave.
 //! - [`generate`]: a turn's response: a command's reply, the media notice, or the LLM's.
+//! - [`media`]: a voice message transcribed, an image shown to the model.
 //! - [`context`]: how much of the conversation the model is given (conversation limits).
 //! - [`texts`]: the bot's system texts in the person's language.
 //! - [`send`]: the response to Telegram, in parts, formatted, paced.
@@ -16,6 +17,7 @@ pub mod bot_rows;
 pub mod callback;
 pub mod context;
 pub mod generate;
+pub mod media;
 pub mod policy;
 pub mod runner;
 pub mod screen;

@@ -418,6 +418,9 @@ mod tests {
             language: None,
             from_username: None,
             refusal: None,
+            files: Vec::new(),
+            transcription: None,
+            image: None,
         }
     }
 

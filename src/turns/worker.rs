@@ -59,6 +59,8 @@ pub struct TurnWorker {
     pub bot_rows: Arc<BotCache>,
     /// The time budgets and refusal notices are judged by.
     pub clock: Clock,
+    /// Voice messages and images: the limits and the transcription client.
+    pub media: super::media::MediaTools,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -279,7 +281,7 @@ pub fn heartbeat_interval(lease: Duration) -> Duration {
 }
 
 /// Whose personal data a turn's texts are: the person who wrote, else the chat.
-fn subject(chat: &Chat, turn: &OpenTurn) -> i64 {
+pub(super) fn subject(chat: &Chat, turn: &OpenTurn) -> i64 {
     turn.from_user_id
         .or_else(|| chat.telegram_chat.as_ref().map(|c| c.id))
         .unwrap_or_default()

@@ -193,6 +193,7 @@ async fn snapshots_and_remembered_chats_equal_a_full_replay() {
             text: PersonalText::plain(format!("question {update_id}")),
             sent_at: chrono::Utc::now(),
             media: None,
+            files: Vec::new(),
         };
         gateway
             .execute(&chat_id, ChatCommand::ReceiveMessage(message), &metadata)

@@ -392,10 +392,12 @@ async fn callback_queries_are_answered_and_other_updates_handled_without_the_llm
         .unwrap()
         .contains("no longer"));
 
-    let photo = json!({"update_id": 3, "message": {"message_id": 30, "date": 1_764_000_000,
+    // A sticker: media the model cannot take (photos and voice go to it: tests/media.rs).
+    let sticker = json!({"update_id": 3, "message": {"message_id": 30, "date": 1_764_000_000,
         "chat": {"id": 42, "type": "private"}, "from": {"id": 42, "first_name": "Ann"},
-        "photo": [{"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1}]}});
-    app.deliver(&bot_id, &photo).await;
+        "sticker": {"file_id": "f", "file_unique_id": "u", "width": 1, "height": 1,
+                    "type": "regular", "is_animated": false, "is_video": false}}});
+    app.deliver(&bot_id, &sticker).await;
     let sent = fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
     assert!(sent[0].body["text"]
         .as_str()

@@ -38,7 +38,10 @@ async fn ten_bots_are_answered_while_one_bots_backlog_of_two_thousand_still_drai
     // is taken, none refused.
     let deliveries = (0..BACKLOG).map(|n| (busy.clone(), text_update(n + 1, 10_000 + n, "hi")));
     let refused = deliver_all(&app, deliveries).await;
-    assert_eq!(refused, 0, "the webhook refused genuine deliveries");
+    assert!(
+        refused.is_empty(),
+        "the webhook refused genuine deliveries: {refused:?}"
+    );
 
     // Then ten turns for each of the ten other bots.
     let deliveries = others.iter().enumerate().flat_map(|(b, bot)| {
@@ -51,7 +54,7 @@ async fn ten_bots_are_answered_while_one_bots_backlog_of_two_thousand_still_drai
     });
     assert_eq!(
         deliver_all(&app, deliveries.collect::<Vec<_>>().into_iter()).await,
-        0
+        Vec::<u16>::new()
     );
 
     let quiet_tokens: HashSet<String> = (1..=OTHER_BOTS).map(token).collect();
@@ -83,22 +86,37 @@ async fn ten_bots_are_answered_while_one_bots_backlog_of_two_thousand_still_drai
     app.stop().await;
 }
 
-/// Delivers every `(bot, update)` with sixteen at a time; returns how many were refused.
+/// Delivers every `(bot, update)` with sixteen at a time, as Telegram does: an update the
+/// webhook could not take for a moment (a 5xx while the machine is overloaded) is delivered
+/// again; a 429 is a refusal and is not. Returns the statuses of the deliveries that were
+/// refused or never taken.
 async fn deliver_all(
     app: &TestApp,
     deliveries: impl Iterator<Item = (String, serde_json::Value)>,
-) -> usize {
+) -> Vec<u16> {
     let statuses: Vec<u16> = stream::iter(deliveries)
-        .map(|(bot, update)| {
-            let request = app
-                .http
-                .post(app.url(&format!("/telegram/{bot}/webhook")))
-                .header("X-Telegram-Bot-Api-Secret-Token", app.webhook_secret(&bot))
-                .json(&update);
-            async move { request.send().await.unwrap().status().as_u16() }
+        .map(|(bot, update)| async move {
+            let mut status = 0;
+            for _ in 0..5 {
+                status = app
+                    .http
+                    .post(app.url(&format!("/telegram/{bot}/webhook")))
+                    .header("X-Telegram-Bot-Api-Secret-Token", app.webhook_secret(&bot))
+                    .json(&update)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                if status < 500 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            status
         })
         .buffer_unordered(16)
         .collect()
         .await;
-    statuses.iter().filter(|status| **status != 200).count()
+    statuses.into_iter().filter(|status| *status != 200).collect()
 }

@@ -207,6 +207,7 @@ pub fn test_args(db: &TestDb, token_key: &str) -> ServeArgs {
         health_max_lag: 1_000,
         health_stuck_secs: 60,
         projection_max_attempts: 3,
+        media: Default::default(),
     }
 }
 

@@ -30,6 +30,7 @@ fn request(text: &str) -> LlmRequest {
         user_text: text.to_owned(),
         previous_response_id: None,
         history: Vec::new(),
+        images: Vec::new(),
     }
 }
 

@@ -30,6 +30,7 @@ mod input_edges;
 mod key_rotation;
 mod limits;
 mod llm;
+mod media;
 mod metrics;
 mod openapi;
 mod projection_faults;

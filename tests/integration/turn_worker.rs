@@ -193,6 +193,14 @@ impl Setup {
             vault: state.vault.clone(),
             bot_rows: Default::default(),
             clock: Default::default(),
+            media: botfleet::turns::media::MediaTools {
+                settings: config.media.clone(),
+                transcriber: botfleet::llm::transcriber(
+                    &config.openai_base_url,
+                    None,
+                    Duration::from_secs(5),
+                ),
+            },
         };
         Self {
             _db: db,

@@ -41,6 +41,9 @@ pub struct Bot {
     /// Who may talk to the bot and how much it may spend.
     #[serde(default)]
     pub policy: super::policy::BotPolicy,
+    /// What the bot does with voice messages and images.
+    #[serde(default)]
+    pub media: super::media::BotMediaSettings,
 }
 
 impl Bot {
@@ -265,6 +268,14 @@ impl Aggregate for Bot {
                 }
                 BotEvent::PolicySet { policy }
             }
+            BotCommand::SetMediaSettings(settings) => {
+                self.ensure_changeable("given media settings")?;
+                settings.validate()?;
+                if self.media == settings {
+                    return Ok(());
+                }
+                BotEvent::MediaSettingsSet { settings }
+            }
             BotCommand::GrantExtra(grant) => {
                 self.ensure_changeable("granted extra use")?;
                 if grant.person <= 0 {
@@ -338,6 +349,7 @@ impl Aggregate for Bot {
             BotEvent::BotErrorCleared => self.last_error = None,
             BotEvent::BotIdentified { username } => self.username = Some(username),
             BotEvent::PolicySet { policy } => self.policy = policy,
+            BotEvent::MediaSettingsSet { settings } => self.media = settings,
             // Counted by the usage read model; the bot itself keeps no tally.
             BotEvent::ExtraGranted(_) => {}
         }

@@ -76,6 +76,9 @@ pub enum BotCommand {
     },
     /// Lets `person` use more than their limits in the period that starts on `period_start`.
     GrantExtra(ExtraGrant),
+    /// Replaces what the bot does with voice messages and images (equal settings are no
+    /// change).
+    SetMediaSettings(super::media::BotMediaSettings),
 }
 
 /// Extra use an admin grants one person for one day or month.

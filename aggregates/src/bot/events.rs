@@ -54,6 +54,10 @@ pub enum BotEvent {
     },
     /// An admin let one person use more in one day or month.
     ExtraGranted(ExtraGrant),
+    /// What the bot does with voice messages and images, as a whole.
+    MediaSettingsSet {
+        settings: super::media::BotMediaSettings,
+    },
 }
 
 impl DomainEvent for BotEvent {
@@ -71,6 +75,7 @@ impl DomainEvent for BotEvent {
             BotEvent::BotIdentified { .. } => "BotIdentified",
             BotEvent::PolicySet { .. } => "PolicySet",
             BotEvent::ExtraGranted { .. } => "ExtraGranted",
+            BotEvent::MediaSettingsSet { .. } => "MediaSettingsSet",
         }
         .to_owned()
     }

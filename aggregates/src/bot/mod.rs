@@ -4,6 +4,7 @@ mod aggregate;
 mod commands;
 mod errors;
 mod events;
+pub mod media;
 pub mod policy;
 pub mod texts;
 mod values;

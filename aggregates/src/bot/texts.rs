@@ -39,6 +39,11 @@ pub enum TextKey {
     Usage,
     /// The answer to a button that no longer does anything.
     UnknownButton,
+    /// The reply to a voice message or file over the limits: `{max_minutes}` (of audio) and
+    /// `{max_megabytes}` (of a file).
+    MediaTooLarge,
+    /// The reply to a voice message in which the transcription heard no words.
+    VoiceUnclear,
 }
 
 impl TextKey {
@@ -57,6 +62,8 @@ impl TextKey {
             TextKey::NewConversation => "new_conversation",
             TextKey::Usage => "usage",
             TextKey::UnknownButton => "unknown_button",
+            TextKey::MediaTooLarge => "media_too_large",
+            TextKey::VoiceUnclear => "voice_unclear",
         }
     }
 }
@@ -93,6 +100,13 @@ Commands:\n\
 Today: {messages_today} of {limit_messages_day} messages, {cost_today} of {limit_cost_day}.\n\
 This month: {messages_month} of {limit_messages_month} messages, {cost_month} of {limit_cost_month}.",
         ("en", TextKey::UnknownButton) => "Sorry, this button no longer does anything.",
+        ("en", TextKey::VoiceUnclear) => {
+            "Sorry, I could not make out any words in that message. Please try again, or write."
+        }
+        ("en", TextKey::MediaTooLarge) => {
+            "Sorry, that is too long for me: I can listen to voice messages of up to \
+{max_minutes} min and take files of up to {max_megabytes} MB. Please send a shorter one, or write."
+        }
         ("ru", TextKey::Start) => "Здравствуйте! Спросите меня о чём угодно.",
         ("ru", TextKey::Help) => "Я отвечаю на ваши сообщения с помощью модели ИИ.\n\n\
 Команды:\n\
@@ -125,6 +139,13 @@ This month: {messages_month} of {limit_messages_month} messages, {cost_month} of
 Сегодня: сообщений {messages_today} из {limit_messages_day}, {cost_today} из {limit_cost_day}.\n\
 В этом месяце: сообщений {messages_month} из {limit_messages_month}, {cost_month} из {limit_cost_month}.",
         ("ru", TextKey::UnknownButton) => "Извините, эта кнопка больше ничего не делает.",
+        ("ru", TextKey::VoiceUnclear) => {
+            "Извините, я не разобрал в этом сообщении ни слова. Повторите, пожалуйста, или напишите."
+        }
+        ("ru", TextKey::MediaTooLarge) => {
+            "Извините, это слишком длинно для меня: я слушаю голосовые сообщения до \
+{max_minutes} мин и принимаю файлы до {max_megabytes} МБ. Пришлите покороче или напишите текстом."
+        }
         _ => return None,
     })
 }
@@ -216,6 +237,8 @@ mod tests {
                 TextKey::NewConversation,
                 TextKey::Usage,
                 TextKey::UnknownButton,
+                TextKey::MediaTooLarge,
+                TextKey::VoiceUnclear,
             ] {
                 assert!(built_in(key, language).is_some(), "{language} {key:?}");
             }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::commands::ChatCommand;
 use super::errors::ChatError;
 use super::events::{ChatEvent, GeneratedResponse, ResponseKind, TurnKind, TurnStep};
+use super::media::{ConversationImage, ImageRef, MediaFile, Transcription};
 use super::values::TelegramChat;
 use super::ChatServices;
 use crate::bot::policy::RefusalReason;
@@ -48,6 +49,15 @@ pub struct OpenTurn {
     /// The bot's policy refused the turn; it stays open only for the notice or the leave.
     #[serde(default)]
     pub refusal: Option<TurnRefusal>,
+    /// A media message's files (a photo's sizes, a voice message's file).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<MediaFile>,
+    /// A voice message's transcript once recorded (`user_text` is then the transcript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transcription: Option<Transcription>,
+    /// The image shown to the model, once fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageRef>,
 }
 
 /// A refused turn's remaining work.
@@ -100,6 +110,41 @@ pub struct Conversation {
     /// When the last answered message was sent, for the idle reset.
     #[serde(default)]
     pub last_message_at: Option<DateTime<Utc>>,
+    /// Exchanges answered since the conversation started: numbers the exchanges, so that
+    /// `images` can name theirs while old ones drop out of `history`.
+    #[serde(default)]
+    pub exchanges: u64,
+    /// The images of the exchanges still in `history`, oldest first.
+    #[serde(default, skip_serializing_if = "VecDeque::is_empty")]
+    pub images: VecDeque<ConversationImage>,
+}
+
+impl Conversation {
+    /// Counts the exchange just pushed onto `history`, with its image, and forgets the images
+    /// of exchanges that left the window.
+    pub(crate) fn note_exchange(&mut self, image: Option<ImageRef>) {
+        // A conversation from before exchanges were counted has at least its history.
+        self.exchanges = self.exchanges.max(self.history.len() as u64 - 1) + 1;
+        if let Some(image) = image {
+            self.images.push_back(ConversationImage {
+                exchange: self.exchanges - 1,
+                image,
+            });
+        }
+        let first = self.exchanges.saturating_sub(self.history.len() as u64);
+        self.images.retain(|i| i.exchange >= first);
+    }
+
+    /// The image of the exchange at `index` of `history`, if it had one.
+    #[must_use]
+    pub fn image_at(&self, index: usize) -> Option<&ImageRef> {
+        let first = self.exchanges.saturating_sub(self.history.len() as u64);
+        let exchange = first + index as u64;
+        self.images
+            .iter()
+            .find(|i| i.exchange == exchange)
+            .map(|i| &i.image)
+    }
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -210,6 +255,7 @@ impl Aggregate for Chat {
                     text: message.text,
                     sent_at: message.sent_at,
                     media: message.media,
+                    files: message.files,
                 }]
             }
             ChatCommand::ReceiveCallback(callback) => {
@@ -373,6 +419,32 @@ impl Aggregate for Chat {
                         && screening.policy.access.leave_refused_groups,
                 }]
             }
+            ChatCommand::RecordTranscription {
+                update_id,
+                transcription,
+            } => {
+                let turn = self.open_turn(update_id)?;
+                if turn.response.is_some() {
+                    return Err(ChatError::AlreadyResponded(update_id));
+                }
+                if turn.transcription.is_some() {
+                    return Ok(());
+                }
+                vec![ChatEvent::MediaTranscribed {
+                    update_id,
+                    transcription,
+                }]
+            }
+            ChatCommand::RecordImage { update_id, image } => {
+                let turn = self.open_turn(update_id)?;
+                if turn.response.is_some() {
+                    return Err(ChatError::AlreadyResponded(update_id));
+                }
+                if turn.image.as_ref().is_some_and(|known| known == &image) {
+                    return Ok(());
+                }
+                vec![ChatEvent::ImageAttached { update_id, image }]
+            }
             ChatCommand::RecordLeft { update_id } => {
                 if self.left {
                     return Ok(());
@@ -422,6 +494,7 @@ impl Aggregate for Chat {
                 text,
                 sent_at,
                 media,
+                files,
             } => {
                 self.bot_id = Some(bot_id);
                 self.telegram_chat = Some(chat);
@@ -448,6 +521,9 @@ impl Aggregate for Chat {
                     language: from.as_ref().and_then(|u| u.language_code.clone()),
                     from_username: from.and_then(|u| u.username),
                     refusal: None,
+                    files,
+                    transcription: None,
+                    image: None,
                 });
             }
             ChatEvent::CallbackQueryReceived {
@@ -477,6 +553,9 @@ impl Aggregate for Chat {
                     language: from.and_then(|u| u.language_code),
                     from_username: None,
                     refusal: None,
+                    files: Vec::new(),
+                    transcription: None,
+                    image: None,
                 });
             }
             ChatEvent::CallbackAnswered { update_id, .. } => {
@@ -513,6 +592,9 @@ impl Aggregate for Chat {
                     language: None,
                     from_username: None,
                     refusal: None,
+                    files: Vec::new(),
+                    transcription: None,
+                    image: None,
                 });
             }
             ChatEvent::TurnRetried { update_id } => {
@@ -538,7 +620,8 @@ impl Aggregate for Chat {
                 };
                 turn.attempts = 0;
                 turn.retry_at = None;
-                let (user_text, sent_at) = (turn.user_text.clone(), turn.sent_at);
+                let (user_text, sent_at, image) =
+                    (turn.user_text.clone(), turn.sent_at, turn.image.clone());
                 if let ResponseKind::Llm {
                     response_id,
                     usage,
@@ -558,6 +641,7 @@ impl Aggregate for Chat {
                     while conversation.history.len() > HISTORY_WINDOW {
                         conversation.history.pop_front();
                     }
+                    conversation.note_exchange(image);
                 }
                 if let Some(turn) = self.open_turn_mut(update_id) {
                     turn.response = Some(response);
@@ -612,6 +696,20 @@ impl Aggregate for Chat {
                     }
                 } else {
                     self.close_turn(update_id);
+                }
+            }
+            ChatEvent::MediaTranscribed {
+                update_id,
+                transcription,
+            } => {
+                if let Some(turn) = self.open_turn_mut(update_id) {
+                    turn.user_text = transcription.text.clone();
+                    turn.transcription = Some(transcription);
+                }
+            }
+            ChatEvent::ImageAttached { update_id, image } => {
+                if let Some(turn) = self.open_turn_mut(update_id) {
+                    turn.image = Some(image);
                 }
             }
             ChatEvent::ChatLeft { update_id, .. } => {

@@ -44,6 +44,7 @@ fn incoming(update_id: i64, text: &str) -> IncomingMessage {
         text: PersonalText::plain(text),
         sent_at: Utc.timestamp_opt(1_700_000_000, 0).unwrap(),
         media: None,
+        files: Vec::new(),
     }
 }
 
@@ -58,6 +59,7 @@ fn received(update_id: i64, text: &str) -> ChatEvent {
         text: m.text,
         sent_at: m.sent_at,
         media: m.media,
+        files: m.files,
     }
 }
 

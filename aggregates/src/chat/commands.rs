@@ -1,6 +1,7 @@
 use chrono::{DateTime, Utc};
 
 use super::events::{FailureClass, GeneratedResponse, TurnStep};
+use super::media::{ImageRef, MediaFile, Transcription};
 use super::values::{TelegramChat, TelegramUser};
 use crate::bot::policy::{BotPolicy, Usage};
 use crate::ids::{BotId, TurnKey, UpdateId};
@@ -18,6 +19,8 @@ pub struct IncomingMessage {
     pub sent_at: DateTime<Utc>,
     /// What was sent instead of text, if anything (`photo`, `sticker`, `voice`…).
     pub media: Option<String>,
+    /// The files of a voice message, audio file, photo or document.
+    pub files: Vec<MediaFile>,
 }
 
 /// A press on an inline keyboard button, as the intake read it.
@@ -82,6 +85,13 @@ pub enum ChatCommand {
         update_id: TurnKey,
         screening: Screening,
     },
+    /// Records a voice message's transcript (once per turn, before its response).
+    RecordTranscription {
+        update_id: TurnKey,
+        transcription: Transcription,
+    },
+    /// Records the image a turn shows the model (once per turn, before its response).
+    RecordImage { update_id: TurnKey, image: ImageRef },
     /// The bot left the group after a refused turn.
     RecordLeft { update_id: TurnKey },
     /// Ends a turn without delivering a response; `blocks_chat` when Telegram refuses the

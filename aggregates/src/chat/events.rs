@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
 
+use super::media::{ImageRef, MediaFile, Transcription};
 use super::values::{BotCommandName, TelegramChat, TelegramUser, TokenUsage};
 use crate::bot::policy::RefusalReason;
 use crate::ids::{BotId, TurnKey, UpdateId};
@@ -78,7 +79,8 @@ pub enum TurnKind {
     /// A text message: answered by the LLM or as a command.
     #[default]
     Message,
-    /// A photo, sticker, voice message, document…: answered with a notice.
+    /// A photo, sticker, voice message, document…: a voice message or audio file is
+    /// transcribed and an image shown to a model that takes images; the rest get a notice.
     Media { media: String },
     /// A press on an inline keyboard button: answered with answerCallbackQuery.
     Callback {
@@ -116,6 +118,10 @@ pub enum ChatEvent {
         /// Absent for a text message; otherwise what was sent instead (`photo`, `sticker`…).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         media: Option<String>,
+        /// The files of a voice message, audio file, photo (each size) or document, to be
+        /// fetched when the turn is worked (absent in messages recorded before media was read).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        files: Vec<MediaFile>,
     },
     /// A press on one of the bot's inline keyboard buttons.
     CallbackQueryReceived {
@@ -191,6 +197,13 @@ pub enum ChatEvent {
     /// The bot left the group (Telegram's leaveChat), after a refused turn; `ends_turn` when
     /// that turn was still open (refused without a notice).
     ChatLeft { update_id: TurnKey, ends_turn: bool },
+    /// A voice message or audio file was transcribed: its text is what the turn asks.
+    MediaTranscribed {
+        update_id: TurnKey,
+        transcription: Transcription,
+    },
+    /// The turn's image was fetched to be shown to the model: its fingerprint, not its bytes.
+    ImageAttached { update_id: TurnKey, image: ImageRef },
     /// The turn ends without a response delivered.
     TurnFailed {
         update_id: TurnKey,
@@ -219,6 +232,8 @@ impl DomainEvent for ChatEvent {
             ChatEvent::TurnFailed { .. } => "TurnFailed",
             ChatEvent::TurnRefused { .. } => "TurnRefused",
             ChatEvent::ChatLeft { .. } => "ChatLeft",
+            ChatEvent::MediaTranscribed { .. } => "MediaTranscribed",
+            ChatEvent::ImageAttached { .. } => "ImageAttached",
         }
         .to_owned()
     }

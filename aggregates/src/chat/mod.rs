@@ -9,6 +9,7 @@ mod aggregate;
 mod commands;
 mod errors;
 mod events;
+pub mod media;
 mod screening;
 mod values;
 

@@ -55,6 +55,7 @@ fn message_in(chat_id: i64, update_id: i64, second: i64) -> ChatEvent {
         text: PersonalText::plain("hi"),
         sent_at: at(second),
         media: None,
+        files: Vec::new(),
     }
 }
 

@@ -66,6 +66,7 @@ impl Projector for ChatProjector {
                 text,
                 sent_at: _,
                 media,
+                files: _,
             } => {
                 let incoming = Incoming {
                     chat_id,
@@ -364,6 +365,23 @@ impl Projector for ChatProjector {
                 touch_chat(tx, chat_id, at, version).await?;
             }
             ChatEvent::ChatLeft { .. } => {}
+            // An admin reads a voice message as its transcript (sealed like any text).
+            ChatEvent::MediaTranscribed {
+                update_id,
+                transcription,
+            } => {
+                sqlx::query(
+                    "UPDATE messages SET text = $3
+                     WHERE chat_id = $1 AND update_id = $2 AND role = 'user'",
+                )
+                .bind(chat_id)
+                .bind(update_id.stored())
+                .bind(transcription.text.to_column())
+                .execute(&mut *tx)
+                .await?;
+                touch_chat(tx, chat_id, at, version).await?;
+            }
+            ChatEvent::ImageAttached { .. } => {}
             ChatEvent::TurnFailed {
                 update_id,
                 step,

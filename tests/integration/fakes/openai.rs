@@ -3,6 +3,10 @@
 //!
 //! Replies echo the user's text (`echo: <text>`) unless a fixed reply is set; usage is always
 //! 100 input tokens (20 cached) and 50 output tokens (10 of them reasoning).
+//!
+//! `/v1/audio/transcriptions` reads the multipart form: the call is recorded with a JSON body
+//! of its text fields and, for the file, `{"file": {"name", "content_type", "bytes"}}`. It
+//! answers [`TRANSCRIPT`] (or the one set) with usage of 1,000 input and 200 output tokens.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,7 +45,12 @@ struct Script {
     failures: VecDeque<ScriptedFailure>,
     delay: Duration,
     reply: Option<String>,
+    /// What every recording is heard as; `None`: [`TRANSCRIPT`].
+    transcript: Option<String>,
 }
+
+/// What the fake hears in any recording, unless told otherwise.
+pub const TRANSCRIPT: &str = "what is the capital of France";
 
 struct Shared {
     script: Mutex<Script>,
@@ -129,6 +138,11 @@ impl FakeOpenAi {
         self.shared.script().reply = text;
     }
 
+    /// What every recording is heard as; `None` brings back [`TRANSCRIPT`].
+    pub fn set_transcript(&self, text: Option<String>) {
+        self.shared.script().transcript = text;
+    }
+
     /// Waits until at least `n` calls have arrived; panics after `timeout`.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
         let mut arrived = self.shared.arrived.subscribe();
@@ -152,20 +166,25 @@ pub fn error_body(message: &str, kind: &str, code: Option<&str>) -> Value {
 
 #[handler]
 async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> Response {
+    let content_type = request.content_type().unwrap_or_default().to_owned();
     let call = RecordedLlmCall {
         path: request.uri().path().to_owned(),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: match content_type.split("boundary=").nth(1) {
+            Some(boundary) => multipart_fields(&body, boundary.trim_matches('"')),
+            None => serde_json::from_slice(&body).unwrap_or(Value::Null),
+        },
         authorization: request
             .headers()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (delay, reply) = {
+    let (delay, reply, transcript) = {
         let mut script = shared.script();
         script.calls.push(call.clone());
         shared.arrived.send_replace(script.calls.len());
-        (script.delay, script.reply.clone())
+        let transcript = script.transcript.clone();
+        (script.delay, script.reply.clone(), transcript)
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -186,6 +205,15 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
             let text = reply.unwrap_or_else(|| format!("echo: {}", chat_user_text(&call.body)));
             json_response(StatusCode::OK, chat_reply(n, &call.body, &text))
         }
+        "/v1/audio/transcriptions" => json_response(
+            StatusCode::OK,
+            json!({
+                "text": transcript.unwrap_or_else(|| TRANSCRIPT.to_owned()),
+                "usage": {"type": "tokens", "input_tokens": 1000, "output_tokens": 200,
+                          "total_tokens": 1200,
+                          "input_token_details": {"text_tokens": 0, "audio_tokens": 1000}}
+            }),
+        ),
         other => json_response(
             StatusCode::NOT_FOUND,
             error_body(
@@ -195,6 +223,59 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
             ),
         ),
     }
+}
+
+/// A multipart form's fields as JSON: text fields as strings, a file as its name, type and
+/// byte count.
+fn multipart_fields(body: &[u8], boundary: &str) -> Value {
+    let delimiter = format!("--{boundary}");
+    let mut fields = serde_json::Map::new();
+    for part in split_bytes(body, delimiter.as_bytes()) {
+        let Some(split) = find(part, b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = String::from_utf8_lossy(&part[..split]).to_string();
+        let mut value = &part[split + 4..];
+        if value.ends_with(b"\r\n") {
+            value = &value[..value.len() - 2];
+        }
+        let attribute = |name: &str| {
+            headers
+                .split(&format!("{name}=\""))
+                .nth(1)
+                .and_then(|rest| rest.split('"').next())
+                .map(str::to_owned)
+        };
+        let Some(name) = attribute("name") else {
+            continue;
+        };
+        let field = match attribute("filename") {
+            Some(file_name) => json!({
+                "name": file_name,
+                "content_type": headers
+                    .lines()
+                    .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|t| t.trim().to_owned())),
+                "bytes": value.len(),
+            }),
+            None => Value::String(String::from_utf8_lossy(value).into_owned()),
+        };
+        fields.insert(name, field);
+    }
+    Value::Object(fields)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn split_bytes<'a>(mut bytes: &'a [u8], delimiter: &[u8]) -> Vec<&'a [u8]> {
+    let mut parts = Vec::new();
+    while let Some(at) = find(bytes, delimiter) {
+        parts.push(&bytes[..at]);
+        bytes = &bytes[at + delimiter.len()..];
+    }
+    parts.push(bytes);
+    parts
 }
 
 fn failure_response(failure: ScriptedFailure) -> Response {

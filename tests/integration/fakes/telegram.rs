@@ -1,5 +1,7 @@
 //! A fake Telegram Bot API: a real HTTP server on 127.0.0.1 that records every call, serves
-//! `getUpdates` from a queue per bot, and answers scripted failures on demand.
+//! `getUpdates` from a queue per bot, and answers scripted failures on demand. Files added
+//! with [`FakeTelegram::add_file`] are described by `getFile` and served at
+//! `/file/bot<token>/<path>` (each download recorded as a call of method `file`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -39,6 +41,8 @@ struct State {
     updates: Mutex<HashMap<String, Vec<Value>>>,
     updates_added: Notify,
     next_message_id: AtomicI64,
+    /// Files by id: their path and bytes.
+    files: Mutex<HashMap<String, (String, Vec<u8>)>>,
 }
 
 pub struct FakeTelegram {
@@ -63,6 +67,7 @@ impl FakeTelegram {
             .port();
         let app = Route::new()
             .at("/:bot/:method", post(call))
+            .at("/file/:bot/*path", poem::get(file))
             .data(state.clone());
         tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
         Self {
@@ -114,6 +119,15 @@ impl FakeTelegram {
         let mut delays = self.state.delays.lock().unwrap();
         let queue = delays.entry(method.to_ascii_lowercase()).or_default();
         queue.extend(std::iter::repeat_n(delay, times));
+    }
+
+    /// A file the bots may fetch: getFile answers with `path`, the download serves `bytes`.
+    pub fn add_file(&self, file_id: &str, path: &str, bytes: Vec<u8>) {
+        self.state
+            .files
+            .lock()
+            .unwrap()
+            .insert(file_id.to_owned(), (path.to_owned(), bytes));
     }
 
     /// Queues an update for `token`'s getUpdates.
@@ -264,6 +278,21 @@ async fn call(
             })
         }
         "getupdates" => Value::Array(updates_for(&state, &token, &body).await),
+        "getfile" => {
+            let file_id = body["file_id"].as_str().unwrap_or_default().to_owned();
+            let known = state.files.lock().unwrap().get(&file_id).cloned();
+            match known {
+                Some((path, bytes)) => json!({
+                    "file_id": file_id, "file_unique_id": format!("u-{file_id}"),
+                    "file_size": bytes.len(), "file_path": path
+                }),
+                None => {
+                    return Json(error(400, "Bad Request: invalid file_id", None))
+                        .with_status(poem::http::StatusCode::BAD_REQUEST)
+                        .into_response()
+                }
+            }
+        }
         "getme" => json!({
             "id": token.split(':').next().and_then(|id| id.parse::<i64>().ok()).unwrap_or(1),
             "is_bot": true, "first_name": "Support", "username": "support_bot",
@@ -273,6 +302,33 @@ async fn call(
         _ => json!(true),
     };
     Json(json!({"ok": true, "result": result})).into_response()
+}
+
+/// A file download: `/file/bot<token>/<path>`, recorded as a call of method `file` whose body
+/// names the token and path.
+#[handler]
+async fn file(Path((bot, path)): Path<(String, String)>, state: Data<&Arc<State>>) -> Response {
+    let token = bot.strip_prefix("bot").unwrap_or(&bot).to_owned();
+    state.calls.lock().unwrap().push(TelegramCall {
+        token,
+        method: "file".to_owned(),
+        body: json!({"path": path}),
+        at: std::time::Instant::now(),
+    });
+    state.changed.notify_waiters();
+    let bytes = state
+        .files
+        .lock()
+        .unwrap()
+        .values()
+        .find(|(known, _)| *known == path)
+        .map(|(_, bytes)| bytes.clone());
+    match bytes {
+        Some(bytes) => Response::builder().body(bytes),
+        None => Response::builder()
+            .status(poem::http::StatusCode::NOT_FOUND)
+            .finish(),
+    }
 }
 
 /// Long polling: confirms updates below `offset`, returns the rest, or waits for some.
