@@ -170,6 +170,17 @@ impl Projector for BotProjector {
                 .execute(&mut *tx)
                 .await?;
             }
+            BotEvent::StreamingSet { on } => {
+                sqlx::query(
+                    "UPDATE bots SET streaming = $2, updated_at = $3, version = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(on)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
             // Counted by the allowances read model.
             BotEvent::ExtraGranted(_) => {
                 sqlx::query("UPDATE bots SET version = $2 WHERE id = $1")
@@ -224,12 +235,15 @@ pub struct BotRow {
     pub username: Option<String>,
     /// Who may talk to the bot and how much it may spend.
     pub policy: sqlx::types::Json<std::sync::Arc<aggregates::bot::policy::BotPolicy>>,
+    /// Whether answers stream into the chat as they are written.
+    pub streaming: bool,
 }
 
 const BOT_COLUMNS: &str =
     "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
     error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version,
-    webhook_url, last_error_kind, last_error_message, last_error_at, username, policy";
+    webhook_url, last_error_kind, last_error_message, last_error_at, username, policy,
+    streaming";
 
 pub async fn find_bot(
     conn: impl sqlx::PgExecutor<'_>,

@@ -14,6 +14,7 @@ mod errors;
 pub mod pricing;
 pub mod prompt;
 mod responses;
+pub mod streaming;
 mod transport;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use std::time::Duration;
 
 pub use errors::{ErrorClass, LlmError};
 pub use pricing::{ModelPrice, PriceTable, PricingError};
+pub use streaming::TextProgress;
 
 /// One turn to answer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -71,6 +73,17 @@ pub struct TokenUsage {
 #[async_trait::async_trait]
 pub trait LanguageModel: Send + Sync {
     async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError>;
+
+    /// Answers as [`Self::respond`] does, with the same one request, publishing the text to
+    /// `progress` as it is written ([`streaming`]). A model that cannot stream answers whole.
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        let _ = progress;
+        self.respond(request).await
+    }
 
     /// Whether the provider keeps the conversation (Responses): then a turn sends only its
     /// message and names the previous response, and the context is the chain behind it.

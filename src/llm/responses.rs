@@ -34,12 +34,20 @@ impl LanguageModel for ResponsesModel {
         reply(response)
     }
 
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &super::TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        super::streaming::respond_with_responses(&self.client, request, progress).await
+    }
+
     fn keeps_conversation(&self) -> bool {
         true
     }
 }
 
-fn create_response(request: &LlmRequest) -> CreateResponse {
+pub(super) fn create_response(request: &LlmRequest) -> CreateResponse {
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
     let previous_response_id = request.previous_response_id.as_deref().and_then(non_empty);
     let input = if previous_response_id.is_some() || request.history.is_empty() {
@@ -71,7 +79,7 @@ fn create_response(request: &LlmRequest) -> CreateResponse {
     }
 }
 
-fn reply(response: Response) -> Result<LlmReply, LlmError> {
+pub(super) fn reply(response: Response) -> Result<LlmReply, LlmError> {
     if response.status == Status::Failed {
         return Err(failed(&response));
     }

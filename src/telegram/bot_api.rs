@@ -85,6 +85,11 @@ impl BotApi {
 }
 
 impl BotEndpoint {
+    /// How long a call may take unless it says otherwise.
+    pub fn call_timeout(&self) -> Duration {
+        self.api.call_timeout
+    }
+
     /// Calls the method of a teloxide-core payload and reads its typed result.
     pub async fn call<P>(&self, payload: &P) -> Result<P::Output, TelegramFailure>
     where

@@ -9,9 +9,11 @@
 //! - [`markdown`]: the LLM's Markdown as Telegram HTML.
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
 //! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
+//! - [`drafts`]: an answer shown while it is written (drafts, or a preview message in groups).
 
 pub mod bot_api;
 pub mod clients;
+pub mod drafts;
 pub mod failures;
 pub mod markdown;
 pub mod messenger;

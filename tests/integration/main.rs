@@ -37,6 +37,7 @@ mod restored_counter;
 mod retry_timing;
 mod schema_conformance;
 mod start_up;
+mod streaming;
 mod subscriptions;
 mod telegram_transport;
 mod turn_worker;

@@ -110,7 +110,7 @@ async fn a_polling_conflict_is_shown_on_the_bot_and_not_retried_in_a_tight_loop(
 }
 
 /// `botfleet serve` as a child process, on a port of its own.
-fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
+pub(crate) fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -140,7 +140,7 @@ fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
     (child, format!("http://127.0.0.1:{port}"))
 }
 
-async fn wait_until_serving(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_until_serving(http: &reqwest::Client, base: &str) {
     eventually(WAIT, "the child process serves", || async {
         http.get(format!("{base}/health"))
             .send()

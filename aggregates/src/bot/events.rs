@@ -54,6 +54,12 @@ pub enum BotEvent {
     },
     /// An admin let one person use more in one day or month.
     ExtraGranted(ExtraGrant),
+    /// Whether answers stream into the chat as they are written (drafts in private chats, a
+    /// paced edited message in groups). A bot without this event does not stream: bots made
+    /// before streaming existed keep answering as they did.
+    StreamingSet {
+        on: bool,
+    },
 }
 
 impl DomainEvent for BotEvent {
@@ -71,6 +77,7 @@ impl DomainEvent for BotEvent {
             BotEvent::BotIdentified { .. } => "BotIdentified",
             BotEvent::PolicySet { .. } => "PolicySet",
             BotEvent::ExtraGranted { .. } => "ExtraGranted",
+            BotEvent::StreamingSet { .. } => "StreamingSet",
         }
         .to_owned()
     }
