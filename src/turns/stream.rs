@@ -16,7 +16,7 @@
 
 use std::time::Duration;
 
-use aggregates::chat::Chat;
+use aggregates::chat::{Chat, FailureClass};
 use projections::bots::BotRow;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -32,7 +32,8 @@ pub const DRAFT_GAP: Duration = Duration::from_millis(300);
 /// messages a minute in a group, and edits are where other bots earn their flood bans.
 pub const GROUP_EDIT_GAP: Duration = Duration::from_secs(3);
 
-/// A `retry_after` longer than this ends the preview (the answer still comes, in full).
+/// A `retry_after` longer than this ends the preview (the answer still comes, in full:
+/// its send waits out any flood control as every send does).
 const LONGEST_PREVIEW_PAUSE: Duration = Duration::from_secs(30);
 
 /// Where a preview goes.
@@ -96,15 +97,16 @@ impl TurnWorker {
                     if text.trim().is_empty() {
                         continue;
                     }
-                    if let Some(typing) = typing {
-                        typing.abort();
-                    }
                     match preview.show(&text).await {
-                        Ok(gap) => next_at = Instant::now() + gap,
-                        Err(pause) if pause <= LONGEST_PREVIEW_PAUSE => {
-                            next_at = Instant::now() + pause;
+                        Shown::Next(wait) => {
+                            // The text is up: "typing…" has done its job.
+                            if let Some(typing) = typing {
+                                typing.abort();
+                            }
+                            next_at = Instant::now() + wait;
                         }
-                        Err(_) => open = false,
+                        Shown::Later(wait) => next_at = Instant::now() + wait,
+                        Shown::Never => open = false,
                     }
                     waiting = true;
                 }
@@ -113,6 +115,16 @@ impl TurnWorker {
         preview.finish().await;
         result
     }
+}
+
+/// When the next preview may go after one was tried.
+enum Shown {
+    /// It is up; the next after this pause.
+    Next(Duration),
+    /// It failed; try again after this pause.
+    Later(Duration),
+    /// No more previews for this answer.
+    Never,
 }
 
 /// One answer's preview, as far as it has been shown.
@@ -125,12 +137,11 @@ struct Preview<'a> {
 }
 
 impl Preview<'_> {
-    /// Shows `text`; the wait before the next preview, or (as `Err`) the pause Telegram asked
-    /// for. Any other failure is logged and only skips this preview.
-    async fn show(&mut self, text: &str) -> Result<Duration, Duration> {
+    /// Shows `text`, and says when the next preview may go.
+    async fn show(&mut self, text: &str) -> Shown {
         let chars = text.chars().count();
         if self.shown_chars >= crate::telegram::drafts::PREVIEW_CHARS || chars <= self.shown_chars {
-            return Ok(DRAFT_GAP);
+            return Shown::Next(DRAFT_GAP);
         }
         let shown = preview_text(text);
         let (outcome, gap) = match &mut self.surface {
@@ -152,15 +163,22 @@ impl Preview<'_> {
                 (outcome, GROUP_EDIT_GAP)
             }
         };
-        match outcome {
+        let failure = match outcome {
             Ok(()) => {
                 self.shown_chars = chars;
-                Ok(gap)
+                return Shown::Next(gap);
             }
-            Err(failure) => {
-                tracing::info!(error = %failure.message, retry_after = ?failure.retry_after, "a preview of the answer failed; the answer is unaffected");
-                Err(failure.retry_after.unwrap_or(gap).max(gap))
-            }
+            Err(failure) => failure,
+        };
+        tracing::info!(error = %failure.message, retry_after = ?failure.retry_after, "a preview of the answer failed; the answer is unaffected");
+        match failure.retry_after {
+            // Flood control: the preview waits as long as Telegram asks, or ends.
+            Some(wait) if wait <= LONGEST_PREVIEW_PAUSE => Shown::Later(wait.max(gap)),
+            Some(_) => Shown::Never,
+            // A passing failure skips one preview; a refusal (no drafts on this server, a
+            // chat that takes none) ends them for this answer.
+            None if failure.class == FailureClass::Retryable => Shown::Later(gap),
+            None => Shown::Never,
         }
     }
 

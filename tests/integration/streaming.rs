@@ -11,7 +11,7 @@ use crate::resilience::{serve, wait_until_serving};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-/// Twenty words: forty tokens in the fake's stream.
+/// Twenty-three words: as many tokens in the fake's stream (a word and the space before it).
 const ANSWER: &str = "Streaming shows the answer while the model writes it, so the person reads \
                       along instead of watching typing for half a minute.";
 
@@ -172,7 +172,7 @@ async fn chat_completions_stream_too_with_the_same_usage() {
 async fn a_group_sees_one_preview_edited_at_a_paced_rate_then_the_answer() {
     let fakes = Fakes::start().await;
     fakes.openai.set_reply(Some(ANSWER.to_owned()));
-    // Forty tokens over about eight seconds: two or three edits at the group's pace.
+    // Twenty-three tokens over about 4.6 s: the preview and an edit or two at the group's pace.
     fakes.openai.set_token_pace(Duration::from_millis(200));
     let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
     let bot_id = streaming_bot(&app, "Streamer", &token(1)).await;
@@ -217,7 +217,7 @@ async fn a_group_sees_one_preview_edited_at_a_paced_rate_then_the_answer() {
 async fn a_429_on_the_preview_slows_it_and_the_answer_still_comes_once() {
     let fakes = Fakes::start().await;
     fakes.openai.set_reply(Some(ANSWER.to_owned()));
-    fakes.openai.set_token_pace(Duration::from_millis(80));
+    fakes.openai.set_token_pace(Duration::from_millis(150));
     fakes.telegram.fail_next(
         "sendMessageDraft",
         1,
@@ -232,15 +232,55 @@ async fn a_429_on_the_preview_slows_it_and_the_answer_still_comes_once() {
     fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
     app.settle().await;
 
+    // Twenty-three tokens over about 3.5 s: the draft refused at the start is tried again after
+    // the 2 s Telegram asked for, not before.
     let drafts = fakes.telegram.calls_of("sendMessageDraft");
-    if drafts.len() >= 2 {
-        let after_429 = drafts[1].at.duration_since(drafts[0].at);
-        assert!(
-            after_429 >= Duration::from_millis(1_900),
-            "retry_after is honoured: {after_429:?}"
-        );
-    }
+    assert!(drafts.len() >= 2, "the preview resumes: {drafts:?}");
+    let after_429 = drafts[1].at.duration_since(drafts[0].at);
+    assert!(
+        after_429 >= Duration::from_millis(1_900),
+        "retry_after is honoured: {after_429:?}"
+    );
     assert_eq!(fakes.telegram.sent_messages(), [(42, ANSWER.to_owned())]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_429_on_a_group_edit_holds_the_edits_for_its_retry_after() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_reply(Some(ANSWER.to_owned()));
+    // About 9 s of writing: the preview at once, the first edit (refused) 3 s later, the next
+    // once the 4 s Telegram asked for are over.
+    fakes.openai.set_token_pace(Duration::from_millis(400));
+    fakes.telegram.fail_next(
+        "editMessageText",
+        1,
+        429,
+        error(429, "Too Many Requests: retry after 4", Some(4)),
+    );
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = streaming_bot(&app, "Streamer", &token(1)).await;
+    eventually(WAIT, "the bot's username is learned", || async {
+        app.get(&format!("/bots/{bot_id}")).await.1["username"] == "support_bot"
+    })
+    .await;
+
+    app.deliver(&bot_id, &group_update(1, "@support_bot why stream?"))
+        .await;
+    fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
+    app.settle().await;
+
+    let edits = fakes.telegram.calls_of("editMessageText");
+    assert!(edits.len() >= 2, "the edits resume: {edits:?}");
+    let held = edits[1].at.duration_since(edits[0].at);
+    assert!(
+        held >= Duration::from_millis(3_900),
+        "retry_after is honoured: {held:?}"
+    );
+    let sent = fakes.telegram.sent_messages();
+    assert_eq!(sent.len(), 2, "the preview and one answer: {sent:?}");
+    assert_eq!(sent[1], (-100_555, ANSWER.to_owned()));
+    assert_eq!(fakes.telegram.calls_of("deleteMessage").len(), 1);
     app.stop().await;
 }
 
