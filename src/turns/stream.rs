@@ -212,3 +212,24 @@ impl Preview<'_> {
 pub(super) fn draft_id(turn: aggregates::ids::TurnKey) -> i64 {
     (turn.stored().rem_euclid(i64::from(i32::MAX - 1))) + 1
 }
+
+#[cfg(test)]
+mod tests {
+    use aggregates::ids::{TurnKey, UpdateId};
+
+    use super::draft_id;
+
+    #[test]
+    fn a_turns_draft_id_is_stable_and_never_zero() {
+        for turn in [
+            TurnKey::Update(UpdateId(0)),
+            TurnKey::Update(UpdateId(i64::MAX)),
+            TurnKey::Update(UpdateId(i64::from(i32::MAX) - 2)),
+            TurnKey::AdminMessage(7),
+        ] {
+            assert_ne!(draft_id(turn), 0, "{turn:?}");
+            assert!(draft_id(turn) <= i64::from(i32::MAX), "{turn:?}");
+            assert_eq!(draft_id(turn), draft_id(turn));
+        }
+    }
+}
