@@ -462,6 +462,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
     if plan.runs("first_text") {
         // 3b. Time to first visible text, streaming off and on, each on a new process.
         llm.set_mode(LlmMode::Delay(plan.llm_delay));
+        let llm_calls_before = llm.calls();
         llm.set_writing(Some(Writing {
             pace: plan.token_pace,
             tokens: plan.tokens,
@@ -512,6 +513,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
             report.botfleet_errors += count_errors(&log);
         }
         llm.set_writing(None);
+        report.llm_calls += llm.calls() - llm_calls_before;
     }
     if plan.runs("anchors") {
         // 4. The anchors, on a quiet server.
