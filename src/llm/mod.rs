@@ -7,6 +7,9 @@
 //! runner owns retries and records every attempt, so an [`LlmError`] says only whether trying
 //! again could help ([`ErrorClass`]) and how long the provider asked us to wait.
 //!
+//! Either can stream its answer ([`streaming`]): the same one request, its text published as it
+//! grows, ending in the same reply.
+//!
 //! Money is counted in [`pricing`], in integer micro-USD.
 
 mod chat_completions;
