@@ -420,3 +420,29 @@ async fn a_process_killed_mid_stream_answers_once_after_restart() {
     second.wait().unwrap();
     pool.close().await;
 }
+
+#[tokio::test]
+async fn a_preview_edit_that_changes_nothing_is_no_failure_and_drafts_are_for_private_chats() {
+    use botfleet::telegram::drafts::LivePreview;
+
+    let fakes = Fakes::start().await;
+    let api = botfleet::telegram::bot_api::BotApi::new(
+        fakes.telegram.base_url.parse().unwrap(),
+        Duration::from_secs(10),
+    );
+    let bot = api.endpoint(botfleet::secrets::Redacted::new(token(1)));
+    let id = bot.send_preview(-100_555, "Hello …").await.unwrap();
+    bot.edit_preview(-100_555, id, "Hello, world …")
+        .await
+        .unwrap();
+    // Telegram refuses the same text again as "message is not modified": as good as done.
+    bot.edit_preview(-100_555, id, "Hello, world …")
+        .await
+        .unwrap();
+    assert_eq!(fakes.telegram.calls_of("editMessageText").len(), 2);
+    bot.delete_preview(-100_555, id).await.unwrap();
+
+    bot.send_draft(42, 7, "Hello …").await.unwrap();
+    let refused = bot.send_draft(-100_555, 7, "Hello …").await.unwrap_err();
+    assert_eq!(refused.code, 400, "no drafts in groups");
+}
