@@ -126,7 +126,8 @@ pub async fn measure(
             proxy.address, plan.database
         );
         let name = if with_budgets { "budgets" } else { "no-policy" };
-        let system = System::start(plan, admin, &through_proxy, work_dir, timeline, name).await?;
+        let system =
+            System::start(plan, admin, &through_proxy, work_dir, timeline, name, false).await?;
         if with_budgets {
             for bot in &system.bots {
                 system.admin.put_policy(*bot, &generous_policy()).await?;

@@ -63,7 +63,8 @@ pub async fn measure(
         kills: Vec::new(),
     };
     llm.set_mode(LlmMode::Delay(plan.crash_llm_delay));
-    let mut system = System::start(plan, admin, settings, work_dir, timeline, "crash").await?;
+    let mut system =
+        System::start(plan, admin, settings, work_dir, timeline, "crash", false).await?;
     let round = Duration::from_secs(8);
     for kill in 0..plan.crash_kills {
         let first = *next_seq;

@@ -48,9 +48,19 @@ fn json_response(body: &Value) -> Response {
         .body(body.to_string())
 }
 
+/// A long answer written token by token (the first-text phase): `tokens` words, one per
+/// `pace`, after the mode's delay (the model thinking). Streamed when asked to stream;
+/// otherwise answered whole once the last token would have been written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Writing {
+    pub pace: Duration,
+    pub tokens: usize,
+}
+
 struct LlmState {
     timeline: Arc<Timeline>,
     mode: watch::Sender<LlmMode>,
+    writing: Mutex<Option<Writing>>,
     calls: AtomicU64,
     next_id: AtomicU64,
 }
@@ -67,6 +77,7 @@ impl FakeOpenAi {
         let state = Arc::new(LlmState {
             timeline,
             mode: watch::channel(mode).0,
+            writing: Mutex::new(None),
             calls: AtomicU64::new(0),
             next_id: AtomicU64::new(1),
         });
@@ -84,6 +95,13 @@ impl FakeOpenAi {
     /// Changes how answers are given; held requests are released by any other mode.
     pub fn set_mode(&self, mode: LlmMode) {
         self.state.mode.send_replace(mode);
+    }
+
+    /// Answers are long and written at a pace (`None`: short, at once, as in the other phases).
+    pub fn set_writing(&self, writing: Option<Writing>) {
+        if let Ok(mut current) = self.state.writing.lock() {
+            *current = writing;
+        }
     }
 
     pub fn calls(&self) -> u64 {
@@ -119,13 +137,31 @@ async fn responses(body: Vec<u8>, state: Data<&Arc<LlmState>>) -> Response {
             tokio::time::sleep(delay).await;
         }
     }
+    let writing = state.writing.lock().ok().and_then(|w| *w);
+    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
+    if let Some(writing) = writing {
+        let streamed = request["stream"].as_bool() == Some(true);
+        return crate::first_text::written_answer(
+            &state.timeline,
+            seq,
+            n,
+            &request,
+            writing,
+            streamed,
+        )
+        .await;
+    }
     if let Some(seq) = seq {
         state.timeline.llm_out.mark(seq, state.timeline.now());
     }
-    let n = state.next_id.fetch_add(1, Ordering::Relaxed);
     let text = seq.map_or_else(|| "answer".to_owned(), answer);
+    json_response(&response_body(n, &request, &text))
+}
+
+/// A completed response in the shape async-openai 0.43 reads.
+pub fn response_body(n: u64, request: &Value, text: &str) -> Value {
     let now = chrono::Utc::now().timestamp();
-    json_response(&json!({
+    json!({
         "id": format!("resp_{n}"),
         "object": "response",
         "created_at": now,
@@ -150,7 +186,7 @@ async fn responses(body: Vec<u8>, state: Data<&Arc<LlmState>>) -> Response {
             "output_tokens_details": {"reasoning_tokens": 10},
             "total_tokens": 150
         }
-    }))
+    })
 }
 
 struct TelegramState {
@@ -185,6 +221,11 @@ impl FakeTelegram {
         })
     }
 
+    /// How many calls of `method` (lower case) came so far.
+    pub fn calls_of(&self, method: &str) -> u64 {
+        self.other_calls().get(method).copied().unwrap_or_default()
+    }
+
     /// Calls other than sendMessage (setWebhook, getUpdates, sendChatAction…), per method.
     pub fn other_calls(&self) -> BTreeMap<String, u64> {
         self.state
@@ -215,11 +256,22 @@ async fn telegram_call(
         }
     }
     match method.as_str() {
+        "sendmessagedraft" => {
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let text = request["text"].as_str().unwrap_or_default();
+            if let Some(seq) = crate::first_text::leading_seq(text) {
+                state.timeline.first_text.mark(seq, state.timeline.now());
+            }
+            json_response(&json!({"ok": true, "result": true}))
+        }
         "sendmessage" => {
             let received = state.timeline.now();
             let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
             let text = request["text"].as_str().unwrap_or_default();
-            if let Some(seq) = seq_of(text) {
+            let seq = seq_of(text).or_else(|| crate::first_text::leading_seq(text));
+            if let Some(seq) = seq {
+                // The first text the person sees, when no draft came before.
+                state.timeline.first_text.mark(seq, received);
                 state.timeline.record_send(seq, received);
             }
             let message_id = state.next_message_id.fetch_add(1, Ordering::Relaxed);

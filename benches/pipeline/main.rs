@@ -14,12 +14,14 @@
 //!    per answer, and updates (each to a new chat) arrive at rising rates until Botfleet
 //!    saturates: its own added latency, and the pickup latency (webhook answered → LLM
 //!    called).
-//! 4. Budget check, on two new processes and fresh databases: the same load with bots without
+//! 4. Time to first visible text ([`first_text`]), on new processes and fresh databases: a
+//!    model that thinks, then writes its answer token by token, with streaming off, then on.
+//! 5. Budget check, on two new processes and fresh databases: the same load with bots without
 //!    a policy and with every bot under budgets, and what PostgreSQL ran per turn each time
 //!    (statements read off the wire by a counting proxy).
-//! 5. Crash: SIGKILL at a random moment under a steady load, and a restart at once: replies
+//! 6. Crash: SIGKILL at a random moment under a steady load, and a restart at once: replies
 //!    sent twice, updates never answered, and how long unfinished turns waited.
-//! 6. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
+//! 7. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
 //!    pg-boss 10 draining no-op jobs.
 //!
 //! Settings (environment, all optional) are listed in [`Plan::from_env`].
@@ -28,6 +30,7 @@ mod anchors;
 mod budget;
 mod crash;
 mod fakes;
+mod first_text;
 mod load;
 mod measure;
 mod report;
@@ -45,7 +48,8 @@ use botfleet::secrets::{TokenCipher, TokenKey};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode};
+use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode, Writing};
+use crate::first_text::{FirstTextFigures, FIRST_TEXT_CHATS};
 use crate::load::WebhookLoad;
 use crate::measure::{cpu_seconds, memory, server_counters, Meters, STATS_SETTLE};
 use crate::report::{Costs, DrainFigures, Report, StepCosts, StepFigures};
@@ -80,7 +84,7 @@ pub struct Plan {
     /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
     pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
-    /// Which phases run (drain, intake, latency, budget, crash, anchors); all by default.
+    /// Which phases run (drain, intake, latency, first_text, budget, crash, anchors); all by default.
     pub phases: Vec<String>,
     pub budget_rate: f64,
     pub budget_step: Duration,
@@ -90,6 +94,12 @@ pub struct Plan {
     /// Whether each latency step also measures commits and CPU per turn (it then waits for
     /// PostgreSQL's statistics after each step).
     pub step_costs: bool,
+    /// The first-text phase: the fake model writes this many tokens, one per `token_pace`,
+    /// after thinking for `llm_delay`; updates arrive at `first_text_rate` for `first_text_step`.
+    pub tokens: usize,
+    pub token_pace: Duration,
+    pub first_text_rate: f64,
+    pub first_text_step: Duration,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -120,8 +130,10 @@ impl Plan {
     /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
     /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size),
     /// `BENCH_STEP_COSTS` (1: commits and CPU per turn of each latency step; 0: not measured),
-    /// `BENCH_PHASES` (drain,intake,latency,budget,crash,anchors: a subset runs only those,
-    /// for profiling one part; the intake phase runs on the drain phase's process),
+    /// `BENCH_TOKENS` (40), `BENCH_TOKEN_PACE_MS` (50), `BENCH_FIRST_TEXT_RATE` (10) and
+    /// `BENCH_FIRST_TEXT_SECS` (5): the first-text phase's model and load,
+    /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,anchors: a subset runs only
+    /// those, for profiling one part; the intake phase runs on the drain phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
     /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
     /// the crash phase's, `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
@@ -162,7 +174,7 @@ impl Plan {
             step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
-                "drain,intake,latency,budget,crash,anchors".to_owned(),
+                "drain,intake,latency,first_text,budget,crash,anchors".to_owned(),
             )
             .split(',')
             .map(|p| p.trim().to_owned())
@@ -172,6 +184,10 @@ impl Plan {
             crash_rate: env_or("BENCH_CRASH_RATE", 30.0),
             crash_llm_delay: Duration::from_millis(env_or("BENCH_CRASH_LLM_DELAY_MS", 500)),
             crash_kills: env_or("BENCH_CRASH_KILLS", 3),
+            tokens: env_or("BENCH_TOKENS", 40usize).max(1),
+            token_pace: Duration::from_millis(env_or("BENCH_TOKEN_PACE_MS", 50)),
+            first_text_rate: env_or("BENCH_FIRST_TEXT_RATE", 10.0),
+            first_text_step: Duration::from_secs_f64(env_or("BENCH_FIRST_TEXT_SECS", 5.0)),
         }
     }
 
@@ -194,7 +210,8 @@ impl Plan {
             + self.budget_rate * self.budget_step.as_secs_f64() * 2.0
             + self.crash_rate * 8.0 * self.crash_kills as f64;
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
-        self.chats + (intake + latency) as usize + 1_000
+        let first_text = 2.0 * self.first_text_rate * self.first_text_step.as_secs_f64();
+        self.chats + (intake + latency + first_text) as usize + 1_000
     }
 }
 
@@ -283,7 +300,8 @@ struct System {
 }
 
 impl System {
-    /// Starts Botfleet on a fresh database, logs in, and registers and enables the bots.
+    /// Starts Botfleet on a fresh database, logs in, and registers and enables the bots,
+    /// streaming their answers or not.
     async fn start(
         plan: &Plan,
         admin: &PgPool,
@@ -291,6 +309,7 @@ impl System {
         work_dir: &std::path::Path,
         timeline: &Arc<Timeline>,
         name: &str,
+        streaming: bool,
     ) -> anyhow::Result<Self> {
         drop_database(admin, &plan.database).await;
         progress(format!("starting {}", service::binary().display()));
@@ -305,7 +324,7 @@ impl System {
         let cipher = TokenCipher::new(&key);
         let mut bots = Vec::new();
         for index in 0..plan.bots {
-            let id = admin_api.create_enabled_bot(index).await?;
+            let id = admin_api.create_enabled_bot(index, streaming).await?;
             bots.push((id, cipher.webhook_secret(id)));
         }
         Ok(Self {
@@ -349,7 +368,8 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
 
     let mut next_seq = 1;
     if plan.runs("drain") || plan.runs("intake") {
-        let system = System::start(plan, admin, &settings, &work_dir, &timeline, "drain").await?;
+        let system =
+            System::start(plan, admin, &settings, &work_dir, &timeline, "drain", false).await?;
         let pid = system.app.pid();
         report.logged_in = system.logged_in;
         progress(format!(
@@ -428,7 +448,10 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         // 3. Added latency with a slow LLM, at rising rates, until saturation, on a new process.
         llm.set_mode(LlmMode::Delay(plan.llm_delay));
         let llm_calls_before = llm.calls();
-        let system = System::start(plan, admin, &settings, &work_dir, &timeline, "latency").await?;
+        let system = System::start(
+            plan, admin, &settings, &work_dir, &timeline, "latency", false,
+        )
+        .await?;
         let pid = system.app.pid();
         tokio::time::sleep(Duration::from_secs(2)).await;
         report.rss_latency_idle = memory(pid).map(|m| m.0);
@@ -483,8 +506,64 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         drop(system);
         report.botfleet_errors += count_errors(&log);
     }
+    if plan.runs("first_text") {
+        // 3b. Time to first visible text, streaming off and on, each on a new process.
+        llm.set_mode(LlmMode::Delay(plan.llm_delay));
+        let llm_calls_before = llm.calls();
+        llm.set_writing(Some(Writing {
+            pace: plan.token_pace,
+            tokens: plan.tokens,
+        }));
+        for streaming in [false, true] {
+            let name = if streaming { "streaming" } else { "whole" };
+            let system = System::start(
+                plan, admin, &settings, &work_dir, &timeline, name, streaming,
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            progress(format!(
+                "first text, streaming {}: {}/s for {:?}, the model thinks {:?} then writes {} tokens every {:?}",
+                if streaming { "on" } else { "off" },
+                plan.first_text_rate,
+                plan.first_text_step,
+                plan.llm_delay,
+                plan.tokens,
+                plan.token_pace
+            ));
+            let drafts_before = telegram.calls_of("sendmessagedraft");
+            let sent_before = timeline.sent_total();
+            let outcome = system
+                .load
+                .fixed_rate(
+                    plan.first_text_rate,
+                    plan.first_text_step,
+                    next_seq,
+                    |seq| FIRST_TEXT_CHATS + seq as i64,
+                )
+                .await?;
+            next_seq = outcome.seqs.end;
+            wait_for_sends(
+                &timeline,
+                sent_before + outcome.accepted as u64,
+                Duration::from_secs(60),
+            )
+            .await;
+            let drafts = telegram.calls_of("sendmessagedraft") - drafts_before;
+            report.first_text.push(FirstTextFigures::measure(
+                streaming,
+                outcome.seqs.clone(),
+                &timeline,
+                drafts,
+            ));
+            let log = system.app.log_path.clone();
+            drop(system);
+            report.botfleet_errors += count_errors(&log);
+        }
+        llm.set_writing(None);
+        report.llm_calls += llm.calls() - llm_calls_before;
+    }
     if plan.runs("budget") {
-        // 4. What the budget check adds to a turn, on two new processes.
+        // 5. What the budget check adds to a turn, on two new processes.
         report.budget = Some(
             budget::measure(
                 plan,
@@ -499,7 +578,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
     }
     if plan.runs("crash") {
-        // 5. SIGKILL under load, and a restart at once.
+        // 6. SIGKILL under load, and a restart at once.
         report.crash = Some(
             crash::measure(
                 plan,
@@ -514,7 +593,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
     }
     if plan.runs("anchors") {
-        // 6. The anchors, on a quiet server.
+        // 7. The anchors, on a quiet server.
         progress("Botfleet stopped; anchors next");
         report.cargo_test_seen |= cargo_test_running();
         let bench_db = PgPoolOptions::new()

@@ -231,6 +231,8 @@ pub struct Report {
     /// Updates per second the closed-loop filler got accepted while queueing the drain.
     pub fill_per_sec: f64,
     pub latency: Vec<StepFigures>,
+    /// Time to first visible text, streaming off then on.
+    pub first_text: Vec<crate::first_text::FirstTextFigures>,
     pub llm_calls: u64,
     pub telegram_other_calls: std::collections::BTreeMap<String, u64>,
     pub botfleet_errors: usize,
@@ -261,6 +263,7 @@ impl Report {
             rss_after_drain: None,
             fill_per_sec: 0.0,
             latency: Vec::new(),
+            first_text: Vec::new(),
             llm_calls: 0,
             telegram_other_calls: Default::default(),
             botfleet_errors: 0,
@@ -434,6 +437,37 @@ impl Display for Report {
                         s.offered, c.commits, c.botfleet_cpu_ms, c.postgres_cpu_ms
                     )?;
                 }
+            }
+        }
+
+        if !self.first_text.is_empty() {
+            writeln!(
+                f,
+                "   time to first visible text: the model thinks {} ms, then writes {} tokens \
+                 one per {} ms; {}/s for {:.0} s, a new private chat per update; from the \
+                 webhook's 200 to the first draft (streaming) or the answer (not streaming)",
+                plan.llm_delay.as_millis(),
+                plan.tokens,
+                plan.token_pace.as_millis(),
+                plan.first_text_rate,
+                plan.first_text_step.as_secs_f64()
+            )?;
+            writeln!(
+                f,
+                "   streaming  turns  first text p50  first text p99  answer p50  answer p99  drafts"
+            )?;
+            for s in &self.first_text {
+                writeln!(
+                    f,
+                    "   {:>9}  {:>5}  {:>14}  {:>14}  {:>10}  {:>10}  {:>6}",
+                    if s.streaming { "on" } else { "off" },
+                    s.turns,
+                    pct(s.first_text, |p| p.p50),
+                    pct(s.first_text, |p| p.p99),
+                    pct(s.answered, |p| p.p50),
+                    pct(s.answered, |p| p.p99),
+                    s.drafts
+                )?;
             }
         }
 

@@ -303,7 +303,7 @@ impl Admin {
     }
 
     /// Registers a bot and enables it; returns its id.
-    pub async fn create_enabled_bot(&self, index: usize) -> anyhow::Result<Uuid> {
+    pub async fn create_enabled_bot(&self, index: usize, streaming: bool) -> anyhow::Result<Uuid> {
         // Telegram's token shape: the bot's numeric id, a colon, 35 characters.
         let token = format!("{}:BenchToken{index:025}", 7_000_000 + index);
         let bot = self
@@ -313,7 +313,8 @@ impl Admin {
                     "name": format!("Bench bot {index}"),
                     "token": token,
                     "model": "gpt-5-mini",
-                    "instructions": "Answer briefly."
+                    "instructions": "Answer briefly.",
+                    "streaming": streaming
                 })),
             )
             .await?;

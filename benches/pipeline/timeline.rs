@@ -45,6 +45,8 @@ pub struct Timeline {
     pub llm_out: Column,
     /// When the fake Telegram received the reply's `sendMessage`.
     pub sent: Column,
+    /// The first text of the answer Telegram showed: a draft's, or the answer's itself.
+    pub first_text: Column,
     /// `sendMessage` calls whose text named an update, for waiting on a drain.
     pub sent_total: AtomicU64,
     /// `sendMessage` calls per update: more than one is a duplicate answer.
@@ -60,6 +62,7 @@ impl Timeline {
             llm_in: Column::new(capacity),
             llm_out: Column::new(capacity),
             sent: Column::new(capacity),
+            first_text: Column::new(capacity),
             sent_total: AtomicU64::new(0),
             send_counts: (0..capacity).map(|_| AtomicU32::new(0)).collect(),
         }

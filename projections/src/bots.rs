@@ -181,6 +181,17 @@ impl Projector for BotProjector {
                 .execute(&mut *tx)
                 .await?;
             }
+            BotEvent::StreamingSet { on } => {
+                sqlx::query(
+                    "UPDATE bots SET streaming = $2, updated_at = $3, version = $4 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(on)
+                .bind(at)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
+            }
             // Counted by the allowances read model.
             BotEvent::ExtraGranted(_) => {
                 sqlx::query("UPDATE bots SET version = $2 WHERE id = $1")
@@ -237,12 +248,15 @@ pub struct BotRow {
     pub policy: sqlx::types::Json<std::sync::Arc<aggregates::bot::policy::BotPolicy>>,
     /// What the bot does with voice messages and images.
     pub media: sqlx::types::Json<aggregates::bot::media::BotMediaSettings>,
+    /// Whether answers stream into the chat as they are written.
+    pub streaming: bool,
 }
 
 const BOT_COLUMNS: &str =
     "id, name, token_ciphertext, token_fingerprint, token_hint, start_message,
     error_message, model, instructions, is_active, deleted_at, created_at, updated_at, version,
-    webhook_url, last_error_kind, last_error_message, last_error_at, username, policy, media";
+    webhook_url, last_error_kind, last_error_message, last_error_at, username, policy, media,
+    streaming";
 
 pub async fn find_bot(
     conn: impl sqlx::PgExecutor<'_>,

@@ -128,6 +128,8 @@ struct SettingsForm {
     start_message: String,
     error_message: String,
     instructions: String,
+    /// A checkbox: sent only when ticked.
+    streaming: bool,
 }
 
 impl SettingsForm {
@@ -139,6 +141,7 @@ impl SettingsForm {
             start_message: fields.text("start_message"),
             error_message: fields.text("error_message"),
             instructions: fields.text("instructions"),
+            streaming: fields.get("streaming").is_some(),
         }
     }
 
@@ -150,6 +153,7 @@ impl SettingsForm {
             start_message: bot.start_message.clone(),
             error_message: bot.error_message.clone(),
             instructions: bot.instructions.clone(),
+            streaming: bot.streaming,
         }
     }
 }
@@ -176,6 +180,8 @@ fn settings_fields(values: &SettingsForm, with_token: bool) -> Markup {
             textarea name="error_message" { (values.error_message) } }
         label { "Instructions" span.hint { "the model's system instructions" }
             textarea name="instructions" rows="6" { (values.instructions) } }
+        label { input type="checkbox" name="streaming" value="on" checked[values.streaming];
+            " Stream answers" span.hint { "show the answer as it is written: a growing draft in private chats, an edited message in groups" } }
     }
 }
 
@@ -209,6 +215,7 @@ pub async fn new_form(admin: Admin) -> Page {
         model: "gpt-5-mini".to_owned(),
         start_message: "Hello! Ask me anything.".to_owned(),
         error_message: "Sorry, something went wrong. Please try again later.".to_owned(),
+        streaming: true,
         ..SettingsForm::default()
     };
     Page(new_page(&admin, StatusCode::OK, &values, None))
@@ -226,6 +233,7 @@ pub async fn register(form: AdminForm) -> Page {
         start_message: Some(values.start_message.clone()),
         error_message: Some(values.error_message.clone()),
         instructions: Some(values.instructions.clone()),
+        streaming: Some(values.streaming),
     };
     Page(match api(admin).register(admin.actor(), request).await {
         Ok(bot) => Ok(see_other(&format!(
@@ -471,6 +479,7 @@ pub async fn save(form: AdminForm, Path(id): Path<String>) -> Page {
         start_message: Some(values.start_message),
         error_message: Some(values.error_message),
         instructions: Some(values.instructions),
+        streaming: Some(values.streaming),
     };
     Page(change(&form, &id, request, "saved").await)
 }

@@ -70,6 +70,10 @@ pub struct BotView {
     /// The bot's @username on Telegram, once learned.
     #[oai(skip_serializing_if_is_none)]
     pub username: Option<String>,
+    /// Whether answers stream into the chat as they are written: a draft that grows in a
+    /// private chat, one message edited at a paced rate in a group; the finished answer is
+    /// always sent as real messages.
+    pub streaming: bool,
 }
 
 /// A problem that stops a bot from working, until it is resolved.
@@ -113,6 +117,7 @@ impl From<BotRow> for BotView {
             },
             webhook_url: row.webhook_url,
             username: row.username,
+            streaming: row.streaming,
         }
     }
 }
@@ -143,6 +148,8 @@ pub struct CreateBotRequest {
     pub error_message: Option<String>,
     /// The system instructions for the LLM; at most 32768 characters.
     pub instructions: Option<String>,
+    /// Stream answers as they are written (see the bot's `streaming`); on when left out.
+    pub streaming: Option<bool>,
 }
 
 /// A bot's new settings, replacing the current ones. Leave `token` out to keep it.
@@ -156,6 +163,8 @@ pub struct UpdateBotRequest {
     pub start_message: String,
     pub error_message: String,
     pub instructions: String,
+    /// Stream answers as they are written; left out, the current choice stays.
+    pub streaming: Option<bool>,
 }
 
 /// Some of a bot's settings: only those given change. A `token` alone rotates the token and
@@ -171,6 +180,7 @@ pub struct PatchBotRequest {
     pub start_message: Option<String>,
     pub error_message: Option<String>,
     pub instructions: Option<String>,
+    pub streaming: Option<bool>,
 }
 
 #[derive(ApiResponse)]
@@ -431,6 +441,8 @@ impl BotsApi {
                 .as_deref()
                 .unwrap_or(DEFAULT_ERROR_MESSAGE),
             body.instructions.as_deref().unwrap_or_default(),
+            // New bots stream unless asked not to.
+            Some(body.streaming.unwrap_or(true)),
         )?;
         let _claim = self.claim_token(&token, None).await?;
         let bot_id = Uuid::now_v7();
@@ -472,6 +484,7 @@ impl BotsApi {
             &body.start_message,
             &body.error_message,
             &body.instructions,
+            body.streaming,
         )?;
         let _claim = match &token {
             Some(token) => Some(self.claim_token(token, Some(id)).await?),
@@ -526,6 +539,7 @@ impl BotsApi {
                 .map(Instructions::parse)
                 .transpose()
                 .map_err(invalid)?,
+            streaming: body.streaming,
         };
         let _claim = match &token {
             Some(token) => Some(self.claim_token(token, Some(id)).await?),
@@ -639,6 +653,7 @@ fn parse_settings(
     start_message: &str,
     error_message: &str,
     instructions: &str,
+    streaming: Option<bool>,
 ) -> Result<BotSettings, ApiFailure> {
     Ok(BotSettings {
         name: BotName::parse(name).map_err(ApiFailure::invalid)?,
@@ -648,6 +663,7 @@ fn parse_settings(
         error_message: BotMessage::parse_field("error_message", error_message)
             .map_err(ApiFailure::invalid)?,
         instructions: Instructions::parse(instructions).map_err(ApiFailure::invalid)?,
+        streaming,
     })
 }
 

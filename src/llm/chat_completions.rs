@@ -11,7 +11,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestMessageContentPartImage, ChatCompletionRequestMessageContentPartText,
     ChatCompletionRequestSystemMessage, ChatCompletionRequestUserMessage,
     ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
-    CreateChatCompletionRequest, CreateChatCompletionResponse, ImageUrl,
+    CompletionUsage, CreateChatCompletionRequest, CreateChatCompletionResponse, ImageUrl,
 };
 
 use super::errors::{ErrorClass, LlmError};
@@ -40,9 +40,17 @@ impl LanguageModel for ChatCompletionsModel {
             .map_err(LlmError::from_openai)?;
         reply(response)
     }
+
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &super::TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        super::streaming::respond_with_chat_completions(&self.client, request, progress).await
+    }
 }
 
-fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
+pub(super) fn create_request(request: &LlmRequest) -> CreateChatCompletionRequest {
     let messages = chat_prompt_with_images(
         &request.instructions,
         &request.history,
@@ -106,29 +114,31 @@ fn reply(response: CreateChatCompletionResponse) -> Result<LlmReply, LlmError> {
             "the completion has no choices",
         ));
     };
-    let usage = response
-        .usage
-        .map(|u| TokenUsage {
-            input_tokens: u.prompt_tokens.into(),
-            cached_input_tokens: u
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0)
-                .into(),
-            output_tokens: u.completion_tokens.into(),
-            reasoning_tokens: u
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0)
-                .into(),
-        })
-        .unwrap_or_default();
+    let usage = response.usage.map(token_usage).unwrap_or_default();
     Ok(LlmReply {
         text: choice.message.content.unwrap_or_default(),
         response_id: Some(response.id),
         model: response.model,
         usage,
     })
+}
+
+/// The tokens a compatible server reports; details it leaves out count as 0.
+pub(super) fn token_usage(u: CompletionUsage) -> TokenUsage {
+    TokenUsage {
+        input_tokens: u.prompt_tokens.into(),
+        cached_input_tokens: u
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0)
+            .into(),
+        output_tokens: u.completion_tokens.into(),
+        reasoning_tokens: u
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0)
+            .into(),
+    }
 }
 
 #[cfg(test)]

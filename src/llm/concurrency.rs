@@ -42,6 +42,21 @@ impl LanguageModel for ConcurrencyLimited {
         self.inner.respond(request).await
     }
 
+    // Without this the trait's default would answer whole: the limit must not turn
+    // streaming off.
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &super::TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the LLM semaphore is open");
+        self.inner.respond_streaming(request, progress).await
+    }
+
     fn keeps_conversation(&self) -> bool {
         self.inner.keeps_conversation()
     }
@@ -83,6 +98,42 @@ mod tests {
                 usage: TokenUsage::default(),
             })
         }
+    }
+
+    /// Writes its answer through `progress`, as a streaming adapter does.
+    struct StreamingModel;
+
+    #[async_trait::async_trait]
+    impl LanguageModel for StreamingModel {
+        async fn respond(&self, _: &LlmRequest) -> Result<LlmReply, LlmError> {
+            panic!("a streamed turn must not be answered whole");
+        }
+
+        async fn respond_streaming(
+            &self,
+            _: &LlmRequest,
+            progress: &crate::llm::TextProgress,
+        ) -> Result<LlmReply, LlmError> {
+            progress.send_replace("partly written".to_owned());
+            Ok(LlmReply {
+                text: "partly written, then whole".to_owned(),
+                response_id: None,
+                model: "m".to_owned(),
+                usage: TokenUsage::default(),
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_limited_model_still_streams() {
+        let model = limited(Arc::new(StreamingModel), 2);
+        let (progress, seen) = watch::channel(String::new());
+        let reply = model
+            .respond_streaming(&LlmRequest::default(), &progress)
+            .await
+            .unwrap();
+        assert_eq!(*seen.borrow(), "partly written");
+        assert_eq!(reply.text, "partly written, then whole");
     }
 
     #[tokio::test]

@@ -7,6 +7,9 @@
 //! runner owns retries and records every attempt, so an [`LlmError`] says only whether trying
 //! again could help ([`ErrorClass`]) and how long the provider asked us to wait.
 //!
+//! Either can stream its answer ([`streaming`]): the same one request, its text published as it
+//! grows, ending in the same reply.
+//!
 //! Money is counted in [`pricing`], in integer micro-USD.
 
 mod chat_completions;
@@ -16,6 +19,7 @@ pub mod images;
 pub mod pricing;
 pub mod prompt;
 mod responses;
+pub mod streaming;
 pub mod transcription;
 mod transport;
 
@@ -26,6 +30,7 @@ use std::time::Duration;
 pub use errors::{ErrorClass, LlmError};
 pub use images::{ImageTurn, PromptImage};
 pub use pricing::{ModelPrice, PriceTable, PricingError};
+pub use streaming::TextProgress;
 pub use transcription::{Transcriber, Transcript, TranscriptionRequest};
 
 /// One turn to answer.
@@ -79,6 +84,17 @@ pub struct TokenUsage {
 #[async_trait::async_trait]
 pub trait LanguageModel: Send + Sync {
     async fn respond(&self, request: &LlmRequest) -> Result<LlmReply, LlmError>;
+
+    /// Answers as [`Self::respond`] does, with the same one request, publishing the text to
+    /// `progress` as it is written ([`streaming`]). A model that cannot stream answers whole.
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        let _ = progress;
+        self.respond(request).await
+    }
 
     /// Whether the provider keeps the conversation (Responses): then a turn sends only its
     /// message and names the previous response, and the context is the chain behind it.

@@ -35,12 +35,20 @@ impl LanguageModel for ResponsesModel {
         reply(response)
     }
 
+    async fn respond_streaming(
+        &self,
+        request: &LlmRequest,
+        progress: &super::TextProgress,
+    ) -> Result<LlmReply, LlmError> {
+        super::streaming::respond_with_responses(&self.client, request, progress).await
+    }
+
     fn keeps_conversation(&self) -> bool {
         true
     }
 }
 
-fn create_response(request: &LlmRequest) -> CreateResponse {
+pub(super) fn create_response(request: &LlmRequest) -> CreateResponse {
     let non_empty = |s: &str| (!s.trim().is_empty()).then(|| s.to_owned());
     let previous_response_id = request.previous_response_id.as_deref().and_then(non_empty);
     let input = if !request.images.is_empty() {
@@ -125,7 +133,7 @@ fn input_with_images(request: &LlmRequest, continues_chain: bool) -> InputParam 
     InputParam::Items(items)
 }
 
-fn reply(response: Response) -> Result<LlmReply, LlmError> {
+pub(super) fn reply(response: Response) -> Result<LlmReply, LlmError> {
     if response.status == Status::Failed {
         return Err(failed(&response));
     }

@@ -97,8 +97,8 @@ impl BotEndpoint {
         (&self.api.http, url)
     }
 
-    /// How long a call may take.
-    pub(super) fn call_timeout(&self) -> Duration {
+    /// How long a call may take unless it says otherwise.
+    pub fn call_timeout(&self) -> Duration {
         self.api.call_timeout
     }
 

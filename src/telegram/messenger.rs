@@ -17,6 +17,7 @@ use teloxide_core::types::{CallbackQueryId, ChatAction, ChatId, ParseMode};
 use uuid::Uuid;
 
 use super::bot_api::BotEndpoint;
+use super::drafts::LivePreview;
 use super::failures::TelegramFailure;
 use super::TelegramClients;
 use crate::secrets::UnsealError;
@@ -60,6 +61,12 @@ pub trait BotMessenger: Send + Sync {
 
     /// Shows "typing…" in the chat for about 5 s.
     async fn send_typing(&self, chat_id: i64) -> Result<(), TelegramFailure>;
+
+    /// The calls that show an answer while it is written, when this messenger can make them;
+    /// without them, answers are shown only once complete.
+    fn live_preview(&self) -> Option<&dyn LivePreview> {
+        None
+    }
 
     /// Answers a button press (answerCallbackQuery) with `text`.
     async fn answer_callback_query(
@@ -108,6 +115,10 @@ impl BotMessenger for BotEndpoint {
         max_bytes: u64,
     ) -> Result<Vec<u8>, super::files::DownloadError> {
         super::files::download(self, file_id, max_bytes).await
+    }
+
+    fn live_preview(&self) -> Option<&dyn LivePreview> {
+        Some(self)
     }
 
     async fn send_typing(&self, chat_id: i64) -> Result<(), TelegramFailure> {

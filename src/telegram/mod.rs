@@ -10,9 +10,11 @@
 //! - [`pacing`]: Telegram's flood limits per chat, group and bot.
 //! - [`messenger`]: the calls made answering a chat (send, typing, answer a button), as a trait.
 //! - [`files`]: a voice message's or photo's bytes, fetched with the bot's own token.
+//! - [`drafts`]: an answer shown while it is written (drafts, or a preview message in groups).
 
 pub mod bot_api;
 pub mod clients;
+pub mod drafts;
 pub mod failures;
 pub mod files;
 pub mod markdown;

@@ -104,7 +104,10 @@ impl TurnWorker {
         request.images.extend(images);
         let typing = self.show_typing(bot, ctx.chat);
         let started = std::time::Instant::now();
-        let result = self.llm.respond(&request).await;
+        let draft_id = super::stream::draft_id(ctx.turn.update_id);
+        let result = self
+            .respond_live(bot, ctx.chat, draft_id, &request, &typing)
+            .await;
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if let Some(typing) = typing {
             typing.abort();

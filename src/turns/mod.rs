@@ -9,6 +9,7 @@
 //! - [`context`]: how much of the conversation the model is given (conversation limits).
 //! - [`texts`]: the bot's system texts in the person's language.
 //! - [`send`]: the response to Telegram, in parts, formatted, paced.
+//! - [`stream`]: an LLM answer shown while it is written (drafts, or a paced preview in groups).
 //! - [`callback`]: a button press answered.
 //! - [`policy`]: what a step's outcome comes to (record what, retry when, or give up); pure.
 //! - [`bot_rows`]: the bots' settings the steps read, cached for a moment.
@@ -22,5 +23,6 @@ pub mod policy;
 pub mod runner;
 pub mod screen;
 pub mod send;
+pub mod stream;
 pub mod texts;
 pub mod worker;

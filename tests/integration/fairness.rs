@@ -118,5 +118,8 @@ async fn deliver_all(
         .buffer_unordered(16)
         .collect()
         .await;
-    statuses.into_iter().filter(|status| *status != 200).collect()
+    statuses
+        .into_iter()
+        .filter(|status| *status != 200)
+        .collect()
 }

@@ -407,13 +407,15 @@ impl TestApp {
         decode(response).await
     }
 
-    /// Registers a bot and returns its JSON.
+    /// Registers a bot and returns its JSON. It does not stream its answers (new bots do by
+    /// default): the tests written before streaming keep proving the answer as it was, and
+    /// `streaming::` turns it on where it is the subject.
     pub async fn create_bot(&self, name: &str, token: &str) -> Value {
         let (status, body) = self
             .post(
                 "/bots",
                 serde_json::json!({"name": name, "token": token, "model": "gpt-5-mini",
-                    "instructions": "Answer briefly."}),
+                    "instructions": "Answer briefly.", "streaming": false}),
             )
             .await;
         assert_eq!(status, 201, "{body}");

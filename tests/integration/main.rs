@@ -39,6 +39,7 @@ mod restored_counter;
 mod retry_timing;
 mod schema_conformance;
 mod start_up;
+mod streaming;
 mod subscriptions;
 mod takeover;
 mod telegram_transport;

@@ -110,7 +110,7 @@ async fn a_polling_conflict_is_shown_on_the_bot_and_not_retried_in_a_tight_loop(
 }
 
 /// `botfleet serve` as a child process, on a port of its own.
-fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
+pub(crate) fn serve(db: &TestDb, key: &str, fakes: &Fakes) -> (Child, String) {
     serve_with_lease(db, key, fakes, Duration::from_secs(1))
 }
 

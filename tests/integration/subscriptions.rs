@@ -161,6 +161,7 @@ async fn events_committed_before_a_crash_are_projected_after_restart() {
             error_message: aggregates::bot::BotMessage::parse("Oops").unwrap(),
             model: aggregates::bot::ModelName::parse("gpt-5-mini").unwrap(),
             instructions: aggregates::bot::Instructions::parse("").unwrap(),
+            streaming: None,
         };
         let metadata = EventMetadata::new_request(Actor::System("test"));
         let create = BotCommand::Create {

@@ -147,6 +147,7 @@ impl Setup {
             error_message: BotMessage::parse("Sorry, something went wrong.").unwrap(),
             model: ModelName::parse("gpt-5-mini").unwrap(),
             instructions: Instructions::parse("Answer briefly.").unwrap(),
+            streaming: None,
         };
         let create = BotCommand::Create {
             bot_id: BotId(bot_id),

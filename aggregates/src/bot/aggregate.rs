@@ -44,6 +44,9 @@ pub struct Bot {
     /// What the bot does with voice messages and images.
     #[serde(default)]
     pub media: super::media::BotMediaSettings,
+    /// Whether answers stream as they are written; off unless a `StreamingSet` said on.
+    #[serde(default)]
+    pub streaming: bool,
 }
 
 impl Bot {
@@ -90,6 +93,13 @@ impl Bot {
             instructions: changes
                 .instructions
                 .map_or_else(|| self.instructions.clone(), |v| v.into_inner()),
+        }
+    }
+
+    /// Records the streaming choice when one is given and differs from the current one.
+    async fn record_streaming(&mut self, streaming: Option<bool>, sink: &EventSink<Self>) {
+        if let Some(on) = streaming.filter(|on| *on != self.streaming) {
+            sink.write(BotEvent::StreamingSet { on }, self).await;
         }
     }
 
@@ -178,7 +188,8 @@ impl Aggregate for Bot {
                 if self.lifecycle != BotLifecycle::Unregistered {
                     return Err(BotError::AlreadyExists);
                 }
-                BotEvent::BotCreated {
+                let streaming = settings.streaming;
+                let created = BotEvent::BotCreated {
                     bot_id,
                     name: settings.name.into_inner(),
                     token: services.sealer.seal(&token),
@@ -186,17 +197,26 @@ impl Aggregate for Bot {
                     error_message: settings.error_message.into_inner(),
                     model: settings.model.as_str().to_owned(),
                     instructions: settings.instructions.into_inner(),
-                }
+                };
+                sink.write(created, self).await;
+                self.record_streaming(streaming, sink).await;
+                return Ok(());
             }
             BotCommand::Update { token, settings } => {
                 self.ensure_changeable("updated")?;
+                let streaming = settings.streaming;
                 let values = SettingValues::from(settings);
-                return self.record_update(token, values, services, sink).await;
+                self.record_update(token, values, services, sink).await?;
+                self.record_streaming(streaming, sink).await;
+                return Ok(());
             }
             BotCommand::Change { token, changes } => {
                 self.ensure_changeable("updated")?;
+                let streaming = changes.streaming;
                 let values = self.merged(changes);
-                return self.record_update(token, values, services, sink).await;
+                self.record_update(token, values, services, sink).await?;
+                self.record_streaming(streaming, sink).await;
+                return Ok(());
             }
             BotCommand::Enable => {
                 self.ensure_changeable("enabled")?;
@@ -352,6 +372,7 @@ impl Aggregate for Bot {
             BotEvent::MediaSettingsSet { settings } => self.media = settings,
             // Counted by the usage read model; the bot itself keeps no tally.
             BotEvent::ExtraGranted(_) => {}
+            BotEvent::StreamingSet { on } => self.streaming = on,
         }
     }
 }

@@ -52,6 +52,7 @@ fn settings(name: &str) -> BotSettings {
         error_message: BotMessage::parse("Sorry, something went wrong.").unwrap(),
         model: ModelName::parse("gpt-5-mini").unwrap(),
         instructions: Instructions::parse("Be brief.").unwrap(),
+        streaming: None,
     }
 }
 
@@ -539,4 +540,53 @@ fn an_admin_grants_extra_use_and_an_empty_grant_is_refused() {
         .given(vec![created(), BotEvent::BotDeleted])
         .when(BotCommand::GrantExtra(grant(5, 0)))
         .then_expect_error(BotError::Deleted("granted extra use"));
+}
+
+// Streaming is a setting of its own event, so bots made before it existed (no event) keep
+// answering as they did, and a new bot asked to stream says so right after it is created.
+#[test]
+fn a_bot_created_to_stream_records_it_after_its_creation() {
+    let mut command = create_command();
+    if let BotCommand::Create { settings, .. } = &mut command {
+        settings.streaming = Some(true);
+    }
+    BotTest::with(services())
+        .given_no_previous_events()
+        .when(command)
+        .then_expect_events(vec![created(), BotEvent::StreamingSet { on: true }]);
+}
+
+#[test]
+fn streaming_changes_only_when_it_differs() {
+    let change = |on| BotCommand::Change {
+        token: None,
+        changes: SettingsChanges {
+            streaming: Some(on),
+            ..SettingsChanges::default()
+        },
+    };
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::StreamingSet { on: true }])
+        .when(change(true))
+        .then_expect_events(vec![]);
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::StreamingSet { on: true }])
+        .when(change(false))
+        .then_expect_events(vec![BotEvent::StreamingSet { on: false }]);
+    // Without the event a bot does not stream.
+    BotTest::with(services())
+        .given(vec![created()])
+        .when(change(false))
+        .then_expect_events(vec![]);
+}
+
+#[test]
+fn a_whole_update_without_a_streaming_choice_keeps_it() {
+    BotTest::with(services())
+        .given(vec![created(), BotEvent::StreamingSet { on: true }])
+        .when(BotCommand::Update {
+            token: None,
+            settings: settings("Support"),
+        })
+        .then_expect_events(vec![]);
 }

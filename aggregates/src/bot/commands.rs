@@ -15,6 +15,9 @@ pub struct BotSettings {
     pub error_message: BotMessage,
     pub model: ModelName,
     pub instructions: Instructions,
+    /// Whether answers stream into the chat as they are written: `None` keeps the current
+    /// choice (off for a bot created without one; the HTTP API turns it on for new bots).
+    pub streaming: Option<bool>,
 }
 
 /// Some of the settings, each changed only when given (a partial update).
@@ -25,6 +28,7 @@ pub struct SettingsChanges {
     pub error_message: Option<BotMessage>,
     pub model: Option<ModelName>,
     pub instructions: Option<Instructions>,
+    pub streaming: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

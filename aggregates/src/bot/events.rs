@@ -58,6 +58,12 @@ pub enum BotEvent {
     MediaSettingsSet {
         settings: super::media::BotMediaSettings,
     },
+    /// Whether answers stream into the chat as they are written (drafts in private chats, a
+    /// paced edited message in groups). A bot without this event does not stream: bots made
+    /// before streaming existed keep answering as they did.
+    StreamingSet {
+        on: bool,
+    },
 }
 
 impl DomainEvent for BotEvent {
@@ -76,6 +82,7 @@ impl DomainEvent for BotEvent {
             BotEvent::PolicySet { .. } => "PolicySet",
             BotEvent::ExtraGranted { .. } => "ExtraGranted",
             BotEvent::MediaSettingsSet { .. } => "MediaSettingsSet",
+            BotEvent::StreamingSet { .. } => "StreamingSet",
         }
         .to_owned()
     }

@@ -1,3 +1,4 @@
 pub mod openai;
+pub mod openai_stream;
 pub mod telegram;
 pub mod webhook;

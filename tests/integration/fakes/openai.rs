@@ -47,6 +47,11 @@ struct Script {
     reply: Option<String>,
     /// What every recording is heard as; `None`: [`TRANSCRIPT`].
     transcript: Option<String>,
+    /// Streamed answers: the wait before each token.
+    token_pace: Duration,
+    /// Streamed answers still to break off midway (half the tokens, then the stream closes
+    /// without saying it is complete).
+    broken_streams: usize,
 }
 
 /// What the fake hears in any recording, unless told otherwise.
@@ -143,6 +148,17 @@ impl FakeOpenAi {
         self.shared.script().transcript = text;
     }
 
+    /// Streamed answers wait this long before each token (a word or the space after it).
+    pub fn set_token_pace(&self, pace: Duration) {
+        self.shared.script().token_pace = pace;
+    }
+
+    /// The next `times` streamed answers stop halfway: the connection closes cleanly before
+    /// the provider's "complete" (no `response.completed`, no `finish_reason`).
+    pub fn break_next_streams(&self, times: usize) {
+        self.shared.script().broken_streams += times;
+    }
+
     /// Waits until at least `n` calls have arrived; panics after `timeout`.
     pub async fn wait_for_requests(&self, n: usize, timeout: Duration) {
         let mut arrived = self.shared.arrived.subscribe();
@@ -179,12 +195,17 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
     };
-    let (delay, reply, transcript) = {
+    let (delay, reply, transcript, pace) = {
         let mut script = shared.script();
         script.calls.push(call.clone());
         shared.arrived.send_replace(script.calls.len());
         let transcript = script.transcript.clone();
-        (script.delay, script.reply.clone(), transcript)
+        (
+            script.delay,
+            script.reply.clone(),
+            transcript,
+            script.token_pace,
+        )
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
@@ -192,6 +213,35 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
     let failure = shared.script().failures.pop_front();
     if let Some(failure) = failure {
         return failure_response(failure);
+    }
+    let streamed = call.body.get("stream").and_then(Value::as_bool) == Some(true);
+    if streamed {
+        let broken = {
+            let mut script = shared.script();
+            let broken = script.broken_streams > 0;
+            script.broken_streams = script.broken_streams.saturating_sub(1);
+            broken
+        };
+        let (n, text) = if call.path == "/v1/responses" {
+            let n = shared.next_response.fetch_add(1, Ordering::SeqCst);
+            (
+                n,
+                reply.unwrap_or_else(|| format!("echo: {}", responses_user_text(&call.body))),
+            )
+        } else {
+            let n = shared.next_completion.fetch_add(1, Ordering::SeqCst);
+            (
+                n,
+                reply.unwrap_or_else(|| format!("echo: {}", chat_user_text(&call.body))),
+            )
+        };
+        let stream = super::openai_stream::Stream {
+            n,
+            text,
+            pace,
+            broken,
+        };
+        return stream.answer(&call.path, &call.body);
     }
     match call.path.as_str() {
         "/v1/responses" => {
@@ -318,7 +368,7 @@ fn content_text(content: &Value) -> String {
 }
 
 /// The Responses input: a string, or the content of the last item.
-fn responses_user_text(body: &Value) -> String {
+pub(super) fn responses_user_text(body: &Value) -> String {
     match body.get("input") {
         Some(Value::Array(items)) => items
             .last()
@@ -331,7 +381,7 @@ fn responses_user_text(body: &Value) -> String {
 }
 
 /// The content of the last `user` message.
-fn chat_user_text(body: &Value) -> String {
+pub(super) fn chat_user_text(body: &Value) -> String {
     body.get("messages")
         .and_then(Value::as_array)
         .and_then(|messages| {
@@ -345,7 +395,7 @@ fn chat_user_text(body: &Value) -> String {
         .unwrap_or_default()
 }
 
-fn responses_reply(n: u64, request: &Value, text: &str) -> Value {
+pub(super) fn responses_reply(n: u64, request: &Value, text: &str) -> Value {
     json!({
         "id": format!("resp_{n}"),
         "object": "response",
@@ -374,7 +424,7 @@ fn responses_reply(n: u64, request: &Value, text: &str) -> Value {
     })
 }
 
-fn chat_reply(n: u64, request: &Value, text: &str) -> Value {
+pub(super) fn chat_reply(n: u64, request: &Value, text: &str) -> Value {
     json!({
         "id": format!("chatcmpl_{n}"),
         "object": "chat.completion",

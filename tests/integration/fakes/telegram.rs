@@ -43,6 +43,9 @@ struct State {
     next_message_id: AtomicI64,
     /// Files by id: their path and bytes.
     files: Mutex<HashMap<String, (String, Vec<u8>)>>,
+    /// The text of every message sent or edited, by `(chat_id, message_id)`: an edit to the
+    /// same text is refused as "message is not modified", as Telegram does.
+    texts: Mutex<HashMap<(i64, i64), String>>,
 }
 
 pub struct FakeTelegram {
@@ -266,9 +269,48 @@ async fn call(
             .with_status(poem::http::StatusCode::from_u16(failure.status).unwrap())
             .into_response();
     }
+    let chat_id = body["chat_id"].as_i64().unwrap_or_default();
     let result = match method.as_str() {
+        // Drafts exist in private chats only (a negative id is a group's).
+        "sendmessagedraft" if chat_id < 0 => {
+            let refusal = error(
+                400,
+                "Bad Request: sendMessageDraft can be used only in private chats",
+                None,
+            );
+            return Json(refusal)
+                .with_status(poem::http::StatusCode::BAD_REQUEST)
+                .into_response();
+        }
+        "editmessagetext" => {
+            let message_id = body["message_id"].as_i64().unwrap_or_default();
+            let text = body["text"].as_str().unwrap_or_default().to_owned();
+            let previous = state
+                .texts
+                .lock()
+                .unwrap()
+                .insert((chat_id, message_id), text.clone());
+            if previous.as_deref() == Some(text.as_str()) {
+                let refusal = error(400, "Bad Request: message is not modified: specified new message content and reply markup are exactly the same as a current content and reply markup of the message", None);
+                return Json(refusal)
+                    .with_status(poem::http::StatusCode::BAD_REQUEST)
+                    .into_response();
+            }
+            json!({
+                "message_id": message_id,
+                "date": 1_764_000_000,
+                "edit_date": 1_764_000_001,
+                "chat": {"id": chat_id, "type": "private", "first_name": "Ann"},
+                "from": {"id": 1, "is_bot": true, "first_name": "Bot", "username": "test_bot"},
+                "text": text
+            })
+        }
         "sendmessage" => {
             let message_id = state.next_message_id.fetch_add(1, Ordering::SeqCst);
+            state.texts.lock().unwrap().insert(
+                (chat_id, message_id),
+                body["text"].as_str().unwrap_or_default().to_owned(),
+            );
             json!({
                 "message_id": message_id,
                 "date": 1_764_000_000,
