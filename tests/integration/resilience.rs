@@ -150,6 +150,72 @@ pub(crate) fn serve_with_lease(
     (child, format!("http://127.0.0.1:{port}"))
 }
 
+/// A bot registered and enabled through a served process's admin API, and its webhook.
+pub(crate) struct ServedBot {
+    pub(crate) id: String,
+    /// What `POST /bots` answered.
+    pub(crate) created: serde_json::Value,
+    secret: String,
+    http: reqwest::Client,
+}
+
+impl ServedBot {
+    /// Signs in to the process at `base`, registers bot `name` (token 1) and enables it.
+    pub(crate) async fn register(base: &str, key: &str, name: &str) -> Self {
+        let admin = session_client(&log_in(base, ADMIN_EMAIL, ADMIN_PASSWORD).await);
+        let created: serde_json::Value = admin
+            .post(format!("{base}/bots"))
+            .json(&json!({"name": name, "token": token(1), "model": "gpt-5-mini"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        admin
+            .post(format!("{base}/bots/{id}/enable"))
+            .send()
+            .await
+            .unwrap();
+        let secret = botfleet::secrets::TokenCipher::new(
+            &botfleet::secrets::TokenKey::from_base64(key).unwrap(),
+        )
+        .webhook_secret(id.parse().unwrap());
+        Self {
+            id,
+            created,
+            secret,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Delivers `update` to the bot's webhook at `base`, as Telegram does; its status.
+    pub(crate) async fn deliver(&self, base: &str, update: &serde_json::Value) -> u16 {
+        self.http
+            .post(format!("{base}/telegram/{}/webhook", self.id))
+            .header("X-Telegram-Bot-Api-Secret-Token", &self.secret)
+            .json(update)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// Waits until no chat has a turn left open.
+pub(crate) async fn until_every_turn_is_finished(pool: &sqlx::PgPool) {
+    eventually(WAIT, "every turn is finished", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chat_work WHERE open_turns > 0")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+            == 0
+    })
+    .await;
+}
+
 pub(crate) async fn wait_until_serving(http: &reqwest::Client, base: &str) {
     eventually(WAIT, "the child process serves", || async {
         http.get(format!("{base}/health"))
@@ -169,43 +235,13 @@ async fn a_process_killed_with_twenty_turns_in_flight_answers_each_once_after_re
 
     let (mut first, base) = serve(&db, &key, &fakes);
     wait_until_serving(&http, &base).await;
-    let admin = session_client(&log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await);
-    let created: serde_json::Value = admin
-        .post(format!("{base}/bots"))
-        .json(&json!({"name": "Busy", "token": token(1), "model": "gpt-5-mini"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bot_id = created["id"].as_str().unwrap().to_owned();
-    admin
-        .post(format!("{base}/bots/{bot_id}/enable"))
-        .send()
-        .await
-        .unwrap();
+    let bot = ServedBot::register(&base, &key, "Busy").await;
 
     // Every LLM call hangs long enough for all twenty to be in flight at the kill.
     fakes.openai.set_delay(Duration::from_secs(5));
-    let secret = botfleet::secrets::TokenCipher::new(
-        &botfleet::secrets::TokenKey::from_base64(&key).unwrap(),
-    )
-    .webhook_secret(bot_id.parse().unwrap());
     for chat in 0..20i64 {
-        let status = http
-            .post(format!("{base}/telegram/{bot_id}/webhook"))
-            .header("X-Telegram-Bot-Api-Secret-Token", &secret)
-            .json(&text_update(
-                1000 + chat,
-                500 + chat,
-                &format!("question {chat}"),
-            ))
-            .send()
-            .await
-            .unwrap()
-            .status();
-        assert_eq!(status, 200);
+        let update = text_update(1000 + chat, 500 + chat, &format!("question {chat}"));
+        assert_eq!(bot.deliver(&base, &update).await, 200);
     }
     fakes.openai.wait_for_requests(20, WAIT).await;
     first.kill().expect("SIGKILL the first process");
@@ -221,14 +257,7 @@ async fn a_process_killed_with_twenty_turns_in_flight_answers_each_once_after_re
     fakes.telegram.wait_for_calls("sendMessage", 20, WAIT).await;
 
     let pool = db.pool().await;
-    eventually(WAIT, "every turn is finished", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chat_work WHERE open_turns > 0")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            == 0
-    })
-    .await;
+    until_every_turn_is_finished(&pool).await;
     let mut replies_per_chat: HashMap<i64, Vec<String>> = HashMap::new();
     for (chat, text) in fakes.telegram.sent_messages() {
         replies_per_chat.entry(chat).or_default().push(text);

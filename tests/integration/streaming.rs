@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::fakes::telegram::{error, text_update, TelegramCall};
 use crate::helpers::{eventually, token, Fakes, TestApp};
-use crate::resilience::{serve, wait_until_serving};
+use crate::resilience::{serve, until_every_turn_is_finished, wait_until_serving, ServedBot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -350,44 +350,13 @@ async fn a_process_killed_mid_stream_answers_once_after_restart() {
 
     let (mut first, base) = serve(&db, &key, &fakes);
     wait_until_serving(&http, &base).await;
-    let admin = crate::helpers::session_client(
-        &crate::helpers::log_in(
-            &base,
-            crate::helpers::ADMIN_EMAIL,
-            crate::helpers::ADMIN_PASSWORD,
-        )
-        .await,
-    );
     // Streaming is left to its default: on.
-    let created: Value = admin
-        .post(format!("{base}/bots"))
-        .json(&json!({"name": "Streamer", "token": token(1), "model": "gpt-5-mini"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(created["streaming"], true);
-    let bot_id = created["id"].as_str().unwrap().to_owned();
-    admin
-        .post(format!("{base}/bots/{bot_id}/enable"))
-        .send()
-        .await
-        .unwrap();
-    let secret = botfleet::secrets::TokenCipher::new(
-        &botfleet::secrets::TokenKey::from_base64(&key).unwrap(),
-    )
-    .webhook_secret(bot_id.parse().unwrap());
-    let status = http
-        .post(format!("{base}/telegram/{bot_id}/webhook"))
-        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
-        .json(&text_update(1, 42, "why stream?"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    let bot = ServedBot::register(&base, &key, "Streamer").await;
+    assert_eq!(bot.created["streaming"], true);
+    assert_eq!(
+        bot.deliver(&base, &text_update(1, 42, "why stream?")).await,
+        200
+    );
 
     // Killed while the answer is being written.
     fakes
@@ -406,14 +375,7 @@ async fn a_process_killed_mid_stream_answers_once_after_restart() {
     wait_until_serving(&http, &base).await;
     fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
     let pool = db.pool().await;
-    eventually(WAIT, "the turn is finished", || async {
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM chat_work WHERE open_turns > 0")
-            .fetch_one(&pool)
-            .await
-            .unwrap()
-            == 0
-    })
-    .await;
+    until_every_turn_is_finished(&pool).await;
     assert_eq!(fakes.telegram.sent_messages(), [(42, ANSWER.to_owned())]);
     assert_eq!(fakes.openai.requests().len(), 2, "the model is asked again");
     second.kill().unwrap();

@@ -7,15 +7,11 @@ use std::time::Duration;
 
 use botfleet::runtime::leases::{chat_resource, Leases};
 use botfleet::runtime::liveness::Liveness;
-use serde_json::json;
 use sqlx::PgPool;
 
 use crate::fakes::telegram::text_update;
-use crate::helpers::{
-    eventually, log_in, random_token_key, session_client, token, Fakes, TestApp, TestDb,
-    ADMIN_EMAIL, ADMIN_PASSWORD,
-};
-use crate::resilience::{serve_with_lease, wait_until_serving};
+use crate::helpers::{eventually, random_token_key, Fakes, TestApp, TestDb};
+use crate::resilience::{serve_with_lease, wait_until_serving, ServedBot};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -137,38 +133,12 @@ async fn a_killed_processs_chat_is_answered_by_the_survivor_without_waiting_for_
 
     let (mut first, base) = serve_with_lease(&db, &key, &fakes, LONG_LEASE);
     wait_until_serving(&http, &base).await;
-    let admin = session_client(&log_in(&base, ADMIN_EMAIL, ADMIN_PASSWORD).await);
-    let created: serde_json::Value = admin
-        .post(format!("{base}/bots"))
-        .json(&json!({"name": "Crashy", "token": token(1), "model": "gpt-5-mini"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bot_id = created["id"].as_str().unwrap().to_owned();
-    admin
-        .post(format!("{base}/bots/{bot_id}/enable"))
-        .send()
-        .await
-        .unwrap();
+    let bot = ServedBot::register(&base, &key, "Crashy").await;
 
     // The first process's LLM call hangs: the turn is in flight, under its lease, at the kill.
     fakes.openai.set_delay(Duration::from_secs(600));
-    let secret = botfleet::secrets::TokenCipher::new(
-        &botfleet::secrets::TokenKey::from_base64(&key).unwrap(),
-    )
-    .webhook_secret(bot_id.parse().unwrap());
-    let status = http
-        .post(format!("{base}/telegram/{bot_id}/webhook"))
-        .header("X-Telegram-Bot-Api-Secret-Token", &secret)
-        .json(&text_update(1000, 500, "are you there?"))
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
+    let update = text_update(1000, 500, "are you there?");
+    assert_eq!(bot.deliver(&base, &update).await, 200);
     fakes.openai.wait_for_requests(1, WAIT).await;
     fakes.openai.set_delay(Duration::ZERO);
 
