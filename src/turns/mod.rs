@@ -18,6 +18,7 @@ pub mod bot_rows;
 pub mod callback;
 pub mod context;
 pub mod generate;
+mod group_previews;
 pub mod media;
 pub mod policy;
 pub mod runner;

@@ -25,6 +25,8 @@ use super::worker::TurnWorker;
 use crate::llm::{LlmError, LlmReply, LlmRequest};
 use crate::telegram::drafts::{preview_text, LivePreview};
 
+use super::group_previews;
+
 /// At most one draft per this long in a private chat: the draft animates between calls.
 pub const DRAFT_GAP: Duration = Duration::from_millis(300);
 
@@ -71,10 +73,13 @@ impl TurnWorker {
         };
         let mut preview = Preview {
             calls,
+            pool: &self.pool,
+            bot_id: bot.id,
             chat_id,
             surface,
             shown_chars: 0,
         };
+        preview.clear_left_over().await;
         let (progress, mut written) = watch::channel(String::new());
         let answer = self.llm.respond_streaming(request, &progress);
         tokio::pin!(answer);
@@ -130,6 +135,9 @@ enum Shown {
 /// One answer's preview, as far as it has been shown.
 struct Preview<'a> {
     calls: &'a dyn LivePreview,
+    /// Where a group's preview is remembered while it is up ([`super::group_previews`]).
+    pool: &'a sqlx::PgPool,
+    bot_id: uuid::Uuid,
     chat_id: i64,
     surface: Surface,
     /// How much of the text the preview shows: a preview that holds all it can is not redone.
@@ -152,13 +160,19 @@ impl Preview<'_> {
             Surface::Group { message_id } => {
                 let outcome = match *message_id {
                     Some(id) => self.calls.edit_preview(self.chat_id, id, &shown).await,
-                    None => self
-                        .calls
-                        .send_preview(self.chat_id, &shown)
-                        .await
-                        .map(|id| {
+                    None => match self.calls.send_preview(self.chat_id, &shown).await {
+                        Ok(id) => {
                             *message_id = Some(id);
-                        }),
+                            let remembered =
+                                group_previews::remember(self.pool, self.bot_id, self.chat_id, id)
+                                    .await;
+                            if let Err(e) = remembered {
+                                tracing::warn!(error = %e, "a group preview could not be remembered; a crash now would leave it up");
+                            }
+                            Ok(())
+                        }
+                        Err(failure) => Err(failure),
+                    },
                 };
                 (outcome, GROUP_EDIT_GAP)
             }
@@ -185,24 +199,55 @@ impl Preview<'_> {
     /// Clears what the preview left in the chat before the answer is recorded: a group's
     /// preview message is deleted (a draft goes by itself when the answer is sent).
     async fn finish(&self) {
-        let Surface::Group {
+        if let Surface::Group {
             message_id: Some(id),
         } = self.surface
-        else {
+        {
+            self.delete(id).await;
+        }
+    }
+
+    /// Deletes the previews an attempt that died mid-stream left in this group.
+    async fn clear_left_over(&self) {
+        if !matches!(self.surface, Surface::Group { .. }) {
             return;
-        };
+        }
+        match group_previews::left_over(self.pool, self.bot_id, self.chat_id).await {
+            Ok(ids) => {
+                for id in ids {
+                    self.delete(id).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not read the group's left-over previews"),
+        }
+    }
+
+    /// Deletes preview `id`, and forgets it once it is gone or cannot go (a transient failure
+    /// keeps it remembered, for the next attempt in this chat).
+    async fn delete(&self, id: i64) {
+        let mut gone = false;
         for _ in 0..2 {
             match self.calls.delete_preview(self.chat_id, id).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    gone = true;
+                    break;
+                }
                 Err(failure) => {
                     tracing::info!(error = %failure.message, "the answer's preview could not be deleted");
+                    gone =
+                        failure.class != FailureClass::Retryable && failure.retry_after.is_none();
                     match failure.retry_after {
                         Some(wait) if wait <= LONGEST_PREVIEW_PAUSE => {
                             tokio::time::sleep(wait).await;
                         }
-                        _ => return,
+                        _ => break,
                     }
                 }
+            }
+        }
+        if gone {
+            if let Err(e) = group_previews::forget(self.pool, self.bot_id, self.chat_id, id).await {
+                tracing::warn!(error = %e, "a deleted group preview could not be forgotten");
             }
         }
     }

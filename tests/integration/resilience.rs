@@ -157,6 +157,8 @@ pub(crate) struct ServedBot {
     pub(crate) created: serde_json::Value,
     secret: String,
     http: reqwest::Client,
+    /// Signed in as the first admin.
+    pub(crate) admin: reqwest::Client,
 }
 
 impl ServedBot {
@@ -187,6 +189,7 @@ impl ServedBot {
             created,
             secret,
             http: reqwest::Client::new(),
+            admin,
         }
     }
 

@@ -384,6 +384,92 @@ async fn a_process_killed_mid_stream_answers_once_after_restart() {
 }
 
 #[tokio::test]
+async fn a_group_preview_left_by_a_killed_process_is_deleted_before_the_one_answer() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_reply(Some(ANSWER.to_owned()));
+    fakes.openai.set_token_pace(Duration::from_millis(300));
+    let db = crate::helpers::TestDb::new();
+    let key = crate::helpers::random_token_key();
+    let http = reqwest::Client::new();
+
+    let (mut first, base) = serve(&db, &key, &fakes);
+    wait_until_serving(&http, &base).await;
+    let bot = ServedBot::register(&base, &key, "Streamer").await;
+    eventually(WAIT, "the bot's username is learned", || async {
+        let view: Value = bot
+            .admin
+            .get(format!("{base}/bots/{}", bot.id))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        view["username"] == "support_bot"
+    })
+    .await;
+    let update = group_update(1, "@support_bot why stream?");
+    assert_eq!(bot.deliver(&base, &update).await, 200);
+
+    // Killed while the group's preview is up.
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    let pool = db.pool().await;
+    eventually(WAIT, "the preview is remembered", || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM group_previews")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+            == 1
+    })
+    .await;
+    first.kill().expect("SIGKILL the first process");
+    first.wait().unwrap();
+    let orphan = fakes.telegram.calls_of("sendMessage")[0].clone();
+    assert!(text_of(&orphan).ends_with(" …"), "the preview is up");
+    assert!(fakes.telegram.calls_of("deleteMessage").is_empty());
+
+    fakes.openai.set_token_pace(Duration::from_millis(10));
+    let (mut second, base) = serve(&db, &key, &fakes);
+    wait_until_serving(&http, &base).await;
+    until_every_turn_is_finished(&pool).await;
+    eventually(WAIT, "the answer is sent", || async {
+        fakes
+            .telegram
+            .calls_of("sendMessage")
+            .iter()
+            .any(|call| text_of(call) == ANSWER)
+    })
+    .await;
+
+    let answers: Vec<_> = fakes
+        .telegram
+        .calls_of("sendMessage")
+        .into_iter()
+        .filter(|call| !text_of(call).ends_with(" …"))
+        .collect();
+    assert_eq!(answers.len(), 1, "one answer: {answers:?}");
+    // The fake numbers messages from 1000: the orphan was the first.
+    let deleted: Vec<i64> = fakes
+        .telegram
+        .calls_of("deleteMessage")
+        .iter()
+        .map(|call| call.body["message_id"].as_i64().unwrap())
+        .collect();
+    assert!(
+        deleted.contains(&1000),
+        "the orphaned preview is deleted: {deleted:?}"
+    );
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM group_previews")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "no preview is left remembered");
+    second.kill().unwrap();
+    second.wait().unwrap();
+    pool.close().await;
+}
+
+#[tokio::test]
 async fn a_preview_edit_that_changes_nothing_is_no_failure_and_drafts_are_for_private_chats() {
     use botfleet::telegram::drafts::LivePreview;
 
