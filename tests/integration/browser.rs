@@ -162,15 +162,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("find {css:?}: {e}"))
     }
 
-    /// The page's visible text.
+    /// The page's visible text. Between two documents (a form just submitted, a link just
+    /// followed) the page has no body for a moment, or the body found goes stale: then the
+    /// next document's is read.
     pub async fn text(&self) -> String {
-        self.client
-            .find(Locator::Css("body"))
-            .await
-            .expect("a body")
-            .text()
-            .await
-            .unwrap_or_default()
+        for _ in 0..50 {
+            let body = self
+                .client
+                .wait()
+                .at_most(PAGE_WAIT)
+                .for_element(Locator::Css("body"))
+                .await;
+            if let Ok(body) = body {
+                if let Ok(text) = body.text().await {
+                    return text;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the page never had a body to read");
     }
 
     /// Waits until the page's text contains `needle`.
