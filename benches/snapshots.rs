@@ -66,6 +66,7 @@ async fn append_history(pool: &PgPool, bot_id: Uuid, chat: i64, events: i64) {
                         cost_micro_usd: 0,
                         charged_to: None,
                         context_turns: None,
+                        stopped: false,
                     },
                 },
             },

@@ -65,7 +65,7 @@ pub fn app_state(pool: PgPool, ring: &KeyRing, config: &Config) -> AppState {
             pool.clone(),
             BotServices::new(cipher.clone()),
         )),
-        intake: Intake::new(chats.clone(), vault.clone()),
+        intake: Intake::new(chats.clone(), vault.clone(), pool.clone()),
         vault,
         chats,
         progress: SubscriptionProgress::new(pool.clone()),
@@ -108,7 +108,8 @@ impl Application {
 
         // An upgrade may ask for read models to be rebuilt before anything reads them.
         crate::subscriptions::rebuild::rebuild_where_required(&pool, &projections::all()).await?;
-        let wakeups = EventWakeups::spawn(pool.clone(), shutdown.clone());
+        let answer_stops = crate::runtime::answer_stops::AnswerStops::default();
+        let wakeups = EventWakeups::spawn(pool.clone(), answer_stops.clone(), shutdown.clone());
         // The admin read models share one runner (one transaction per batch for both); the
         // effect runner's index, chat_work, has its own, so that it never waits for them.
         let (runner_index, read_models): (Vec<_>, Vec<_>) = projections::all()
@@ -164,6 +165,7 @@ impl Application {
                         config.openai_timeout,
                     ),
                 },
+                answer_stops,
             }),
             leases: chat_leases,
             concurrency: config.effect_concurrency,

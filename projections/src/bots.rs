@@ -99,16 +99,26 @@ impl Projector for BotProjector {
             }
             BotEvent::BotEnabled => set_active(tx, id, true, at, version).await?,
             BotEvent::BotDisabled => set_active(tx, id, false, at, version).await?,
-            BotEvent::WebhookSet { url } => {
-                sqlx::query("UPDATE bots SET webhook_url = $2, version = $3 WHERE id = $1")
-                    .bind(id)
-                    .bind(url)
-                    .bind(version)
+            BotEvent::WebhookSet {
+                url,
+                allowed_updates,
+            } => {
+                sqlx::query(
+                    "UPDATE bots SET webhook_url = $2, webhook_updates = $3, version = $4
+                     WHERE id = $1",
+                )
+                .bind(id)
+                .bind(url)
+                .bind(allowed_updates)
+                .bind(version)
                     .execute(&mut *tx)
                     .await?;
             }
             BotEvent::WebhookDeleted => {
-                sqlx::query("UPDATE bots SET webhook_url = NULL, version = $2 WHERE id = $1")
+                sqlx::query(
+                    "UPDATE bots SET webhook_url = NULL, webhook_updates = NULL, version = $2
+                     WHERE id = $1",
+                )
                     .bind(id)
                     .bind(version)
                     .execute(&mut *tx)
@@ -360,6 +370,8 @@ pub struct DeliveryRow {
     /// Enabled and not deleted.
     pub active: bool,
     pub webhook_url: Option<String>,
+    /// The update kinds the webhook was set with (none recorded by earlier versions).
+    pub webhook_updates: Option<Vec<String>>,
     pub token_ciphertext: String,
     pub token_hint: String,
     pub username: Option<String>,
@@ -373,7 +385,8 @@ pub async fn list_deliveries(
     invalid_token_kind: &str,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, token_ciphertext,
+        "SELECT id, (is_active AND deleted_at IS NULL) AS active, webhook_url, webhook_updates,
+                token_ciphertext,
                 token_hint, username, last_error_kind IS NOT DISTINCT FROM $1 AS token_invalid
          FROM bots
          WHERE (is_active AND deleted_at IS NULL) OR webhook_url IS NOT NULL",

@@ -271,6 +271,7 @@ mod tests {
             cost_micro_usd: 121,
             charged_to: None,
             context_turns: None,
+            stopped: false,
         }))
         .unwrap();
         assert_eq!(

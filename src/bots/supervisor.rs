@@ -165,7 +165,12 @@ impl BotSupervisor {
             };
             // Polling bots have their webhook deleted by their poller.
             let polled = self.public_url.is_none() && bot.active;
-            if wanted == bot.webhook_url || polled {
+            // A webhook set without every update kind asked for now (by an earlier version)
+            // is set again: Telegram sends only the kinds a webhook asked for.
+            let asked_for = allowed_updates().map(str::to_owned).to_vec();
+            let current = wanted == bot.webhook_url
+                && (wanted.is_none() || bot.webhook_updates.as_ref() == Some(&asked_for));
+            if current || polled {
                 backoff.remove(&bot.id);
                 continue;
             }
@@ -304,6 +309,7 @@ impl BotSupervisor {
                     .await
                     .map(|_| BotCommand::RecordWebhookSet {
                         url: url.to_owned(),
+                        allowed_updates: allowed_updates().map(str::to_owned).to_vec(),
                     })
             }
             None => client

@@ -387,8 +387,12 @@ fn answer_meta(message: &MessageView) -> Markup {
         if let Some(model) = &message.model {
             parts.push(html! { span data-field="model" { (model) } });
         }
+        if message.stopped {
+            parts.push(html! { span data-field="stopped" { "stopped by the person" } });
+        }
         parts.push(html! {
             span data-field="tokens" {
+                @if message.stopped { "about " }
                 (count(message.input_tokens.unwrap_or(0))) " in"
                 @if let Some(cached) = message.cached_input_tokens.filter(|c| *c > 0) { " (" (count(cached)) " cached)" }
                 " / " (count(message.output_tokens.unwrap_or(0))) " out"

@@ -95,6 +95,10 @@ pub struct MessageView {
     /// being generated (the model's time and any retries), as the events recorded them.
     #[oai(skip_serializing_if_is_none)]
     pub response_ms: Option<i64>,
+    /// An LLM answer the person stopped while it was written (the stop button on its
+    /// draft): `text` is what the model had written by then, the tokens an estimate from
+    /// its length.
+    pub stopped: bool,
 }
 
 #[derive(Debug, Clone, Object)]
@@ -206,6 +210,7 @@ impl From<MessageRow> for MessageView {
             edited_at: row.edited_at,
             failure_class: row.failure_class,
             response_ms: row.response_ms,
+            stopped: row.stopped,
         }
     }
 }

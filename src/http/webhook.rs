@@ -141,7 +141,12 @@ impl WebhookApi {
             ));
         }
         match deps.intake.accept(&bot, &update).await {
-            Ok(Accepted::Recorded | Accepted::Duplicate | Accepted::Unhandled(_)) => {
+            Ok(
+                Accepted::Recorded
+                | Accepted::Duplicate
+                | Accepted::Unhandled(_)
+                | Accepted::StopAnnounced,
+            ) => {
                 Ok(WebhookResponse::Ok)
             }
             Err(e) => Err(database_failure("recording an update failed", &e)),

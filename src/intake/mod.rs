@@ -15,6 +15,7 @@ use crate::event_store::{
     update_correlation_id, Actor, CommandError, CommandGateway, EventMetadata,
 };
 use crate::personal_data::PersonalDataVault;
+use crate::runtime::answer_stops::{AnswerStops, DraftKey};
 use crate::runtime::fresh_work::FreshWork;
 use crate::telegram::updates::{BotIdentity, Update, UpdateContent};
 
@@ -27,6 +28,8 @@ pub enum Accepted {
     Duplicate,
     /// Not something Botfleet answers.
     Unhandled(&'static str),
+    /// A stop pressed on an answer's draft, passed on to whichever process writes it.
+    StopAnnounced,
 }
 
 #[derive(Clone)]
@@ -36,6 +39,8 @@ pub struct Intake {
     vault: Arc<PersonalDataVault>,
     /// Hands chats with a new turn straight to this process's effect runner.
     fresh_work: FreshWork,
+    /// Where a stop pressed on a draft is announced to every process.
+    pool: sqlx::PgPool,
 }
 
 /// Why an update could not be recorded.
@@ -45,14 +50,21 @@ pub enum IntakeError {
     Command(#[from] CommandError<ChatError>),
     #[error("personal data could not be sealed")]
     Sealing(#[from] sqlx::Error),
+    #[error("a stop could not be announced")]
+    StopAnnouncement(#[source] sqlx::Error),
 }
 
 impl Intake {
-    pub fn new(chats: Arc<CommandGateway<Chat>>, vault: Arc<PersonalDataVault>) -> Self {
+    pub fn new(
+        chats: Arc<CommandGateway<Chat>>,
+        vault: Arc<PersonalDataVault>,
+        pool: sqlx::PgPool,
+    ) -> Self {
         Self {
             chats,
             vault,
             fresh_work: FreshWork::default(),
+            pool,
         }
     }
 
@@ -113,6 +125,18 @@ impl Intake {
                 ChatCommand::RecordMigration { to_chat_id },
                 Actor::System("telegram"),
             ),
+            UpdateContent::StopAnswer { chat_id, draft_id } => {
+                let key = DraftKey {
+                    bot_id: bot.bot_id.0,
+                    chat_id,
+                    draft_id,
+                };
+                tracing::info!(bot_id = %bot.bot_id, update_id = %update.update_id, draft_id, "the person stopped an answer");
+                AnswerStops::announce(&self.pool, &key)
+                    .await
+                    .map_err(IntakeError::StopAnnouncement)?;
+                return Ok(Accepted::StopAnnounced);
+            }
             UpdateContent::Unhandled(what) => {
                 tracing::debug!(bot_id = %bot.bot_id, update_id = %update.update_id, what, "update not handled");
                 return Ok(Accepted::Unhandled(what));

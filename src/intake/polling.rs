@@ -12,7 +12,6 @@ use std::time::Duration;
 use aggregates::bot::{Bot, BotCommand};
 use sqlx::PgPool;
 use teloxide_core::payloads::DeleteWebhook;
-use teloxide_core::types::AllowedUpdate;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -32,12 +31,14 @@ const POLL_BACKOFF: Backoff = Backoff {
     max: Duration::from_secs(60),
 };
 
-/// The update kinds Botfleet asks Telegram for, by webhook or by polling.
-pub fn allowed_updates() -> Vec<AllowedUpdate> {
-    vec![
-        AllowedUpdate::Message,
-        AllowedUpdate::EditedMessage,
-        AllowedUpdate::CallbackQuery,
+/// The update kinds Botfleet asks Telegram for, by webhook or by polling (Bot API names: the
+/// stop of a draft is sent only to bots that ask for it).
+pub fn allowed_updates() -> [&'static str; 4] {
+    [
+        "message",
+        "edited_message",
+        "callback_query",
+        "stopped_message_generation",
     ]
 }
 

@@ -8,7 +8,9 @@
 //! - [`error_chain`]: an error and its causes on one line, for the logs.
 //! - [`tls`]: the TLS provider the HTTP clients share.
 //! - [`clock`]: the time budgets are judged by, which tests may move forward.
+//! - [`answer_stops`]: the stop button on an answer's draft, carried to the process writing it.
 
+pub mod answer_stops;
 pub mod backoff;
 pub mod clock;
 pub mod error_chain;

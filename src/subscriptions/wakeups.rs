@@ -1,4 +1,5 @@
-//! One LISTEN connection per process, fanned out to every subscription in it.
+//! One LISTEN connection per process, fanned out to every subscription in it, and to the
+//! answers this process writes (a stop pressed on one of their drafts).
 
 use std::time::Duration;
 
@@ -6,6 +7,8 @@ use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::runtime::answer_stops::{AnswerStops, DraftKey, STOPS_CHANNEL};
 
 /// The channel the `events_notify` trigger notifies at every commit that appended events.
 pub const EVENTS_CHANNEL: &str = "botfleet_events";
@@ -21,8 +24,9 @@ pub struct EventWakeups {
 }
 
 impl EventWakeups {
-    /// Starts listening; the task ends with `shutdown`.
-    pub fn spawn(pool: PgPool, shutdown: CancellationToken) -> Self {
+    /// Starts listening; the task ends with `shutdown`. A stop announced by any process
+    /// reaches `stops`.
+    pub fn spawn(pool: PgPool, stops: AnswerStops, shutdown: CancellationToken) -> Self {
         let (sender, receiver) = watch::channel(0u64);
         let (work_sender, work) = watch::channel(0u64);
         let sender = std::sync::Arc::new(sender);
@@ -35,7 +39,7 @@ impl EventWakeups {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    result = listen(&pool, &sender, &work_sender) => {
+                    result = listen(&pool, &sender, &work_sender, &stops) => {
                         if let Err(e) = result {
                             tracing::warn!(error = ?e, "event notifications lost; reconnecting");
                         }
@@ -73,10 +77,15 @@ async fn listen(
     pool: &PgPool,
     events: &watch::Sender<u64>,
     work: &watch::Sender<u64>,
+    stops: &AnswerStops,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
-        .listen_all([EVENTS_CHANNEL, projections::chat_work::WORK_CHANNEL])
+        .listen_all([
+            EVENTS_CHANNEL,
+            projections::chat_work::WORK_CHANNEL,
+            STOPS_CHANNEL,
+        ])
         .await?;
     // Commits between the last read and LISTEN would otherwise go unnoticed.
     events.send_modify(|n| *n += 1);
@@ -86,7 +95,15 @@ async fn listen(
         // notifications may have been missed, so wake everyone.
         match listener.try_recv().await? {
             Some(n) if n.channel() == EVENTS_CHANNEL => events.send_modify(|n| *n += 1),
+            Some(n) if n.channel() == STOPS_CHANNEL => match DraftKey::parse(n.payload()) {
+                Some(key) => {
+                    let here = stops.stop(&key);
+                    tracing::debug!(bot_id = %key.bot_id, draft_id = key.draft_id, here, "an answer's stop announced");
+                }
+                None => tracing::warn!(payload = n.payload(), "an unreadable stop announcement"),
+            },
             Some(_) => work.send_modify(|n| *n += 1),
+            // A stop sent meanwhile is lost: its answer is then sent whole.
             None => {
                 events.send_modify(|n| *n += 1);
                 work.send_modify(|n| *n += 1);

@@ -23,7 +23,8 @@ pub const PREVIEW_CHARS: usize = 4000;
 /// The calls a live preview makes. None retries: a preview that fails is skipped.
 #[async_trait::async_trait]
 pub trait LivePreview: Send + Sync {
-    /// Shows `text` as the draft `draft_id` (non-zero) in the private chat `chat_id`.
+    /// Shows `text` as the draft `draft_id` (non-zero) in the private chat `chat_id`, with a
+    /// button that lets the person stop the answer.
     async fn send_draft(
         &self,
         chat_id: i64,
@@ -51,6 +52,11 @@ struct SendMessageDraft<'a> {
     chat_id: i64,
     draft_id: i64,
     text: &'a str,
+    /// The stop button (Bot API 10.3): pressing it sends a `stopped_message_generation`
+    /// update; a server that predates it ignores the field.
+    can_stop: bool,
+    /// The draft stays up after a stop until the answer (what was written) is sent.
+    keep_on_stop: bool,
 }
 
 #[async_trait::async_trait]
@@ -65,6 +71,8 @@ impl LivePreview for BotEndpoint {
             chat_id,
             draft_id,
             text,
+            can_stop: true,
+            keep_on_stop: true,
         };
         self.call_method::<bool>("sendMessageDraft", &draft, self.call_timeout())
             .await

@@ -16,6 +16,15 @@ pub struct Update {
     pub message: Option<Message>,
     pub edited_message: Option<Message>,
     pub callback_query: Option<CallbackQuery>,
+    /// The person pressed stop on an answer's draft (sent with `can_stop`).
+    pub stopped_message_generation: Option<GenerationStopped>,
+}
+
+/// Telegram's `MessageGenerationStopped`: which draft the person stopped.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GenerationStopped {
+    pub chat: Chat,
+    pub draft_id: i64,
 }
 
 impl Update {
@@ -128,6 +137,8 @@ pub enum UpdateContent {
         message_id: i64,
         text: String,
     },
+    /// The person stopped the answer being written as draft `draft_id` in chat `chat_id`.
+    StopAnswer { chat_id: i64, draft_id: i64 },
     /// The group became a supergroup.
     Migration {
         chat: TelegramChat,
@@ -252,6 +263,12 @@ pub fn addressed_text(message: &Message, text: &str, bot: &BotIdentity) -> Optio
 
 impl Update {
     pub fn content(&self, bot: &BotIdentity) -> UpdateContent {
+        if let Some(stopped) = &self.stopped_message_generation {
+            return UpdateContent::StopAnswer {
+                chat_id: stopped.chat.id,
+                draft_id: stopped.draft_id,
+            };
+        }
         if let Some(query) = &self.callback_query {
             let Some(message) = &query.message else {
                 return UpdateContent::Unhandled("inline callback query");
@@ -457,6 +474,20 @@ mod tests {
         .unwrap();
         assert!(
             matches!(edit.content(&bot()), UpdateContent::Edit { text, .. } if text == "fixed")
+        );
+    }
+
+    #[test]
+    fn a_stop_pressed_on_a_draft_names_its_chat_and_draft() {
+        let stopped: Update = serde_json::from_value(json!({"update_id": 5,
+            "stopped_message_generation": {"chat": {"id": 42, "type": "private"}, "draft_id": 77}}))
+        .unwrap();
+        assert_eq!(
+            stopped.content(&bot()),
+            UpdateContent::StopAnswer {
+                chat_id: 42,
+                draft_id: 77
+            }
         );
     }
 }

@@ -15,10 +15,11 @@ use projections::bots::BotRow;
 use super::context::{self, ContextPlan};
 use super::policy::{self, LlmBot, LlmOutcome, Next, Unanswerable};
 use super::screen::Screened;
+use super::stream::LiveAnswer;
 use super::texts::{system_text, usage_text};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
-use crate::llm::{HistoryTurn, LlmReply, LlmRequest, PromptImage};
+use crate::llm::{HistoryTurn, LlmReply, LlmRequest, PromptImage, TokenUsage as LlmUsage};
 use aggregates::ids::BotErrorKind;
 
 /// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
@@ -122,12 +123,25 @@ impl TurnWorker {
             error_message: &error_message,
         };
         let decision = match result {
-            Ok(reply) => {
+            Ok(answer) => {
                 let charge = Charge {
                     bot_id: ctx.bot_id,
                     person: ctx.turn.from_user_id,
                 };
-                let kind = self.priced(bot, &reply, elapsed_ms, charge, plan.context_turns);
+                let (reply, stopped) = match answer {
+                    LiveAnswer::Complete(reply) => (reply, false),
+                    LiveAnswer::Stopped { text } => {
+                        let chain_tokens = request
+                            .previous_response_id
+                            .as_ref()
+                            .map_or(0, |_| ctx.chat.conversation.last_input_tokens);
+                        (stopped_reply(bot, &request, chain_tokens, text), true)
+                    }
+                };
+                let mut kind = self.priced(bot, &reply, elapsed_ms, charge, plan.context_turns);
+                if let ResponseKind::Llm { stopped: flag, .. } = &mut kind {
+                    *flag = stopped;
+                }
                 let kind = super::media::with_transcription_cost(kind, ctx.turn);
                 let text = if plan.new_conversation {
                     // The user learns why the bot no longer knows what was said before.
@@ -263,6 +277,7 @@ impl TurnWorker {
             cost_micro_usd: cost,
             charged_to: Some(charge),
             context_turns: Some(context_turns),
+            stopped: false,
         }
     }
 
@@ -282,5 +297,43 @@ impl TurnWorker {
                 tokio::time::sleep(TYPING_REFRESH).await;
             }
         }))
+    }
+}
+
+/// A stopped answer as the reply it stands for: the text written so far, and usage estimated
+/// from lengths (a stream cancelled midway reports none; the provider bills what it produced).
+/// Input: the request's text, images at a flat rate, and the chain a `previous_response_id`
+/// replays (`chain_tokens`, the last turn's input); output: the written text.
+fn stopped_reply(bot: &BotRow, request: &LlmRequest, chain_tokens: u64, text: String) -> LlmReply {
+    /// What one image costs as input, roughly: a 1024×1024 image in tiles of OpenAI's models.
+    const TOKENS_PER_IMAGE: u64 = 765;
+    let history_chars: usize = request
+        .history
+        .iter()
+        .map(|turn| turn.user.chars().count() + turn.assistant.chars().count())
+        .sum();
+    let request_chars =
+        request.instructions.chars().count() + request.user_text.chars().count() + history_chars;
+    // A stop before any text (the button shows only on a draft with text, but the text may
+    // be blank) still needs a message to send: Telegram refuses an empty one.
+    let text = if text.trim().is_empty() {
+        "…".to_owned()
+    } else {
+        text
+    };
+    let input_tokens = chain_tokens
+        + context::estimated_tokens(request_chars)
+        + TOKENS_PER_IMAGE * request.images.len() as u64;
+    LlmReply {
+        usage: LlmUsage {
+            input_tokens,
+            cached_input_tokens: 0,
+            output_tokens: context::estimated_tokens(text.chars().count()),
+            reasoning_tokens: 0,
+        },
+        text,
+        // An unfinished response cannot be continued: the next turn sends the conversation.
+        response_id: None,
+        model: bot.model.clone(),
     }
 }

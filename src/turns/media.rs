@@ -129,28 +129,13 @@ pub(super) fn plan(turn: &OpenTurn, settings: &MediaSettings, takes_images: bool
 }
 
 /// The turn's answer cost, with what transcribing its voice message cost.
-pub(super) fn with_transcription_cost(kind: ResponseKind, turn: &OpenTurn) -> ResponseKind {
-    match (kind, &turn.transcription) {
-        (
-            ResponseKind::Llm {
-                model,
-                response_id,
-                usage,
-                cost_micro_usd,
-                charged_to,
-                context_turns,
-            },
-            Some(transcription),
-        ) => ResponseKind::Llm {
-            model,
-            response_id,
-            usage,
-            cost_micro_usd: cost_micro_usd.saturating_add(transcription.cost_micro_usd),
-            charged_to,
-            context_turns,
-        },
-        (kind, _) => kind,
+pub(super) fn with_transcription_cost(mut kind: ResponseKind, turn: &OpenTurn) -> ResponseKind {
+    if let (ResponseKind::Llm { cost_micro_usd, .. }, Some(transcription)) =
+        (&mut kind, &turn.transcription)
+    {
+        *cost_micro_usd = cost_micro_usd.saturating_add(transcription.cost_micro_usd);
     }
+    kind
 }
 
 /// A failed download as the model step's failure: retried or given up on like a model call.

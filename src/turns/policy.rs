@@ -465,6 +465,7 @@ mod tests {
             cost_micro_usd: 121,
             charged_to: None,
             context_turns: None,
+            stopped: false,
         }
     }
 

@@ -13,6 +13,10 @@
 //!   message of the interrupted attempt stays, marked unfinished with "…", see README);
 //! - a 429 or any failure of a draft or an edit only delays or skips the preview (honouring
 //!   `retry_after`), never the answer.
+//!
+//! A draft carries a stop button. When the person presses it (the stop reaches this process
+//! through [`crate::runtime::answer_stops`]), the model's stream is dropped, which closes its
+//! connection, and what it had written is the answer, recorded as stopped and sent like any.
 
 use std::time::Duration;
 
@@ -23,6 +27,7 @@ use tokio::time::Instant;
 
 use super::worker::TurnWorker;
 use crate::llm::{LlmError, LlmReply, LlmRequest};
+use crate::runtime::answer_stops::DraftKey;
 use crate::telegram::drafts::{preview_text, LivePreview};
 
 use super::group_previews;
@@ -44,6 +49,14 @@ enum Surface {
     Group { message_id: Option<i64> },
 }
 
+/// What came of asking the model while showing its answer.
+pub(super) enum LiveAnswer {
+    /// The model's whole reply.
+    Complete(LlmReply),
+    /// The person pressed stop: what the model had written by then.
+    Stopped { text: String },
+}
+
 impl TurnWorker {
     /// Asks the model for `request`'s answer, streamed into the chat when the bot streams and
     /// the chat can show it; `typing` (the indicator's task) is stopped at the first text.
@@ -54,7 +67,7 @@ impl TurnWorker {
         draft_id: i64,
         request: &LlmRequest,
         typing: &Option<tokio::task::JoinHandle<()>>,
-    ) -> Result<LlmReply, LlmError> {
+    ) -> Result<LiveAnswer, LlmError> {
         let target = chat.telegram_chat.as_ref().and_then(|telegram_chat| {
             let surface = match telegram_chat.kind.as_str() {
                 "private" => Surface::Draft { draft_id },
@@ -66,11 +79,27 @@ impl TurnWorker {
         let messenger = self.telegram.bot(bot.id, &bot.token_ciphertext).ok();
         let (Some((chat_id, surface)), Some(messenger), true) = (target, messenger, bot.streaming)
         else {
-            return self.llm.respond(request).await;
+            return self.llm.respond(request).await.map(LiveAnswer::Complete);
         };
         let Some(calls) = messenger.live_preview() else {
-            return self.llm.respond(request).await;
+            return self.llm.respond(request).await.map(LiveAnswer::Complete);
         };
+        // Only a draft has a stop button; registered before the first draft can show it.
+        let stop = match surface {
+            Surface::Draft { draft_id } => Some(self.answer_stops.watch(DraftKey {
+                bot_id: bot.id,
+                chat_id,
+                draft_id,
+            })),
+            Surface::Group { .. } => None,
+        };
+        let stopped = async {
+            match &stop {
+                Some(stop) => stop.stopped().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
         let mut preview = Preview {
             calls,
             pool: &self.pool,
@@ -91,7 +120,12 @@ impl TurnWorker {
         let result = loop {
             tokio::select! {
                 biased;
-                result = &mut answer => break result,
+                result = &mut answer => break result.map(LiveAnswer::Complete),
+                () = &mut stopped => {
+                    let text = written.borrow().clone();
+                    tracing::info!(chars = text.chars().count(), "the person stopped the answer");
+                    break Ok(LiveAnswer::Stopped { text });
+                }
                 _ = tokio::time::sleep_until(next_at), if waiting => waiting = false,
                 changed = written.changed(), if open && !waiting => {
                     if changed.is_err() {

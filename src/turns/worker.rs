@@ -61,6 +61,8 @@ pub struct TurnWorker {
     pub clock: Clock,
     /// Voice messages and images: the limits and the transcription client.
     pub media: super::media::MediaTools,
+    /// The drafts being written here, for the stop button ([`super::stream`]).
+    pub answer_stops: crate::runtime::answer_stops::AnswerStops,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -494,3 +494,139 @@ async fn a_preview_edit_that_changes_nothing_is_no_failure_and_drafts_are_for_pr
     let refused = bot.send_draft(-100_555, 7, "Hello …").await.unwrap_err();
     assert_eq!(refused.code, 400, "no drafts in groups");
 }
+
+/// An answer long enough to be stopped midway: sixty-odd tokens.
+const LONG_ANSWER: &str = "Streaming shows the answer while the model writes it, so the person \
+    reads along instead of watching typing for half a minute. When the person has read enough \
+    they press stop, the model stops writing, and what it wrote so far stays in the chat as the \
+    answer, billed for what it used and kept in the conversation for the next question.";
+
+#[tokio::test]
+async fn a_stopped_answer_is_kept_as_written_recorded_and_billed() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_reply(Some(LONG_ANSWER.to_owned()));
+    fakes.openai.set_token_pace(Duration::from_millis(100));
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = streaming_bot(&app, "Streamer", &token(1)).await;
+
+    app.deliver(&bot_id, &text_update(1, 42, "why stream?"))
+        .await;
+    let drafts = fakes
+        .telegram
+        .wait_for_calls("sendMessageDraft", 2, WAIT)
+        .await;
+    assert_eq!(drafts[0].body["can_stop"], true, "the draft offers stop");
+    let draft_id = drafts[0].body["draft_id"].as_i64().unwrap();
+    // The person presses stop: Telegram tells the bot which draft (through the webhook, which
+    // announces it to whichever process writes the answer).
+    app.deliver(
+        &bot_id,
+        &json!({"update_id": 2, "stopped_message_generation": {
+            "chat": {"id": 42, "type": "private", "first_name": "Ann"}, "draft_id": draft_id}}),
+    )
+    .await;
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    app.settle().await;
+
+    // One message: what was written by the stop, not the whole answer.
+    let sent = fakes.telegram.sent_messages();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    let (chat, written) = &sent[0];
+    assert_eq!(*chat, 42);
+    assert!(
+        LONG_ANSWER.starts_with(written.trim_end()) && !written.trim().is_empty(),
+        "the answer is the start of what the model wrote: {written:?}"
+    );
+    assert!(
+        written.trim_end().len() < LONG_ANSWER.len() / 2,
+        "the model stopped writing when asked: {written:?}"
+    );
+    let drafts = fakes.telegram.calls_of("sendMessageDraft");
+    let last_shown = text_of(drafts.last().unwrap());
+    assert!(
+        written.starts_with(last_shown.trim_end_matches(" …")),
+        "nothing the person saw is taken back: {last_shown:?} then {written:?}"
+    );
+    let final_at = fakes.telegram.calls_of("sendMessage")[0].at;
+    assert!(drafts.iter().all(|d| d.at < final_at), "no draft after it");
+    eventually(WAIT, "the model's stream is closed", || async {
+        fakes.openai.abandoned_streams() == 1
+    })
+    .await;
+
+    // Recorded as stopped, with an estimated usage and its cost, and no response to continue.
+    let response: Value = sqlx::query_scalar(
+        "SELECT payload->'ResponseGenerated'->'response' FROM events
+         WHERE event_type = 'ResponseGenerated'",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(response["stopped"], true, "{response}");
+    assert_eq!(response["response_id"], Value::Null, "{response}");
+    let output = response["usage"]["output_tokens"].as_u64().unwrap();
+    assert_eq!(output, written.chars().count().div_ceil(4) as u64);
+    assert!(response["usage"]["input_tokens"].as_u64().unwrap() > 0);
+    assert!(response["cost_micro_usd"].as_i64().unwrap() > 0, "billed");
+    let id = {
+        let (_, list) = app.get("/chats").await;
+        list["items"][0]["id"].as_str().unwrap().to_owned()
+    };
+    let (_, page) = app.get(&format!("/chats/{id}/messages")).await;
+    let answer = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "bot")
+        .unwrap()
+        .clone();
+    assert_eq!(answer["stopped"], true, "{answer}");
+    assert_eq!(answer["text"].as_str(), Some(written.as_str()), "{answer}");
+    assert_eq!(answer["output_tokens"], output);
+
+    // The next question continues the conversation with the partial answer in it.
+    fakes.openai.set_token_pace(Duration::ZERO);
+    fakes.openai.set_reply(Some("Glad it helps.".to_owned()));
+    app.deliver(&bot_id, &text_update(3, 42, "go on")).await;
+    fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
+    let follow_up = &fakes.openai.requests()[1].body;
+    assert_eq!(follow_up.get("previous_response_id"), None, "{follow_up}");
+    assert!(
+        follow_up.to_string().contains(written.trim()),
+        "the partial answer is in the context: {follow_up}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_for_an_answer_nobody_is_writing_changes_nothing() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_reply(Some(ANSWER.to_owned()));
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = streaming_bot(&app, "Streamer", &token(1)).await;
+    app.deliver(&bot_id, &text_update(1, 42, "why stream?"))
+        .await;
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    app.settle().await;
+    let events = app.event_count().await;
+
+    // A stop that comes after the answer (or for a draft that never was) is acknowledged and
+    // recorded nowhere.
+    for draft_id in [
+        fakes.telegram.calls_of("sendMessageDraft")[0].body["draft_id"]
+            .as_i64()
+            .unwrap(),
+        12_345,
+    ] {
+        app.deliver(
+            &bot_id,
+            &json!({"update_id": 2, "stopped_message_generation": {
+                "chat": {"id": 42, "type": "private"}, "draft_id": draft_id}}),
+        )
+        .await;
+    }
+    app.settle().await;
+    assert_eq!(app.event_count().await, events);
+    assert_eq!(fakes.telegram.sent_messages(), [(42, ANSWER.to_owned())]);
+    app.stop().await;
+}

@@ -194,6 +194,7 @@ impl Setup {
             vault: state.vault.clone(),
             bot_rows: Default::default(),
             clock: Default::default(),
+            answer_stops: Default::default(),
             media: botfleet::turns::media::MediaTools {
                 settings: config.media.clone(),
                 transcriber: botfleet::llm::transcriber(

@@ -304,7 +304,12 @@ async fn enabling_sets_the_webhook_and_disabling_deletes_it() {
     );
     assert_eq!(
         set[0].body["allowed_updates"],
-        json!(["message", "edited_message", "callback_query"])
+        json!([
+            "message",
+            "edited_message",
+            "callback_query",
+            "stopped_message_generation"
+        ])
     );
     // Telegram will present exactly this secret, which the webhook accepts.
     let secret = set[0].body["secret_token"].as_str().unwrap().to_owned();
@@ -332,6 +337,72 @@ async fn enabling_sets_the_webhook_and_disabling_deletes_it() {
         "no polling with a public URL"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_webhook_set_by_an_earlier_version_is_set_again_with_every_update_kind() {
+    let fakes = Fakes::start().await;
+    let public_url = "https://bots.example.com/";
+    let mut app = TestApp::spawn_with_fakes(&fakes, |args| {
+        args.public_url = Some(public_url.into())
+    })
+    .await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+    crate::helpers::eventually(WAIT, "WebhookSet is recorded", || async {
+        app.event_types().await.contains(&"WebhookSet".to_owned())
+    })
+    .await;
+    app.app.take().unwrap().stop().await.unwrap();
+    // What an upgrade finds: the webhook recorded without its update kinds (no stop button
+    // updates asked for), the read model's new column empty.
+    let pool = app.db.pool().await;
+    // The log refuses changes by trigger; this test plays the earlier version's writer.
+    let mut rewrite = pool.begin().await.unwrap();
+    for statement in [
+        "ALTER TABLE events DISABLE TRIGGER USER",
+        "UPDATE events SET payload = payload #- '{WebhookSet,allowed_updates}'
+         WHERE event_type = 'WebhookSet'",
+        "ALTER TABLE events ENABLE TRIGGER USER",
+    ] {
+        sqlx::query(statement)
+            .execute(&mut *rewrite)
+            .await
+            .unwrap();
+    }
+    rewrite.commit().await.unwrap();
+    sqlx::query("UPDATE bots SET webhook_updates = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let mut config = crate::helpers::test_config(&app.db, &app.token_key);
+    config.telegram_api_url = fakes.telegram.base_url.parse().unwrap();
+    config.openai_base_url = fakes.openai.base_url.parse().unwrap();
+    config.public_url = Some(public_url.parse().unwrap());
+    let upgraded = botfleet::app::Application::build(config).await.unwrap();
+    let set = fakes.telegram.wait_for_calls("setWebhook", 2, WAIT).await;
+    assert_eq!(
+        set[1].body["allowed_updates"][3], "stopped_message_generation",
+        "{set:?}"
+    );
+    let kinds = || async {
+        sqlx::query_scalar::<_, Option<Vec<String>>>("SELECT webhook_updates FROM bots")
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    };
+    crate::helpers::eventually(WAIT, "the new kinds are recorded", || async {
+        kinds().await.is_some_and(|k| k.len() == 4)
+    })
+    .await;
+    let recorded: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM events WHERE event_type = 'WebhookSet'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, 2, "set again once");
+    assert!(set[1].body["url"].as_str().unwrap().contains(&bot_id));
+    upgraded.stop().await.unwrap();
 }
 
 #[tokio::test]

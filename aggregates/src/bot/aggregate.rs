@@ -33,6 +33,8 @@ pub struct Bot {
     pub instructions: String,
     /// Where Telegram pushes updates, when a webhook is set.
     pub webhook_url: Option<String>,
+    /// The update kinds the webhook was set with.
+    pub webhook_updates: Vec<String>,
     /// What stops the bot from working, as (kind, message).
     pub last_error: Option<(BotErrorKind, String)>,
     /// The bot's @username on Telegram, once learned.
@@ -236,17 +238,25 @@ impl Aggregate for Bot {
                 self.ensure_changeable("deleted")?;
                 BotEvent::BotDeleted
             }
-            BotCommand::RecordWebhookSet { url } => {
+            BotCommand::RecordWebhookSet {
+                url,
+                allowed_updates,
+            } => {
                 if self.lifecycle != BotLifecycle::Enabled {
                     return Err(match self.lifecycle {
                         BotLifecycle::Unregistered => BotError::NotFound,
                         _ => BotError::NotEnabled,
                     });
                 }
-                if self.webhook_url.as_deref() == Some(url.as_str()) {
+                if self.webhook_url.as_deref() == Some(url.as_str())
+                    && self.webhook_updates == allowed_updates
+                {
                     return Ok(());
                 }
-                BotEvent::WebhookSet { url }
+                BotEvent::WebhookSet {
+                    url,
+                    allowed_updates,
+                }
             }
             BotCommand::RecordWebhookDeleted => {
                 self.ensure_registered()?;
@@ -363,8 +373,17 @@ impl Aggregate for Bot {
             BotEvent::BotEnabled => self.lifecycle = BotLifecycle::Enabled,
             BotEvent::BotDisabled => self.lifecycle = BotLifecycle::Disabled,
             BotEvent::BotDeleted => self.lifecycle = BotLifecycle::Deleted,
-            BotEvent::WebhookSet { url } => self.webhook_url = Some(url),
-            BotEvent::WebhookDeleted => self.webhook_url = None,
+            BotEvent::WebhookSet {
+                url,
+                allowed_updates,
+            } => {
+                self.webhook_url = Some(url);
+                self.webhook_updates = allowed_updates;
+            }
+            BotEvent::WebhookDeleted => {
+                self.webhook_url = None;
+                self.webhook_updates.clear();
+            }
             BotEvent::BotErrorRecorded { kind, message } => self.last_error = Some((kind, message)),
             BotEvent::BotErrorCleared => self.last_error = None,
             BotEvent::BotIdentified { username } => self.username = Some(username),

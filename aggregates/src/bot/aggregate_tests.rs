@@ -345,12 +345,14 @@ fn replaying_the_events_rebuilds_the_state() {
 fn a_webhook_is_recorded_only_for_an_enabled_bot() {
     let set = BotCommand::RecordWebhookSet {
         url: "https://bots.example/telegram/7/webhook".into(),
+        allowed_updates: vec!["message".into()],
     };
     BotTest::with(services())
         .given(vec![created(), BotEvent::BotEnabled])
         .when(set.clone())
         .then_expect_events(vec![BotEvent::WebhookSet {
             url: "https://bots.example/telegram/7/webhook".into(),
+            allowed_updates: vec!["message".into()],
         }]);
     BotTest::with(services())
         .given(vec![created(), BotEvent::BotEnabled, BotEvent::BotDisabled])
@@ -362,10 +364,26 @@ fn a_webhook_is_recorded_only_for_an_enabled_bot() {
             BotEvent::BotEnabled,
             BotEvent::WebhookSet {
                 url: "https://bots.example/telegram/7/webhook".into(),
+                allowed_updates: vec!["message".into()],
+            },
+        ])
+        .when(set.clone())
+        .then_expect_events(vec![]);
+    // A webhook set by an earlier version, before the kinds were recorded, is set again.
+    BotTest::with(services())
+        .given(vec![
+            created(),
+            BotEvent::BotEnabled,
+            BotEvent::WebhookSet {
+                url: "https://bots.example/telegram/7/webhook".into(),
+                allowed_updates: Vec::new(),
             },
         ])
         .when(set)
-        .then_expect_events(vec![]);
+        .then_expect_events(vec![BotEvent::WebhookSet {
+            url: "https://bots.example/telegram/7/webhook".into(),
+            allowed_updates: vec!["message".into()],
+        }]);
 }
 
 #[test]
@@ -378,7 +396,10 @@ fn deleting_a_webhook_that_is_not_set_records_nothing() {
         .given(vec![
             created(),
             BotEvent::BotEnabled,
-            BotEvent::WebhookSet { url: "u".into() },
+            BotEvent::WebhookSet {
+                url: "u".into(),
+                allowed_updates: Vec::new(),
+            },
             BotEvent::BotDeleted,
         ])
         .when(BotCommand::RecordWebhookDeleted)

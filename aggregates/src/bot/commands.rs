@@ -56,6 +56,8 @@ pub enum BotCommand {
     /// The effect runner set the webhook; refused unless the bot is enabled.
     RecordWebhookSet {
         url: String,
+        /// The update kinds asked for with it.
+        allowed_updates: Vec<String>,
     },
     /// The effect runner deleted the webhook.
     RecordWebhookDeleted,

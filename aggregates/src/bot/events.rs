@@ -32,9 +32,12 @@ pub enum BotEvent {
     BotEnabled,
     BotDisabled,
     BotDeleted,
-    /// Telegram now delivers this bot's updates to `url`.
+    /// Telegram now delivers this bot's updates to `url`: the kinds in `allowed_updates`
+    /// (empty in events recorded before the kinds were: set again by the supervisor).
     WebhookSet {
         url: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        allowed_updates: Vec<String>,
     },
     /// Telegram no longer pushes updates: the bot is disabled, or long-polled.
     WebhookDeleted,

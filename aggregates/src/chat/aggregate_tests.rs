@@ -78,6 +78,7 @@ fn llm_response(text: &str, response_id: &str) -> GeneratedResponse {
             cost_micro_usd: 120,
             charged_to: None,
             context_turns: None,
+            stopped: false,
         },
     }
 }

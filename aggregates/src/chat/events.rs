@@ -51,6 +51,12 @@ pub enum ResponseKind {
         /// history sent along).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         context_turns: Option<u32>,
+        /// The person stopped the answer while it was written (the draft's stop button): the
+        /// text is what the model had written by then, and `usage` an estimate from its
+        /// length (a cancelled stream reports none). No `response_id`: the next turn sends the
+        /// conversation, partial answer included, instead of continuing an unfinished chain.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        stopped: bool,
     },
     /// A command's fixed reply.
     Command { command: BotCommandName },

@@ -205,6 +205,7 @@ mod tests {
                     cost_micro_usd: 10,
                     charged_to: None,
                     context_turns: None,
+                    stopped: false,
                 },
             },
         });

@@ -31,13 +31,16 @@ pub struct MessageRow {
     /// On an answer: how long it took from the person's message being received to the
     /// answer being generated, in milliseconds (both as recorded in the events).
     pub response_ms: Option<i64>,
+    /// An answer the person stopped while it was written: its text is what was written by
+    /// then, its tokens an estimate.
+    pub stopped: bool,
 }
 
 /// The columns of a [`MessageRow`] (of `messages m`).
 const MESSAGE_COLUMNS: &str = "m.update_id, m.role, m.text, m.status, m.telegram_message_ids,
     m.response_kind, m.model, m.response_id, m.input_tokens, m.cached_input_tokens,
     m.output_tokens, m.reasoning_tokens, m.cost_micro_usd, m.media, m.attempts, m.last_error,
-    m.created_at, m.sent_at, m.edited_at, m.failure_class,
+    m.created_at, m.sent_at, m.edited_at, m.failure_class, m.stopped,
     CASE WHEN m.role = 'bot' THEN
         (SELECT (extract(epoch FROM m.created_at - q.created_at) * 1000)::bigint
          FROM messages q

@@ -206,6 +206,7 @@ impl Projector for ChatProjector {
                 update_id,
                 response,
             } => {
+                let stopped = matches!(response.kind, ResponseKind::Llm { stopped: true, .. });
                 let (kind, model, response_id, usage, cost) = match &response.kind {
                     ResponseKind::Llm {
                         model,
@@ -239,8 +240,9 @@ impl Projector for ChatProjector {
                      )
                      INSERT INTO messages (chat_id, update_id, role, text, status, response_kind,
                         model, response_id, input_tokens, cached_input_tokens, output_tokens,
-                        reasoning_tokens, cost_micro_usd, created_at)
-                     VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                        reasoning_tokens, cost_micro_usd, created_at, stopped)
+                     VALUES ($1, $2, 'bot', $3, 'generated', $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                        $16)
                      -- A retried turn answered again: the new answer takes the row.
                      ON CONFLICT (chat_id, update_id, role) DO UPDATE SET
                         text = EXCLUDED.text, status = 'generated',
@@ -250,7 +252,7 @@ impl Projector for ChatProjector {
                         cached_input_tokens = EXCLUDED.cached_input_tokens,
                         output_tokens = EXCLUDED.output_tokens,
                         reasoning_tokens = EXCLUDED.reasoning_tokens,
-                        cost_micro_usd = EXCLUDED.cost_micro_usd,
+                        cost_micro_usd = EXCLUDED.cost_micro_usd, stopped = EXCLUDED.stopped,
                         telegram_message_ids = '{}', sent_at = NULL,
                         created_at = EXCLUDED.created_at",
                 )
@@ -269,6 +271,7 @@ impl Projector for ChatProjector {
                 .bind(cost)
                 .bind(kind == "llm")
                 .bind(version)
+                .bind(stopped)
                 .execute(&mut *tx)
                 .await?;
                 if let ResponseKind::ErrorMessage { class, error } = &response.kind {

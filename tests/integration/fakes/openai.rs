@@ -63,6 +63,8 @@ struct Shared {
     arrived: watch::Sender<usize>,
     next_response: AtomicU64,
     next_completion: AtomicU64,
+    /// Streams whose client hung up before the last event was sent.
+    abandoned_streams: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -93,6 +95,7 @@ impl FakeOpenAi {
             arrived: watch::channel(0).0,
             next_response: AtomicU64::new(1),
             next_completion: AtomicU64::new(1),
+            abandoned_streams: Arc::default(),
         });
         let acceptor = TcpListener::bind("127.0.0.1:0")
             .into_acceptor()
@@ -146,6 +149,11 @@ impl FakeOpenAi {
     /// What every recording is heard as; `None` brings back [`TRANSCRIPT`].
     pub fn set_transcript(&self, text: Option<String>) {
         self.shared.script().transcript = text;
+    }
+
+    /// How many streamed answers the client hung up on before their last event.
+    pub fn abandoned_streams(&self) -> u64 {
+        self.shared.abandoned_streams.load(Ordering::SeqCst)
     }
 
     /// Streamed answers wait this long before each token (a word or the space after it).
@@ -240,6 +248,7 @@ async fn serve(request: &Request, body: Vec<u8>, shared: Data<&Arc<Shared>>) -> 
             text,
             pace,
             broken,
+            abandoned: shared.abandoned_streams.clone(),
         };
         return stream.answer(&call.path, &call.body);
     }

@@ -2,6 +2,8 @@
 //! async-openai 0.43 reads, a token (a word, or the space after it) at a set pace, and on
 //! script a stream that stops halfway without saying it is complete.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use poem::{Body, Response};
@@ -18,6 +20,19 @@ pub struct Stream {
     pub pace: Duration,
     /// Stop after half the tokens, without the final event.
     pub broken: bool,
+    /// Counts the streams dropped (the client hung up) before their last event.
+    pub abandoned: Arc<AtomicU64>,
+}
+
+/// Counts its stream as abandoned when dropped before the last event went out.
+struct Unfinished(Option<Arc<AtomicU64>>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(counter) = self.0.take() {
+            counter.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Stream {
@@ -65,14 +80,22 @@ impl Stream {
         }
         let pace = self.pace;
         let token_events = sent;
+        let last = events.len().saturating_sub(1);
+        let unfinished = Unfinished(Some(self.abandoned));
         let body = futures::stream::unfold(
-            (events.into_iter().enumerate(), pace),
-            move |(mut events, pace)| async move {
+            (events.into_iter().enumerate(), pace, unfinished),
+            move |(mut events, pace, mut unfinished)| async move {
                 let (index, event) = events.next()?;
                 if index < token_events && !pace.is_zero() {
                     tokio::time::sleep(pace).await;
                 }
-                Some((Ok::<_, std::io::Error>(event), (events, pace)))
+                if index == last {
+                    unfinished.0 = None;
+                }
+                Some((
+                    Ok::<_, std::io::Error>(event),
+                    (events, pace, unfinished),
+                ))
             },
         );
         Response::builder()
