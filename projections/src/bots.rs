@@ -111,18 +111,18 @@ impl Projector for BotProjector {
                 .bind(url)
                 .bind(allowed_updates)
                 .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
+                .execute(&mut *tx)
+                .await?;
             }
             BotEvent::WebhookDeleted => {
                 sqlx::query(
                     "UPDATE bots SET webhook_url = NULL, webhook_updates = NULL, version = $2
                      WHERE id = $1",
                 )
-                    .bind(id)
-                    .bind(version)
-                    .execute(&mut *tx)
-                    .await?;
+                .bind(id)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?;
             }
             BotEvent::BotErrorRecorded { kind, message } => {
                 sqlx::query(

@@ -146,9 +146,7 @@ impl WebhookApi {
                 | Accepted::Duplicate
                 | Accepted::Unhandled(_)
                 | Accepted::StopAnnounced,
-            ) => {
-                Ok(WebhookResponse::Ok)
-            }
+            ) => Ok(WebhookResponse::Ok),
             Err(e) => Err(database_failure("recording an update failed", &e)),
         }
     }

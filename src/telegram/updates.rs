@@ -138,7 +138,10 @@ pub enum UpdateContent {
         text: String,
     },
     /// The person stopped the answer being written as draft `draft_id` in chat `chat_id`.
-    StopAnswer { chat_id: i64, draft_id: i64 },
+    StopAnswer {
+        chat_id: i64,
+        draft_id: i64,
+    },
     /// The group became a supergroup.
     Migration {
         chat: TelegramChat,

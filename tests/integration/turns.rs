@@ -343,10 +343,8 @@ async fn enabling_sets_the_webhook_and_disabling_deletes_it() {
 async fn a_webhook_set_by_an_earlier_version_is_set_again_with_every_update_kind() {
     let fakes = Fakes::start().await;
     let public_url = "https://bots.example.com/";
-    let mut app = TestApp::spawn_with_fakes(&fakes, |args| {
-        args.public_url = Some(public_url.into())
-    })
-    .await;
+    let mut app =
+        TestApp::spawn_with_fakes(&fakes, |args| args.public_url = Some(public_url.into())).await;
     let bot_id = app.create_enabled_bot("Support", &token(1)).await;
     crate::helpers::eventually(WAIT, "WebhookSet is recorded", || async {
         app.event_types().await.contains(&"WebhookSet".to_owned())
@@ -364,10 +362,7 @@ async fn a_webhook_set_by_an_earlier_version_is_set_again_with_every_update_kind
          WHERE event_type = 'WebhookSet'",
         "ALTER TABLE events ENABLE TRIGGER USER",
     ] {
-        sqlx::query(statement)
-            .execute(&mut *rewrite)
-            .await
-            .unwrap();
+        sqlx::query(statement).execute(&mut *rewrite).await.unwrap();
     }
     rewrite.commit().await.unwrap();
     sqlx::query("UPDATE bots SET webhook_updates = NULL")

@@ -92,10 +92,7 @@ impl Stream {
                 if index == last {
                     unfinished.0 = None;
                 }
-                Some((
-                    Ok::<_, std::io::Error>(event),
-                    (events, pace, unfinished),
-                ))
+                Some((Ok::<_, std::io::Error>(event), (events, pace, unfinished)))
             },
         );
         Response::builder()
