@@ -251,7 +251,10 @@ async fn chats_reset_filter_and_show_what_each_person_cost() {
         403,
         error(403, "Forbidden: bot was blocked by the user", None),
     );
+    // One after the other: the refused send must be chat 42's, and two chats' turns run
+    // concurrently.
     app.deliver(&bot, &text_update(1, 42, "blocked one")).await;
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
     app.deliver(&bot, &text_update(2, 43, "fine one")).await;
     fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
     eventually(WAIT, "one turn failed", || async {
