@@ -60,18 +60,18 @@ pub struct BudgetFigures {
 
 /// What a counter moved per turn over the load window, less the idle background the same
 /// process showed over a quiet window, scaled to the load window's length.
-fn per_turn(idle: f64, idle_secs: f64, load: f64, load_secs: f64, turns: u64) -> f64 {
+pub(crate) fn per_turn(idle: f64, idle_secs: f64, load: f64, load_secs: f64, turns: u64) -> f64 {
     (load - idle * load_secs / idle_secs.max(1e-9)).max(0.0) / turns.max(1) as f64
 }
 
-struct Reading {
-    at: Instant,
-    commits: i64,
-    usage_index_scans: i64,
-    statements: StatementCounts,
+pub(crate) struct Reading {
+    pub at: Instant,
+    pub commits: i64,
+    pub usage_index_scans: i64,
+    pub statements: StatementCounts,
 }
 
-async fn read(
+pub(crate) async fn read(
     admin: &PgPool,
     bench_db: &PgPool,
     plan: &Plan,
@@ -106,12 +106,7 @@ pub async fn measure(
     llm: &FakeOpenAi,
     next_seq: &mut usize,
 ) -> anyhow::Result<BudgetFigures> {
-    let upstream = plan
-        .server_url
-        .rsplit_once('@')
-        .map_or(plan.server_url.as_str(), |(_, host)| host)
-        .trim_end_matches('/')
-        .to_owned();
+    let upstream = plan.upstream();
     let mut figures = BudgetFigures {
         rate: plan.budget_rate,
         seconds: plan.budget_step.as_secs_f64(),

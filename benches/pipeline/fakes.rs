@@ -5,7 +5,7 @@
 //! The LLM can be held (requests wait until released), which lets the bench queue turns
 //! without working them, and can take a fixed time per answer, which stands for a real model.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -194,6 +194,17 @@ struct TelegramState {
     next_message_id: AtomicU64,
     /// Calls other than sendMessage, per method (rare: a mutex will do).
     other_calls: Mutex<BTreeMap<String, u64>>,
+    /// Updates waiting for a bot's `getUpdates`, by the bot's numeric id (the polling phase).
+    pending: Mutex<HashMap<i64, VecDeque<PendingUpdate>>>,
+    /// Moves whenever an update is queued: long polls wake up and look.
+    queued: watch::Sender<u64>,
+}
+
+/// An update queued for `getUpdates`, as Telegram keeps it until a later offset confirms it.
+struct PendingUpdate {
+    update_id: i64,
+    seq: usize,
+    body: Value,
 }
 
 pub struct FakeTelegram {
@@ -209,6 +220,8 @@ impl FakeTelegram {
             timeline,
             next_message_id: AtomicU64::new(1),
             other_calls: Mutex::default(),
+            pending: Mutex::default(),
+            queued: watch::channel(0).0,
         });
         let routes = Route::new()
             .at("/:bot/:method", post(telegram_call))
@@ -226,6 +239,11 @@ impl FakeTelegram {
         self.other_calls().get(method).copied().unwrap_or_default()
     }
 
+    /// Where the polling phase's load puts its updates.
+    pub fn update_queue(&self) -> UpdateQueue {
+        UpdateQueue(self.state.clone())
+    }
+
     /// Calls other than sendMessage (setWebhook, getUpdates, sendChatAction…), per method.
     pub fn other_calls(&self) -> BTreeMap<String, u64> {
         self.state
@@ -233,6 +251,29 @@ impl FakeTelegram {
             .lock()
             .map(|calls| calls.clone())
             .unwrap_or_default()
+    }
+}
+
+/// The fake Telegram's updates waiting for `getUpdates`, shared with the load generator.
+#[derive(Clone)]
+pub struct UpdateQueue(Arc<TelegramState>);
+
+impl UpdateQueue {
+    /// Queues `update` (carrying `seq`) for the bot whose numeric id is `bot`: its next
+    /// `getUpdates` returns it, at once if one is waiting (a long poll), as Telegram does.
+    pub fn queue_update(&self, bot: i64, seq: usize, update: Value) {
+        let update_id = update["update_id"].as_i64().unwrap_or_default();
+        if let Ok(mut pending) = self.0.pending.lock() {
+            pending
+                .entry(bot)
+                .or_default()
+                .push_back(PendingUpdate {
+                    update_id,
+                    seq,
+                    body: update,
+                });
+        }
+        self.0.queued.send_modify(|n| *n += 1);
     }
 }
 
@@ -284,13 +325,7 @@ async fn telegram_call(
             }}))
         }
         "getme" => {
-            // The bot's id is the token's digits before the colon.
-            let id: i64 = bot
-                .trim_start_matches("bot")
-                .split(':')
-                .next()
-                .and_then(|digits| digits.parse().ok())
-                .unwrap_or(1);
+            let id = bot_number(&bot);
             json_response(&json!({"ok": true, "result": {
                 "id": id, "is_bot": true, "first_name": "Bench", "username": format!("bench_{id}_bot"),
                 "can_join_groups": true, "can_read_all_group_messages": false,
@@ -298,10 +333,61 @@ async fn telegram_call(
             }}))
         }
         "getupdates" => {
-            // A long poll with nothing to deliver: updates arrive by webhook in this bench.
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            json_response(&json!({"ok": true, "result": []}))
+            let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let bot_id = bot_number(&bot);
+            let offset = request["offset"].as_i64().unwrap_or(0);
+            let timeout = Duration::from_secs(request["timeout"].as_u64().unwrap_or(0));
+            json_response(&json!({"ok": true,
+                "result": long_poll(state.0, bot_id, offset, timeout).await}))
         }
         _ => json_response(&json!({"ok": true, "result": true})),
+    }
+}
+
+/// The bot's numeric id: the token's digits before the colon (`bot7000000:…`).
+fn bot_number(path_segment: &str) -> i64 {
+    path_segment
+        .trim_start_matches("bot")
+        .split(':')
+        .next()
+        .and_then(|digits| digits.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `getUpdates` as Telegram answers it: the offset confirms (forgets) every earlier update;
+/// what is left is returned at once, else the call waits up to `timeout` for an update.
+async fn long_poll(state: &TelegramState, bot: i64, offset: i64, timeout: Duration) -> Vec<Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut queued = state.queued.subscribe();
+    loop {
+        queued.borrow_and_update();
+        let ready: Vec<Value> = {
+            let Ok(mut pending) = state.pending.lock() else {
+                return Vec::new();
+            };
+            let updates = pending.entry(bot).or_default();
+            while updates.front().is_some_and(|u| u.update_id < offset) {
+                updates.pop_front();
+            }
+            let now = state.timeline.now();
+            updates
+                .iter()
+                .take(100)
+                .map(|update| {
+                    // Handed to Botfleet: the polling counterpart of a webhook's 200.
+                    state.timeline.acked.mark(update.seq, now);
+                    update.body.clone()
+                })
+                .collect()
+        };
+        if !ready.is_empty() {
+            return ready;
+        }
+        if tokio::time::timeout_at(deadline, queued.changed())
+            .await
+            .is_err()
+        {
+            return Vec::new();
+        }
     }
 }

@@ -1,5 +1,6 @@
-//! An open-loop load generator for the webhook: updates leave at a fixed rate whatever the
-//! server does, and each one's latency counts from when it was *meant* to leave.
+//! An open-loop load generator: updates leave at a fixed rate whatever the server does, and
+//! each one's latency counts from when it was *meant* to leave. They go to the webhook, or,
+//! for a Botfleet that long-polls, into the fake Telegram's queue for `getUpdates`.
 //!
 //! A closed-loop client (send, wait, send) slows down with the server and so never sees the
 //! queue a stalled server builds up: coordinated omission. Here a dedicated thread keeps the
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use crate::fakes::UpdateQueue;
 use crate::timeline::{question, Timeline};
 
 /// Most requests in flight at once; beyond it, sends queue (and their wait is measured).
@@ -21,12 +23,19 @@ const MAX_IN_FLIGHT: usize = 4096;
 /// The header Telegram authenticates its webhook calls with.
 const SECRET_HEADER: &str = "X-Telegram-Bot-Api-Secret-Token";
 
-pub struct WebhookLoad {
+pub struct UpdateLoad {
     client: reqwest::Client,
     /// Per bot: its webhook URL and secret token.
     bots: Vec<(String, String)>,
+    /// Set when Botfleet long-polls: updates wait there for its `getUpdates`.
+    polled: Option<UpdateQueue>,
     in_flight: Arc<Semaphore>,
     timeline: Arc<Timeline>,
+}
+
+/// The numeric id of bench bot `index` (its token's digits, see `Admin::create_enabled_bot`).
+pub fn bot_number(index: usize) -> i64 {
+    7_000_000 + index as i64
 }
 
 /// What one fixed-rate step achieved.
@@ -52,7 +61,7 @@ pub fn bot_of(chat: i64, bots: usize) -> usize {
 }
 
 /// A private-chat text message as Telegram delivers it.
-fn update_body(seq: usize, chat: i64) -> String {
+fn update_body(seq: usize, chat: i64) -> serde_json::Value {
     serde_json::json!({
         "update_id": seq,
         "message": {
@@ -63,10 +72,9 @@ fn update_body(seq: usize, chat: i64) -> String {
             "text": question(seq)
         }
     })
-    .to_string()
 }
 
-impl WebhookLoad {
+impl UpdateLoad {
     /// `bots`: (bot id, webhook secret) of each bench bot served at `base_url`.
     pub fn new(base_url: &str, bots: &[(uuid::Uuid, String)], timeline: Arc<Timeline>) -> Self {
         let client = reqwest::Client::builder()
@@ -81,9 +89,17 @@ impl WebhookLoad {
                 .iter()
                 .map(|(id, secret)| (format!("{base_url}/telegram/{id}/webhook"), secret.clone()))
                 .collect(),
+            polled: None,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             timeline,
         }
+    }
+
+    /// The same load delivered by long polling: each update is queued for its bot's
+    /// `getUpdates` at its time (the fake marks it acknowledged when a poll takes it).
+    pub fn polled(mut self, queue: UpdateQueue) -> Self {
+        self.polled = Some(queue);
+        self
     }
 
     /// Sends `rate` updates per second for `duration`, numbered from `first_seq`, update `seq`
@@ -170,16 +186,21 @@ impl WebhookLoad {
     }
 
     async fn send(self: Arc<Self>, seq: usize, chat: i64) -> bool {
+        let bot = bot_of(chat, self.bots.len());
+        if let Some(queue) = &self.polled {
+            queue.queue_update(bot_number(bot), seq, update_body(seq, chat));
+            return true;
+        }
         let Ok(_slot) = self.in_flight.acquire().await else {
             return false;
         };
-        let (url, secret) = &self.bots[bot_of(chat, self.bots.len())];
+        let (url, secret) = &self.bots[bot];
         let response = self
             .client
             .post(url)
             .header(SECRET_HEADER, secret)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(update_body(seq, chat))
+            .body(update_body(seq, chat).to_string())
             .send()
             .await;
         let ok = match response {

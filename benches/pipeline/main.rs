@@ -33,6 +33,7 @@ mod fakes;
 mod first_text;
 mod load;
 mod measure;
+mod polling;
 mod report;
 mod service;
 mod timeline;
@@ -50,7 +51,7 @@ use sqlx::PgPool;
 
 use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode, Writing};
 use crate::first_text::{FirstTextFigures, FIRST_TEXT_CHATS};
-use crate::load::WebhookLoad;
+use crate::load::UpdateLoad;
 use crate::measure::{cpu_seconds, memory, server_counters, Meters, STATS_SETTLE};
 use crate::report::{Costs, DrainFigures, Report, StepCosts, StepFigures};
 use crate::service::{Admin, Botfleet, Settings};
@@ -84,13 +85,17 @@ pub struct Plan {
     /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
     pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
-    /// Which phases run (drain, intake, latency, first_text, budget, crash, anchors); all by default.
+    /// Which phases run (drain, intake, latency, first_text, budget, crash, polling, anchors);
+    /// all by default.
     pub phases: Vec<String>,
     pub budget_rate: f64,
     pub budget_step: Duration,
     pub crash_rate: f64,
     pub crash_llm_delay: Duration,
     pub crash_kills: usize,
+    /// The polling phase's load: updates per second for this long, webhook then polling.
+    pub polling_rate: f64,
+    pub polling_step: Duration,
     /// Whether each latency step also measures commits and CPU per turn (it then waits for
     /// PostgreSQL's statistics after each step).
     pub step_costs: bool,
@@ -136,7 +141,8 @@ impl Plan {
     /// those, for profiling one part; the intake phase runs on the drain phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
     /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
-    /// the crash phase's, `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
+    /// the crash phase's, `BENCH_POLLING_RATE` (20) and `BENCH_POLLING_SECS` (10): the
+    /// polling phase's load (webhook, then long polling), `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
     /// inspection).
     fn from_env() -> Self {
         Self {
@@ -174,7 +180,7 @@ impl Plan {
             step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
-                "drain,intake,latency,first_text,budget,crash,anchors".to_owned(),
+                "drain,intake,latency,first_text,budget,crash,polling,anchors".to_owned(),
             )
             .split(',')
             .map(|p| p.trim().to_owned())
@@ -184,6 +190,8 @@ impl Plan {
             crash_rate: env_or("BENCH_CRASH_RATE", 30.0),
             crash_llm_delay: Duration::from_millis(env_or("BENCH_CRASH_LLM_DELAY_MS", 500)),
             crash_kills: env_or("BENCH_CRASH_KILLS", 3),
+            polling_rate: env_or("BENCH_POLLING_RATE", 20.0),
+            polling_step: Duration::from_secs_f64(env_or("BENCH_POLLING_SECS", 10.0)),
             tokens: env_or("BENCH_TOKENS", 40usize).max(1),
             token_pace: Duration::from_millis(env_or("BENCH_TOKEN_PACE_MS", 50)),
             first_text_rate: env_or("BENCH_FIRST_TEXT_RATE", 10.0),
@@ -200,6 +208,15 @@ impl Plan {
         }
     }
 
+    /// PostgreSQL's `host:port`, for the counting proxy to forward to.
+    fn upstream(&self) -> String {
+        self.server_url
+            .rsplit_once('@')
+            .map_or(self.server_url.as_str(), |(_, host)| host)
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
     fn runs(&self, phase: &str) -> bool {
         self.phases.iter().any(|p| p == phase)
     }
@@ -208,7 +225,8 @@ impl Plan {
     fn capacity(&self) -> usize {
         let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64()
             + self.budget_rate * self.budget_step.as_secs_f64() * 2.0
-            + self.crash_rate * 8.0 * self.crash_kills as f64;
+            + self.crash_rate * 8.0 * self.crash_kills as f64
+            + self.polling_rate * self.polling_step.as_secs_f64() * 2.0;
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
         let first_text = 2.0 * self.first_text_rate * self.first_text_step.as_secs_f64();
         self.chats + (intake + latency + first_text) as usize + 1_000
@@ -293,7 +311,7 @@ async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Me
 /// A running Botfleet with the bench's bots registered and enabled.
 struct System {
     app: Botfleet,
-    load: Arc<WebhookLoad>,
+    load: Arc<UpdateLoad>,
     logged_in: bool,
     admin: Admin,
     bots: Vec<uuid::Uuid>,
@@ -328,7 +346,7 @@ impl System {
             bots.push((id, cipher.webhook_secret(id)));
         }
         Ok(Self {
-            load: Arc::new(WebhookLoad::new(&app.base_url, &bots, timeline.clone())),
+            load: Arc::new(UpdateLoad::new(&app.base_url, &bots, timeline.clone())),
             logged_in: admin_api.authenticated(),
             admin: admin_api,
             bots: bots.iter().map(|(id, _)| *id).collect(),
@@ -362,6 +380,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         pool_size: plan.pool,
         effect_concurrency: plan.effect_concurrency,
         rust_log: plan.rust_log.clone(),
+        polling: false,
         admin_email: "bench@example.com".to_owned(),
         admin_password: "bench-password-0123456789".to_owned(),
     };
@@ -586,6 +605,22 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
                 &settings,
                 &work_dir,
                 &timeline,
+                &llm,
+                &mut next_seq,
+            )
+            .await?,
+        );
+    }
+    if plan.runs("polling") {
+        // 6b. The same load by webhook and by long polling.
+        report.polling = Some(
+            polling::measure(
+                plan,
+                admin,
+                &settings,
+                &work_dir,
+                &timeline,
+                &telegram,
                 &llm,
                 &mut next_seq,
             )

@@ -242,6 +242,7 @@ pub struct Report {
     pub pgboss: Vec<PgBossDrain>,
     pub budget: Option<crate::budget::BudgetFigures>,
     pub crash: Option<crate::crash::CrashFigures>,
+    pub polling: Option<crate::polling::PollingFigures>,
 }
 
 impl Report {
@@ -273,6 +274,7 @@ impl Report {
             pgboss: Vec::new(),
             budget: None,
             crash: None,
+            polling: None,
         }
     }
 
@@ -298,7 +300,7 @@ fn pct(p: Option<Percentiles>, pick: fn(&Percentiles) -> Duration) -> String {
     p.map_or_else(|| "-".to_owned(), |p| format!("{:.1}", ms(pick(&p))))
 }
 
-fn verdict(ok: bool) -> &'static str {
+pub fn verdict(ok: bool) -> &'static str {
     if ok {
         "met   "
     } else {
@@ -598,6 +600,9 @@ impl Display for Report {
         }
         if let Some(crash) = &self.crash {
             write!(f, "{crash}")?;
+        }
+        if let Some(polling) = &self.polling {
+            write!(f, "{polling}")?;
         }
         write!(
             f,

@@ -20,6 +20,8 @@ pub struct Settings {
     pub pool_size: u32,
     pub effect_concurrency: usize,
     pub rust_log: String,
+    /// Long-poll every bot (no PUBLIC_URL) instead of taking updates by webhook.
+    pub polling: bool,
     pub admin_email: String,
     pub admin_password: String,
 }
@@ -66,11 +68,14 @@ impl Botfleet {
     ) -> anyhow::Result<Self> {
         let log_path = log_dir.join(format!("botfleet-{name}.log"));
         let log = File::create(&log_path)?;
-        let child = Command::new(binary())
-            .arg("serve")
+        let mut command = Command::new(binary());
+        if !settings.polling {
             // Webhook mode, as a fleet runs in production, and as the updates arrive here:
-            // without PUBLIC_URL every bot would also be long-polled, which only adds noise.
-            .env("PUBLIC_URL", format!("http://127.0.0.1:{port}"))
+            // without PUBLIC_URL every bot is long-polled (the polling phase's mode).
+            command.env("PUBLIC_URL", format!("http://127.0.0.1:{port}"));
+        }
+        let child = command
+            .arg("serve")
             .env("DATABASE_URL", &settings.database_url)
             .env("DATABASE_MAX_CONNECTIONS", settings.pool_size.to_string())
             .env("TOKEN_ENCRYPTION_KEY", &settings.token_key)
@@ -305,7 +310,10 @@ impl Admin {
     /// Registers a bot and enables it; returns its id.
     pub async fn create_enabled_bot(&self, index: usize, streaming: bool) -> anyhow::Result<Uuid> {
         // Telegram's token shape: the bot's numeric id, a colon, 35 characters.
-        let token = format!("{}:BenchToken{index:025}", 7_000_000 + index);
+        let token = format!(
+            "{}:BenchToken{index:025}",
+            crate::load::bot_number(index)
+        );
         let bot = self
             .post(
                 "/bots",
