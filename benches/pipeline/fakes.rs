@@ -264,14 +264,11 @@ impl UpdateQueue {
     pub fn queue_update(&self, bot: i64, seq: usize, update: Value) {
         let update_id = update["update_id"].as_i64().unwrap_or_default();
         if let Ok(mut pending) = self.0.pending.lock() {
-            pending
-                .entry(bot)
-                .or_default()
-                .push_back(PendingUpdate {
-                    update_id,
-                    seq,
-                    body: update,
-                });
+            pending.entry(bot).or_default().push_back(PendingUpdate {
+                update_id,
+                seq,
+                body: update,
+            });
         }
         self.0.queued.send_modify(|n| *n += 1);
     }

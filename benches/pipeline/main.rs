@@ -21,7 +21,9 @@
 //!    (statements read off the wire by a counting proxy).
 //! 6. Crash: SIGKILL at a random moment under a steady load, and a restart at once: replies
 //!    sent twice, updates never answered, and how long unfinished turns waited.
-//! 7. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
+//! 7. Polling ([`polling`]): the same load by webhook, then long-polled, each on a new process
+//!    and a fresh database: the latency each adds and the statements each runs per turn.
+//! 8. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
 //!    pg-boss 10 draining no-op jobs.
 //!
 //! Settings (environment, all optional) are listed in [`Plan::from_env`].

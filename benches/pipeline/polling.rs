@@ -25,9 +25,10 @@ use crate::timeline::Timeline;
 use crate::wire::{difference, CountingProxy};
 use crate::{progress, wait_for_sends, Plan, System};
 
-/// Telegram chat ids of this phase: a chat per person, `POLLING_CHATS + seq % PEOPLE`.
+/// Telegram chat ids of this phase: a chat per person, `POLLING_CHATS + seq % PEOPLE`; people
+/// come back (five turns each at the default load), as they do in real use.
 const POLLING_CHATS: i64 = 30_000_000;
-const PEOPLE: usize = 200;
+const PEOPLE: usize = 40;
 
 /// One delivery mode's figures.
 #[derive(Debug, Clone)]
@@ -77,8 +78,7 @@ pub async fn measure(
             proxy.address, plan.database
         );
         let name = if polling { "polling" } else { "webhook" };
-        let mut system =
-            System::start(plan, admin, &mode, work_dir, timeline, name, false).await?;
+        let mut system = System::start(plan, admin, &mode, work_dir, timeline, name, false).await?;
         if polling {
             let bots: Vec<(uuid::Uuid, String)> =
                 system.bots.iter().map(|id| (*id, String::new())).collect();
@@ -118,7 +118,8 @@ pub async fn measure(
             Duration::from_secs(60),
         )
         .await;
-        let step = StepFigures::end_to_end(plan.polling_rate, plan.polling_step, &outcome, timeline);
+        let step =
+            StepFigures::end_to_end(plan.polling_rate, plan.polling_step, &outcome, timeline);
         let turns = timeline.sent_total() - sent_before;
         let polls_end = telegram.calls_of("getupdates");
         tokio::time::sleep(STATS_SETTLE).await;
@@ -209,7 +210,10 @@ impl Display for PollingFigures {
                     crate::report::verdict(gap <= 10.0)
                 )?;
             }
-            writeln!(f, "  statements per turn that polling adds or saves (0.05 or more):")?;
+            writeln!(
+                f,
+                "  statements per turn that polling adds or saves (0.05 or more):"
+            )?;
             let rate_in = |run: &DeliveryRun, sql: &str| {
                 run.by_statement
                     .iter()
@@ -226,6 +230,11 @@ impl Display for PollingFigures {
                     let shown: String = sql.chars().take(110).collect();
                     writeln!(f, "    {a:>6.2} -> {b:>6.2}  {shown}")?;
                 }
+            }
+            writeln!(f, "  statements per turn by webhook, by kind:")?;
+            for (sql, n) in webhook.by_statement.iter().take(30) {
+                let shown: String = sql.chars().take(110).collect();
+                writeln!(f, "    {n:>6.2}  {shown}")?;
             }
         }
         Ok(())

@@ -310,10 +310,7 @@ impl Admin {
     /// Registers a bot and enables it; returns its id.
     pub async fn create_enabled_bot(&self, index: usize, streaming: bool) -> anyhow::Result<Uuid> {
         // Telegram's token shape: the bot's numeric id, a colon, 35 characters.
-        let token = format!(
-            "{}:BenchToken{index:025}",
-            crate::load::bot_number(index)
-        );
+        let token = format!("{}:BenchToken{index:025}", crate::load::bot_number(index));
         let bot = self
             .post(
                 "/bots",

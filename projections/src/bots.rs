@@ -21,6 +21,10 @@ impl Projector for BotProjector {
         &["bots"]
     }
 
+    fn follows(&self, aggregate_type: &str) -> bool {
+        aggregate_type == Bot::TYPE
+    }
+
     async fn project(
         &self,
         tx: &mut PgConnection,

@@ -76,6 +76,14 @@ pub trait Projector: Send + Sync {
     /// The tables this projector owns, in an order in which they can be emptied.
     fn tables(&self) -> &'static [&'static str];
 
+    /// Whether events of `aggregate_type` can change this projector's rows: what follows the
+    /// read model (the bot supervisor follows `bots`) is woken only by those, not by every
+    /// batch. Every type by default.
+    fn follows(&self, aggregate_type: &str) -> bool {
+        let _ = aggregate_type;
+        true
+    }
+
     /// Applies one event. Events of aggregates the projector does not follow are ignored.
     async fn project(
         &self,

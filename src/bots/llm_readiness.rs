@@ -41,7 +41,7 @@ impl LlmReadiness {
             tracing::warn!("OPENAI_API_KEY is not set: no bot can answer until it is; each bot shows it as its last_error");
         }
         tokio::spawn(async move {
-            let mut changes = self.progress.subscribe("bots");
+            let mut changes = self.progress.subscribe_changes("bots");
             loop {
                 changes.borrow_and_update();
                 if let Err(e) = self.reconcile().await {

@@ -81,7 +81,7 @@ impl BotSupervisor {
             let mut pollers: HashMap<Uuid, RunningPoller> = HashMap::new();
             // Bots whose webhook call failed: not retried before this instant.
             let mut backoff: HashMap<Uuid, (DateTime<Utc>, u32)> = HashMap::new();
-            let mut changes = self.progress.subscribe("bots");
+            let mut changes = self.progress.subscribe_changes("bots");
             loop {
                 changes.borrow_and_update();
                 let settled = match self.reconcile(&mut pollers, &mut backoff, &shutdown).await {
@@ -223,6 +223,7 @@ impl BotSupervisor {
             timeout_secs: self.poll_timeout_secs,
             conflict_pause: self.conflict_pause,
             may_show_error: true,
+            state: Default::default(),
         };
         tracing::info!(bot_id = %bot.id, "long polling started");
         Some(RunningPoller {

@@ -138,6 +138,9 @@ pub async fn store_many(
 pub struct SubscriptionProgress {
     pool: PgPool,
     channels: Arc<Mutex<HashMap<String, watch::Sender<StreamPosition>>>>,
+    /// Per subscription, a counter that moves when a batch changed its read model (applied
+    /// an event of a type it follows), for followers that need not look at every batch.
+    changes: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
 }
 
 /// How often a waiter also looks at the stored checkpoint: the projection may be run by
@@ -149,7 +152,28 @@ impl SubscriptionProgress {
         Self {
             pool,
             channels: Arc::default(),
+            changes: Arc::default(),
         }
+    }
+
+    fn change_channel(&self, subscription: &str) -> watch::Sender<u64> {
+        self.changes
+            .lock()
+            .expect("progress registry lock")
+            .entry(subscription.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    /// A receiver that changes when this process projected a change to `subscription`'s
+    /// read model ([`projections::Projector::follows`]).
+    pub fn subscribe_changes(&self, subscription: &str) -> watch::Receiver<u64> {
+        self.change_channel(subscription).subscribe()
+    }
+
+    /// Called by a runner after a committed batch that changed `subscription`'s read model.
+    pub fn note_change(&self, subscription: &str) {
+        self.change_channel(subscription).send_modify(|n| *n += 1);
     }
 
     fn channel(&self, subscription: &str) -> watch::Sender<StreamPosition> {

@@ -393,11 +393,14 @@ impl ProjectionRunner {
         let batch = read_batch(&mut tx, from, self.batch_size).await?;
         let mut positions = starts.clone();
         let mut halted = vec![false; members.len()];
+        // Which read models this batch changed, for what follows them.
+        let mut changed = vec![false; members.len()];
         for event in &batch.events {
-            for (((projector, name), position), halted) in members
+            for ((((projector, name), position), halted), changed) in members
                 .iter()
                 .zip(positions.iter_mut())
                 .zip(halted.iter_mut())
+                .zip(changed.iter_mut())
             {
                 // A projector ahead of the others (say, just rebuilt) skips what it has seen.
                 if *halted || event.position <= *position {
@@ -439,6 +442,7 @@ impl ProjectionRunner {
                     });
                 }
                 *position = event.position;
+                *changed |= projector.follows(&event.aggregate_type);
             }
         }
         let moved: Vec<(&'static str, StreamPosition)> = members
@@ -458,8 +462,11 @@ impl ProjectionRunner {
                 }
             }
         }
-        for ((_, name), position) in members.iter().zip(&positions) {
+        for (((_, name), position), changed) in members.iter().zip(&positions).zip(&changed) {
             self.progress.advance(name, *position);
+            if *changed {
+                self.progress.note_change(name);
+            }
         }
         Ok(BatchOutcome {
             applied: batch.events.len(),
