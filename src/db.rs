@@ -12,6 +12,9 @@ use std::time::Duration;
 /// The SQL migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
+/// The `application_name` of Botfleet's connections, unless DATABASE_URL names another.
+pub const APPLICATION_NAME: &str = "botfleet";
+
 /// Where a database URL came from, named in every error about it.
 pub const FROM_SETTING: &str = "DATABASE_URL";
 
@@ -49,10 +52,15 @@ pub async fn connect_from(
     origin: &str,
     max_connections: u32,
 ) -> Result<PgPool, DbError> {
-    let options = PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl {
+    let mut options = PgConnectOptions::from_str(url).map_err(|e| DbError::BadUrl {
         origin: origin.to_owned(),
         reason: short_cause(&e),
     })?;
+    // Named in pg_stat_activity, so that an operator (and the bench, which counts the CPU of
+    // Botfleet's own backends) can tell its connections apart; a name in the URL is kept.
+    if options.get_application_name().is_none() {
+        options = options.application_name(APPLICATION_NAME);
+    }
     let Some(database) = options.get_database().map(str::to_owned) else {
         return Err(DbError::NoDatabaseName {
             origin: origin.to_owned(),

@@ -306,7 +306,7 @@ async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Me
         at: Instant::now(),
         server: server_counters(admin, &plan.database).await?,
         botfleet_cpu: cpu_seconds(pid).unwrap_or_default(),
-        postgres_cpu: measure::postgres_cpu_seconds(),
+        backends_cpu: measure::botfleet_backends_cpu(admin, &plan.database).await?,
     })
 }
 
@@ -389,6 +389,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
 
     let mut next_seq = 1;
     if plan.runs("drain") || plan.runs("intake") {
+        report.phase_loads.push(("drain+intake", load_average()));
         let system =
             System::start(plan, admin, &settings, &work_dir, &timeline, "drain", false).await?;
         let pid = system.app.pid();
@@ -466,15 +467,29 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         report.botfleet_errors += count_errors(&log);
     }
     if plan.runs("latency") {
+        report.phase_loads.push(("latency", load_average()));
         // 3. Added latency with a slow LLM, at rising rates, until saturation, on a new process.
         llm.set_mode(LlmMode::Delay(plan.llm_delay));
         let llm_calls_before = llm.calls();
+        let webhooks_before = telegram.calls_of("setwebhook");
         let system = System::start(
             plan, admin, &settings, &work_dir, &timeline, "latency", false,
         )
         .await?;
         let pid = system.app.pid();
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        if plan.step_costs {
+            // The bots' set-up (webhooks set, usernames learned, their events projected) must
+            // not be counted as the first step's turns.
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while telegram.calls_of("setwebhook") < webhooks_before + plan.bots as u64
+                && Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            tokio::time::sleep(STATS_SETTLE).await;
+        } else {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
         report.rss_latency_idle = memory(pid).map(|m| m.0);
         let mut skip_below = 0.0;
         for &rate in &plan.latency_rates {
@@ -528,6 +543,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         report.botfleet_errors += count_errors(&log);
     }
     if plan.runs("first_text") {
+        report.phase_loads.push(("first_text", load_average()));
         // 3b. Time to first visible text, streaming off and on, each on a new process.
         llm.set_mode(LlmMode::Delay(plan.llm_delay));
         let llm_calls_before = llm.calls();
@@ -584,6 +600,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         report.llm_calls += llm.calls() - llm_calls_before;
     }
     if plan.runs("budget") {
+        report.phase_loads.push(("budget", load_average()));
         // 5. What the budget check adds to a turn, on two new processes.
         report.budget = Some(
             budget::measure(
@@ -599,6 +616,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
     }
     if plan.runs("crash") {
+        report.phase_loads.push(("crash", load_average()));
         // 6. SIGKILL under load, and a restart at once.
         report.crash = Some(
             crash::measure(
@@ -614,6 +632,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
     }
     if plan.runs("polling") {
+        report.phase_loads.push(("polling", load_average()));
         // 6b. The same load by webhook and by long polling.
         report.polling = Some(
             polling::measure(
@@ -630,6 +649,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
     }
     if plan.runs("anchors") {
+        report.phase_loads.push(("anchors", load_average()));
         // 7. The anchors, on a quiet server.
         progress("Botfleet stopped; anchors next");
         report.cargo_test_seen |= cargo_test_running();

@@ -62,19 +62,39 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((utime + stime) / clock_ticks())
 }
 
-/// CPU seconds of every process named `postgres` (the server and all its backends).
-pub fn postgres_cpu_seconds() -> f64 {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "postgres")
+/// CPU seconds so far of each PostgreSQL backend serving Botfleet on `database` (its
+/// connections name themselves `botfleet` in `pg_stat_activity`), by pid: the server's work
+/// for Botfleet alone, whatever else the machine runs.
+pub async fn botfleet_backends_cpu(
+    admin: &PgPool,
+    database: &str,
+) -> sqlx::Result<HashMap<u32, f64>> {
+    let mut conn = admin.acquire().await?;
+    sqlx::query("SELECT pg_stat_clear_snapshot()")
+        .execute(&mut *conn)
+        .await?;
+    let pids: Vec<i32> = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'botfleet'",
+    )
+    .bind(database)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(pids
+        .into_iter()
+        .filter_map(|pid| {
+            let pid = u32::try_from(pid).ok()?;
+            Some((pid, cpu_seconds(pid)?))
         })
-        .filter_map(cpu_seconds)
+        .collect())
+}
+
+/// The CPU Botfleet's backends used between two readings: each backend's growth, a backend
+/// that connected in between counting from zero. A backend gone by the second reading is not
+/// seen (Botfleet keeps its pool's connections open, so this misses little); never negative.
+pub fn backends_cpu_between(before: &HashMap<u32, f64>, after: &HashMap<u32, f64>) -> f64 {
+    after
+        .iter()
+        .map(|(pid, now)| (now - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
         .sum()
 }
 
@@ -147,12 +167,12 @@ pub fn other_activity(
 pub const STATS_SETTLE: Duration = Duration::from_millis(11_000);
 
 /// A cut of every counter at one moment.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Meters {
     pub at: std::time::Instant,
     pub server: ServerCounters,
     /// Botfleet's CPU seconds so far.
     pub botfleet_cpu: f64,
-    /// CPU seconds of all PostgreSQL processes so far.
-    pub postgres_cpu: f64,
+    /// CPU seconds so far of each PostgreSQL backend serving Botfleet ([`botfleet_backends_cpu`]).
+    pub backends_cpu: HashMap<u32, f64>,
 }

@@ -37,8 +37,8 @@ pub struct StepFigures {
 }
 
 /// What one turn of a step cost: nothing is subtracted, as the service makes no commits
-/// when idle; PostgreSQL's CPU is every `postgres` process on the machine, so it is only as
-/// good as the machine is quiet.
+/// when idle; PostgreSQL's CPU is that of the backends serving Botfleet's connections
+/// ([`crate::measure::botfleet_backends_cpu`]), whatever else the machine runs.
 #[derive(Debug, Clone, Copy)]
 pub struct StepCosts {
     pub commits: f64,
@@ -52,7 +52,9 @@ impl StepCosts {
         Self {
             commits: (after.server.commits - before.server.commits) as f64 / n,
             botfleet_cpu_ms: 1000.0 * (after.botfleet_cpu - before.botfleet_cpu) / n,
-            postgres_cpu_ms: 1000.0 * (after.postgres_cpu - before.postgres_cpu) / n,
+            postgres_cpu_ms: 1000.0
+                * crate::measure::backends_cpu_between(&before.backends_cpu, &after.backends_cpu)
+                / n,
         }
     }
 }
@@ -195,12 +197,10 @@ impl Costs {
                     start.botfleet_cpu,
                     end.botfleet_cpu,
                 ),
+            // Botfleet's own backends over the window: idle, they do nothing to subtract.
             postgres_cpu_ms: 1000.0
-                * net(
-                    idle_start.postgres_cpu,
-                    start.postgres_cpu,
-                    end.postgres_cpu,
-                ),
+                * crate::measure::backends_cpu_between(&start.backends_cpu, &end.backends_cpu)
+                / n,
             idle_commits_per_sec: (b.commits - a.commits) as f64 / idle,
             idle_botfleet_cpu_share: (start.botfleet_cpu - idle_start.botfleet_cpu) / idle,
         }
@@ -213,6 +213,8 @@ pub struct Report {
     pub postgres_version: String,
     pub load_before: String,
     pub load_after: String,
+    /// The load average as each phase started: a disturbed phase can be told apart.
+    pub phase_loads: Vec<(&'static str, String)>,
     pub cargo_test_seen: bool,
     /// Commits in the other databases while the bench ran, and how many databases came or
     /// went: how busy the rest of the server was.
@@ -252,6 +254,7 @@ impl Report {
             postgres_version: String::new(),
             load_before: String::new(),
             load_after: String::new(),
+            phase_loads: Vec::new(),
             cargo_test_seen: false,
             other_databases: (0, 0),
             logged_in: false,
@@ -329,6 +332,18 @@ impl Display for Report {
                 ""
             }
         )?;
+        if !self.phase_loads.is_empty() {
+            let loads: Vec<String> = self
+                .phase_loads
+                .iter()
+                .map(|(phase, load)| format!("{phase} {load}"))
+                .collect();
+            writeln!(
+                f,
+                "load average as each phase started: {}",
+                loads.join("; ")
+            )?;
+        }
         writeln!(
             f,
             "botfleet: pool {}, EFFECT_CONCURRENCY {}, RUST_LOG={}, {} bots in webhook mode ({} \
@@ -429,7 +444,7 @@ impl Display for Report {
             )?;
             writeln!(
                 f,
-                "   offered/s  commits  Botfleet CPU ms  PostgreSQL CPU ms (every postgres process)"
+                "   offered/s  commits  Botfleet CPU ms  PostgreSQL CPU ms (Botfleet's backends)"
             )?;
             for s in &self.latency {
                 if let Some(c) = s.costs {
@@ -483,7 +498,7 @@ impl Display for Report {
             writeln!(
                 f,
                 "   {:.1} PostgreSQL commits, {:.0} WAL bytes (cluster-wide), {:.2} ms Botfleet CPU, \
-                 {:.2} ms PostgreSQL CPU per turn ({} turns over {:.0} s; idle: {:.1} commits/s, \
+                 {:.2} ms CPU of Botfleet's PostgreSQL backends per turn ({} turns over {:.0} s; idle: {:.1} commits/s, \
                  {:.1}% of a CPU)",
                 c.commits,
                 c.wal_bytes,

@@ -76,6 +76,16 @@ async fn a_settled_service_sends_its_database_nothing() {
         || quiet_for_a_while(&observer, &app.db.name),
     )
     .await;
+    // Its connections say whose they are (the bench counts their CPU by it).
+    let named: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = $1 AND application_name = 'botfleet'",
+    )
+    .bind(&app.db.name)
+    .fetch_one(&observer)
+    .await
+    .unwrap();
+    assert!(named > 0, "Botfleet's connections are named in pg_stat_activity");
     observer.close().await;
     // Still alive: the next update is answered.
     assert_eq!(
