@@ -5,7 +5,7 @@ use projections::{RecordedEvent, StreamPosition};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 
-use crate::event_store::stream::{COMMIT_ORDER, EVENT_COLUMNS};
+use crate::event_store::stream::{COMMIT_ORDER, EVENT_COLUMNS, SETTLED_HORIZON};
 
 /// What to read.
 #[derive(Debug, Clone, Default)]
@@ -29,7 +29,7 @@ pub async fn read(
 ) -> Result<Vec<RecordedEvent>, sqlx::Error> {
     let mut query: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "SELECT {EVENT_COLUMNS} FROM events e
-         WHERE e.transaction_id < pg_snapshot_xmin(pg_current_snapshot())"
+         WHERE e.transaction_id < {SETTLED_HORIZON}"
     ));
     if let Some(after) = filter.after {
         query

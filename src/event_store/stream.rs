@@ -20,6 +20,25 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// Commit order: by the `xid8` value of the writing transaction, then by position.
 pub(crate) const COMMIT_ORDER: &str = "e.transaction_id, e.global_position";
 
+/// The horizon below which every event the statement sees is settled: the oldest transaction
+/// in flight at the statement's snapshot that could still commit an event here. That is every
+/// transaction in flight (`pg_snapshot_xip`) except those positively known to belong to a
+/// session connected to another database (`pg_stat_activity`), which cannot write to this
+/// one's `events`; with none left, the snapshot's `xmax`. Transaction ids are cluster-wide, so
+/// the plain `pg_snapshot_xmin` would let any write transaction on the same server, in any
+/// database (an idle-in-transaction session of another application, say), hold every reader
+/// here back for as long as it stays open. A transaction that cannot be placed (its session
+/// ended meanwhile, a prepared transaction, its details hidden from this role) still counts:
+/// the horizon is only ever lowered by what is known.
+pub(crate) const SETTLED_HORIZON: &str = "(SELECT coalesce(
+        (SELECT x FROM pg_snapshot_xip(pg_current_snapshot()) AS x
+         WHERE NOT EXISTS (
+            SELECT 1 FROM pg_stat_activity a
+            WHERE a.datname IS DISTINCT FROM current_database()
+              AND a.backend_xid::text = (x::text::numeric % 4294967296)::text)
+         ORDER BY x LIMIT 1),
+        pg_snapshot_xmax(pg_current_snapshot())))";
+
 /// Events after a position, up to the first one whose transaction might not be the last to
 /// commit below it.
 #[derive(Debug, Default)]
@@ -41,7 +60,7 @@ pub async fn read_batch(
 ) -> Result<Batch, sqlx::Error> {
     let rows = sqlx::query(&format!(
         "SELECT {EVENT_COLUMNS},
-                e.transaction_id < pg_snapshot_xmin(pg_current_snapshot()) AS settled
+                e.transaction_id < {SETTLED_HORIZON} AS settled
          FROM events e
          WHERE (e.transaction_id, e.global_position) > ($1::text::xid8, $2)
          ORDER BY {COMMIT_ORDER}

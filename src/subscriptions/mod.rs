@@ -1,8 +1,9 @@
 //! Catch-up subscriptions over the global event stream.
 //!
 //! The stream is read in `(transaction_id, global_position)` order, and only below the oldest
-//! transaction still running (`pg_snapshot_xmin`): an event whose transaction might still
-//! commit "behind" the reader is never skipped, it is waited for. A NOTIFY at every commit
+//! transaction still running that could append here (`SETTLED_HORIZON` in
+//! [`crate::event_store::stream`]: other databases' transactions do not count): an event whose
+//! transaction might still commit "behind" the reader is never skipped, it is waited for. A NOTIFY at every commit
 //! wakes readers within milliseconds; a slow poll covers a lost notification.
 //!
 //! - [`wakeups`]: the LISTEN connection that wakes readers.

@@ -447,3 +447,43 @@ async fn random_interleavings_of_transaction_ids_reach_a_projector_once_each_in_
         );
     }
 }
+
+/// Transaction ids are the server's, not the database's: a write transaction another
+/// application leaves open on the same server must not hold Botfleet's readers back.
+#[tokio::test]
+async fn a_write_transaction_open_in_another_database_does_not_hold_the_stream_back() {
+    let app = TestApp::spawn().await;
+    let other = TestDb::new();
+    let other_pool = other.pool().await;
+    let mut held = other_pool.begin().await.unwrap();
+    sqlx::query("CREATE TABLE held_open (x int)")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO held_open VALUES (1)")
+        .execute(&mut *held)
+        .await
+        .unwrap();
+
+    // Written after the other transaction took its id, so above it in commit order. The
+    // answer itself waits for the `bots` read model (read-your-writes).
+    let created = app
+        .create_bot("Not held back", &crate::helpers::token(3))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (status, bot) = app.get(&format!("/bots/{id}")).await;
+    assert_eq!(status, 200, "{bot}");
+    let (_, feed) = app.get("/events?limit=1000").await;
+    assert!(
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event_type"] == "BotCreated"),
+        "the audit feed shows it too: {feed}"
+    );
+
+    held.rollback().await.unwrap();
+    other_pool.close().await;
+    app.stop().await;
+}
