@@ -219,7 +219,8 @@ pub async fn seed_anchor(
     if !setup.status.success() {
         bail!("the seed worker's setup failed");
     }
-    // Its connections report their counters to PostgreSQL's statistics as they close.
+    // Its backends report their counters to PostgreSQL's statistics (and their CPU time to
+    // the server) as they end.
     tokio::time::sleep(CLOSED_BACKENDS_REPORTED).await;
     let before = server_counters(admin, &plan.database).await?;
     let postgres_cpu = postgres_cpu_seconds();
@@ -228,7 +229,6 @@ pub async fn seed_anchor(
     let output = tokio::time::timeout(timeout, seed_worker("drain").output())
         .await
         .with_context(|| format!("the seed worker did not finish within {timeout:?}"))??;
-    let postgres_cpu = postgres_cpu_seconds() - postgres_cpu;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let drain: SeedDrain = match stdout.lines().find_map(|l| serde_json::from_str(l).ok()) {
         Some(drain) if output.status.success() => drain,
@@ -236,6 +236,7 @@ pub async fn seed_anchor(
     };
     tokio::time::sleep(CLOSED_BACKENDS_REPORTED).await;
     let after = server_counters(admin, &plan.database).await?;
+    let postgres_cpu = postgres_cpu_seconds() - postgres_cpu;
     let turns = drain.completed.max(1) as f64;
     Ok(SeedFigures {
         pgboss_version: pgboss_version(dir),
@@ -252,8 +253,8 @@ pub async fn seed_anchor(
     })
 }
 
-/// A backend flushes its statistics when its connection closes, a moment after the client
-/// exits (an idle one would take up to 10 s: see `STATS_SETTLE`).
+/// A backend flushes its statistics as it ends, a moment after its client disconnects (an
+/// idle one that stays would take up to 10 s: see `STATS_SETTLE`).
 const CLOSED_BACKENDS_REPORTED: Duration = Duration::from_secs(2);
 
 /// Creates the bench database if no phase before made it (the seed anchor run alone).
