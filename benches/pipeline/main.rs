@@ -23,8 +23,10 @@
 //!    sent twice, updates never answered, and how long unfinished turns waited.
 //! 7. Polling ([`polling`]): the same load by webhook, then long-polled, each on a new process
 //!    and a fresh database: the latency each adds and the statements each runs per turn.
-//! 8. Anchors, with Botfleet stopped: pgbench one-row inserts at Botfleet's pool size, and
-//!    pg-boss 10 draining no-op jobs.
+//! 8. Anchors, with Botfleet stopped: the seed stack (the old worker's steps per message, on
+//!    pg-boss 10 and node-postgres, against the same fakes) draining as many updates as the
+//!    drain phase did, pgbench one-row inserts at Botfleet's pool size, and pg-boss 10
+//!    draining no-op jobs.
 //!
 //! Settings (environment, all optional) are listed in [`Plan::from_env`].
 
@@ -87,8 +89,12 @@ pub struct Plan {
     /// Jobs per pg-boss drain; by default as many as the turns Botfleet drained.
     pub pgboss_jobs: Option<u64>,
     pub pgboss_settings: String,
-    /// Which phases run (drain, intake, latency, first_text, budget, crash, polling, anchors);
-    /// all by default.
+    /// Updates the seed stack drains; by default as many as the turns Botfleet drained.
+    pub seed_jobs: Option<u64>,
+    /// The seed stack's pg-boss workers and the jobs each fetches at a time.
+    pub seed_setting: (u32, u32),
+    /// Which phases run (drain, intake, latency, first_text, budget, crash, polling,
+    /// seed_anchor, anchors); all by default.
     pub phases: Vec<String>,
     pub budget_rate: f64,
     pub budget_step: Duration,
@@ -136,11 +142,14 @@ impl Plan {
     /// `BENCH_LATENCY_SECS` (8), `BENCH_LLM_DELAY_MS` (1000), `BENCH_DRAIN_TIMEOUT_SECS` (300),
     /// `BENCH_PGBENCH_SECS` (10), `BENCH_PGBOSS_JOBS` (as many as the turns drained),
     /// `BENCH_PGBOSS_SETTINGS` (4x500,8x250,8x500,16x500: workers x batch size),
+    /// `BENCH_SEED_JOBS` (as many as the turns drained) and `BENCH_SEED_SETTING` (16x50:
+    /// workers x batch size): the seed stack's drain,
     /// `BENCH_STEP_COSTS` (1: commits and CPU per turn of each latency step; 0: not measured),
     /// `BENCH_TOKENS` (40), `BENCH_TOKEN_PACE_MS` (50), `BENCH_FIRST_TEXT_RATE` (10) and
     /// `BENCH_FIRST_TEXT_SECS` (5): the first-text phase's model and load,
-    /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,anchors: a subset runs only
-    /// those, for profiling one part; the intake phase runs on the drain phase's process),
+    /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,polling,seed_anchor,anchors:
+    /// a subset runs only those, for profiling one part; the intake phase runs on the drain
+    /// phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
     /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
     /// the crash phase's, `BENCH_POLLING_RATE` (20) and `BENCH_POLLING_SECS` (10): the
@@ -179,10 +188,18 @@ impl Plan {
                 "BENCH_PGBOSS_SETTINGS",
                 "4x500,8x250,8x500,16x500".to_owned(),
             ),
+            seed_jobs: std::env::var("BENCH_SEED_JOBS")
+                .ok()
+                .and_then(|v| v.parse().ok()),
+            seed_setting: env_or("BENCH_SEED_SETTING", "16x50".to_owned())
+                .split_once('x')
+                .and_then(|(w, b)| Some((w.trim().parse().ok()?, b.trim().parse().ok()?)))
+                .unwrap_or((16, 50)),
             step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
-                "drain,intake,latency,first_text,budget,crash,polling,anchors".to_owned(),
+                "drain,intake,latency,first_text,budget,crash,polling,seed_anchor,anchors"
+                    .to_owned(),
             )
             .split(',')
             .map(|p| p.trim().to_owned())
@@ -231,7 +248,12 @@ impl Plan {
             + self.polling_rate * self.polling_step.as_secs_f64() * 2.0;
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
         let first_text = 2.0 * self.first_text_rate * self.first_text_step.as_secs_f64();
-        self.chats + (intake + latency + first_text) as usize + 1_000
+        let seed = if self.runs("seed_anchor") {
+            self.seed_jobs.unwrap_or(self.chats as u64) as usize
+        } else {
+            0
+        };
+        self.chats + (intake + latency + first_text) as usize + seed + 1_000
     }
 }
 
@@ -307,6 +329,7 @@ async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Me
         server: server_counters(admin, &plan.database).await?,
         botfleet_cpu: cpu_seconds(pid).unwrap_or_default(),
         backends_cpu: measure::botfleet_backends_cpu(admin, &plan.database).await?,
+        postgres_cpu: measure::postgres_cpu_seconds(),
     })
 }
 
@@ -648,9 +671,29 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
             .await?,
         );
     }
+    if plan.runs("seed_anchor") {
+        report.phase_loads.push(("seed_anchor", load_average()));
+        // 8a. The old stack's worker over as many updates as Botfleet drained, same fakes.
+        progress("Botfleet stopped; the seed stack next");
+        let jobs = plan
+            .seed_jobs
+            .unwrap_or_else(|| report.drain.as_ref().map_or(plan.chats, |d| d.queued) as u64);
+        // The last phase that numbers updates: next_seq is not moved on.
+        let seqs = next_seq..next_seq + jobs as usize;
+        let llm_calls_before = llm.calls();
+        let (workers, batch) = plan.seed_setting;
+        progress(format!(
+            "seed stack: {jobs} updates enqueued, then drained by {workers} workers x {batch}"
+        ));
+        let pgboss_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/pgboss");
+        let seed = anchors::seed_anchor(plan, admin, &pgboss_dir, &telegram, &llm, &timeline, seqs)
+            .await?;
+        report.llm_calls += llm.calls() - llm_calls_before;
+        report.seed = Some(seed);
+    }
     if plan.runs("anchors") {
         report.phase_loads.push(("anchors", load_average()));
-        // 7. The anchors, on a quiet server.
+        // 8. The anchors, on a quiet server.
         progress("Botfleet stopped; anchors next");
         report.cargo_test_seen |= cargo_test_running();
         let bench_db = PgPoolOptions::new()

@@ -52,14 +52,7 @@ fn clock_ticks() -> f64 {
 
 /// utime + stime of a process, in seconds (its threads included).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are space-separated, and
-    // utime and stime are fields 14 and 15 of the whole line.
-    let after_name = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / clock_ticks())
+    Some(cpu_times(pid)?.0)
 }
 
 /// CPU seconds so far of each PostgreSQL backend serving Botfleet on `database` (its
@@ -95,6 +88,45 @@ pub fn backends_cpu_between(before: &HashMap<u32, f64>, after: &HashMap<u32, f64
     after
         .iter()
         .map(|(pid, now)| (now - before.get(pid).copied().unwrap_or(0.0)).max(0.0))
+        .sum()
+}
+
+/// A process's own CPU seconds (utime + stime), and those of its children that ended and
+/// were waited for (cutime + cstime).
+fn cpu_times(pid: u32) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces; the fields after it are space-separated, and
+    // utime, stime, cutime and cstime are fields 14 to 17 of the whole line.
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<f64> = after_name
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|field| field.parse().ok())
+        .collect::<Option<_>>()?;
+    let ticks = clock_ticks();
+    Some((
+        (*fields.first()? + *fields.get(1)?) / ticks,
+        (*fields.get(2)? + *fields.get(3)?) / ticks,
+    ))
+}
+
+/// CPU seconds of every process named `postgres` (the server and all its backends), and of
+/// the backends that ended: the server takes over their time as it reaps them, so a client
+/// that disconnects within a measured window (the seed anchor's Node process) still counts.
+pub fn postgres_cpu_seconds() -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim() == "postgres")
+        })
+        .filter_map(cpu_times)
+        .map(|(own, ended_children)| own + ended_children)
         .sum()
 }
 
@@ -175,4 +207,7 @@ pub struct Meters {
     pub botfleet_cpu: f64,
     /// CPU seconds so far of each PostgreSQL backend serving Botfleet ([`botfleet_backends_cpu`]).
     pub backends_cpu: HashMap<u32, f64>,
+    /// CPU seconds so far of every PostgreSQL process, ended backends included
+    /// ([`postgres_cpu_seconds`]): measured as the seed stack's is, for the ratio to it.
+    pub postgres_cpu: f64,
 }

@@ -4,7 +4,7 @@ use std::fmt::{self, Display, Formatter};
 use std::ops::Range;
 use std::time::Duration;
 
-use crate::anchors::PgBossDrain;
+use crate::anchors::{PgBossDrain, SeedFigures};
 use crate::load::StepOutcome;
 use crate::measure::{ms, Meters, Percentiles};
 use crate::timeline::Timeline;
@@ -197,10 +197,14 @@ impl Costs {
                     start.botfleet_cpu,
                     end.botfleet_cpu,
                 ),
-            // Botfleet's own backends over the window: idle, they do nothing to subtract.
+            // Every postgres process, as the seed stack's is measured (the ratio compares the
+            // two); the drain runs alone, so the machine's other work is small here.
             postgres_cpu_ms: 1000.0
-                * crate::measure::backends_cpu_between(&start.backends_cpu, &end.backends_cpu)
-                / n,
+                * net(
+                    idle_start.postgres_cpu,
+                    start.postgres_cpu,
+                    end.postgres_cpu,
+                ),
             idle_commits_per_sec: (b.commits - a.commits) as f64 / idle,
             idle_botfleet_cpu_share: (start.botfleet_cpu - idle_start.botfleet_cpu) / idle,
         }
@@ -242,6 +246,8 @@ pub struct Report {
     pub pgboss_version: String,
     pub pgboss_jobs: u64,
     pub pgboss: Vec<PgBossDrain>,
+    /// The old stack's worker, draining the same number of updates as Botfleet.
+    pub seed: Option<SeedFigures>,
     pub budget: Option<crate::budget::BudgetFigures>,
     pub crash: Option<crate::crash::CrashFigures>,
     pub polling: Option<crate::polling::PollingFigures>,
@@ -275,6 +281,7 @@ impl Report {
             pgboss_version: String::new(),
             pgboss_jobs: 0,
             pgboss: Vec::new(),
+            seed: None,
             budget: None,
             crash: None,
             polling: None,
@@ -498,7 +505,7 @@ impl Display for Report {
             writeln!(
                 f,
                 "   {:.1} PostgreSQL commits, {:.0} WAL bytes (cluster-wide), {:.2} ms Botfleet CPU, \
-                 {:.2} ms CPU of Botfleet's PostgreSQL backends per turn ({} turns over {:.0} s; idle: {:.1} commits/s, \
+                 {:.2} ms PostgreSQL CPU per turn (every postgres process) ({} turns over {:.0} s; idle: {:.1} commits/s, \
                  {:.1}% of a CPU)",
                 c.commits,
                 c.wal_bytes,
@@ -528,6 +535,39 @@ impl Display for Report {
 
         writeln!(f)?;
         writeln!(f, "4. Anchors (same server, Botfleet stopped)")?;
+        if let Some(seed) = &self.seed {
+            let d = &seed.drain;
+            writeln!(
+                f,
+                "   seed stack (pg-boss {} + node-postgres, the old worker's steps, same fakes, \
+                 instant LLM; {} workers x {}, pool {}): {} updates enqueued at {:.0}/s, then \
+                 drained in {:.1} s = {:.0} turns/s; {} completed, {} failed, {} answers reached \
+                 Telegram ({} twice)",
+                seed.pgboss_version,
+                d.workers,
+                d.batch,
+                d.pool,
+                seed.jobs,
+                d.enqueue_per_sec,
+                d.seconds,
+                d.jobs_per_sec,
+                d.completed,
+                d.failed,
+                seed.answered,
+                seed.duplicates
+            )?;
+            writeln!(
+                f,
+                "   seed stack per turn (enqueueing and draining): {:.1} PostgreSQL commits, \
+                 {:.2} ms Node CPU ({:.2} enqueueing), {:.2} ms PostgreSQL CPU; Node peak RSS \
+                 {:.0} MB",
+                seed.commits,
+                seed.node_cpu_ms,
+                d.node_cpu_ms_enqueue / d.completed.max(1) as f64,
+                seed.postgres_cpu_ms,
+                d.max_rss_mb
+            )?;
+        }
         if let Some(tps) = self.pgbench_tps {
             write!(
                 f,
@@ -572,6 +612,32 @@ impl Display for Report {
                 best.batch,
                 ratio
             )?;
+        }
+        if let (Some(seed), Some(drain)) = (&self.seed, &self.drain) {
+            write!(
+                f,
+                "   Botfleet ÷ seed stack: {:.0} ÷ {:.0} turns/s = {:.2}×",
+                drain.turns_per_sec,
+                seed.drain.jobs_per_sec,
+                drain.turns_per_sec / seed.drain.jobs_per_sec
+            )?;
+            match &self.costs {
+                Some(c) => writeln!(
+                    f,
+                    "; per turn, commits {:.1} ÷ {:.1} = {:.2}×, service CPU {:.2} ÷ {:.2} ms = \
+                     {:.2}×, PostgreSQL CPU {:.2} ÷ {:.2} ms = {:.2}×",
+                    c.commits,
+                    seed.commits,
+                    c.commits / seed.commits,
+                    c.botfleet_cpu_ms,
+                    seed.node_cpu_ms,
+                    c.botfleet_cpu_ms / seed.node_cpu_ms,
+                    c.postgres_cpu_ms,
+                    seed.postgres_cpu_ms,
+                    c.postgres_cpu_ms / seed.postgres_cpu_ms
+                )?,
+                None => writeln!(f)?,
+            }
         }
         match self.at_target_rate() {
             Some(s) => {

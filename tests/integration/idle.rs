@@ -85,7 +85,10 @@ async fn a_settled_service_sends_its_database_nothing() {
     .fetch_one(&observer)
     .await
     .unwrap();
-    assert!(named > 0, "Botfleet's connections are named in pg_stat_activity");
+    assert!(
+        named > 0,
+        "Botfleet's connections are named in pg_stat_activity"
+    );
     observer.close().await;
     // Still alive: the next update is answered.
     assert_eq!(
