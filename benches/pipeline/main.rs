@@ -40,6 +40,7 @@ mod measure;
 mod polling;
 mod report;
 mod service;
+mod slow_model;
 mod timeline;
 mod wire;
 
@@ -93,7 +94,7 @@ pub struct Plan {
     pub seed_jobs: Option<u64>,
     /// The seed stack's pg-boss workers and the jobs each fetches at a time.
     pub seed_setting: (u32, u32),
-    /// Which phases run (drain, intake, latency, first_text, budget, crash, polling,
+    /// Which phases run (drain, intake, latency, first_text, budget, crash, polling, slow_model,
     /// seed_anchor, anchors); all by default.
     pub phases: Vec<String>,
     pub budget_rate: f64,
@@ -104,6 +105,10 @@ pub struct Plan {
     /// The polling phase's load: updates per second for this long, webhook then polling.
     pub polling_rate: f64,
     pub polling_step: Duration,
+    /// The slow-model phase: updates per second for this long, each answer taking the delay.
+    pub slow_model_rate: f64,
+    pub slow_model_step: Duration,
+    pub slow_model_delay: Duration,
     /// Whether each latency step also measures commits and CPU per turn (it then waits for
     /// PostgreSQL's statistics after each step).
     pub step_costs: bool,
@@ -147,13 +152,15 @@ impl Plan {
     /// `BENCH_STEP_COSTS` (1: commits and CPU per turn of each latency step; 0: not measured),
     /// `BENCH_TOKENS` (40), `BENCH_TOKEN_PACE_MS` (50), `BENCH_FIRST_TEXT_RATE` (10) and
     /// `BENCH_FIRST_TEXT_SECS` (5): the first-text phase's model and load,
-    /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,polling,seed_anchor,anchors:
-    /// a subset runs only those, for profiling one part; the intake phase runs on the drain
+    /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,polling,slow_model,
+    /// seed_anchor,anchors: a subset runs only those, for profiling one part; the intake phase runs on the drain
     /// phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
     /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
     /// the crash phase's, `BENCH_POLLING_RATE` (20) and `BENCH_POLLING_SECS` (10): the
-    /// polling phase's load (webhook, then long polling), `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
+    /// polling phase's load (webhook, then long polling), `BENCH_SLOW_MODEL_RATE` (200),
+    /// `BENCH_SLOW_MODEL_SECS` (10) and `BENCH_SLOW_MODEL_DELAY_MS` (10000): the slow-model
+    /// phase's, `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
     /// inspection).
     fn from_env() -> Self {
         Self {
@@ -198,7 +205,7 @@ impl Plan {
             step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
-                "drain,intake,latency,first_text,budget,crash,polling,seed_anchor,anchors"
+                "drain,intake,latency,first_text,budget,crash,polling,slow_model,seed_anchor,anchors"
                     .to_owned(),
             )
             .split(',')
@@ -211,6 +218,9 @@ impl Plan {
             crash_kills: env_or("BENCH_CRASH_KILLS", 3),
             polling_rate: env_or("BENCH_POLLING_RATE", 20.0),
             polling_step: Duration::from_secs_f64(env_or("BENCH_POLLING_SECS", 10.0)),
+            slow_model_rate: env_or("BENCH_SLOW_MODEL_RATE", 200.0),
+            slow_model_step: Duration::from_secs_f64(env_or("BENCH_SLOW_MODEL_SECS", 10.0)),
+            slow_model_delay: Duration::from_millis(env_or("BENCH_SLOW_MODEL_DELAY_MS", 10_000)),
             tokens: env_or("BENCH_TOKENS", 40usize).max(1),
             token_pace: Duration::from_millis(env_or("BENCH_TOKEN_PACE_MS", 50)),
             first_text_rate: env_or("BENCH_FIRST_TEXT_RATE", 10.0),
@@ -245,7 +255,8 @@ impl Plan {
         let intake: f64 = self.intake_rates.iter().sum::<f64>() * self.intake_step.as_secs_f64()
             + self.budget_rate * self.budget_step.as_secs_f64() * 2.0
             + self.crash_rate * 8.0 * self.crash_kills as f64
-            + self.polling_rate * self.polling_step.as_secs_f64() * 2.0;
+            + self.polling_rate * self.polling_step.as_secs_f64() * 2.0
+            + self.slow_model_rate * self.slow_model_step.as_secs_f64();
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
         let first_text = 2.0 * self.first_text_rate * self.first_text_step.as_secs_f64();
         let seed = if self.runs("seed_anchor") {
@@ -670,6 +681,25 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
             )
             .await?,
         );
+    }
+    if plan.runs("slow_model") {
+        report.phase_loads.push(("slow_model", load_average()));
+        // 7b. A model that takes seconds, at the product's default concurrency.
+        let llm_calls_before = llm.calls();
+        report.slow_model = Some(
+            slow_model::measure(
+                plan,
+                admin,
+                &settings,
+                &work_dir,
+                &timeline,
+                &llm,
+                &mut next_seq,
+            )
+            .await?,
+        );
+        report.llm_calls += llm.calls() - llm_calls_before;
+        llm.set_mode(LlmMode::Delay(Duration::ZERO));
     }
     if plan.runs("seed_anchor") {
         report.phase_loads.push(("seed_anchor", load_average()));

@@ -251,6 +251,7 @@ pub struct Report {
     pub budget: Option<crate::budget::BudgetFigures>,
     pub crash: Option<crate::crash::CrashFigures>,
     pub polling: Option<crate::polling::PollingFigures>,
+    pub slow_model: Option<crate::slow_model::SlowModelFigures>,
 }
 
 impl Report {
@@ -285,6 +286,7 @@ impl Report {
             budget: None,
             crash: None,
             polling: None,
+            slow_model: None,
         }
     }
 
@@ -684,6 +686,9 @@ impl Display for Report {
         }
         if let Some(polling) = &self.polling {
             write!(f, "{polling}")?;
+        }
+        if let Some(slow_model) = &self.slow_model {
+            write!(f, "{slow_model}")?;
         }
         write!(
             f,
