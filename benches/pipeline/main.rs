@@ -37,6 +37,7 @@ mod fakes;
 mod first_text;
 mod load;
 mod measure;
+mod one_bot;
 mod polling;
 mod report;
 mod service;
@@ -95,7 +96,7 @@ pub struct Plan {
     /// The seed stack's pg-boss workers and the jobs each fetches at a time.
     pub seed_setting: (u32, u32),
     /// Which phases run (drain, intake, latency, first_text, budget, crash, polling, slow_model,
-    /// seed_anchor, anchors); all by default.
+    /// one_bot, seed_anchor, anchors); all by default.
     pub phases: Vec<String>,
     pub budget_rate: f64,
     pub budget_step: Duration,
@@ -109,6 +110,9 @@ pub struct Plan {
     pub slow_model_rate: f64,
     pub slow_model_step: Duration,
     pub slow_model_delay: Duration,
+    /// The one-bot phase: updates per second to a single bot, for this long.
+    pub one_bot_rate: f64,
+    pub one_bot_step: Duration,
     /// Whether each latency step also measures commits and CPU per turn (it then waits for
     /// PostgreSQL's statistics after each step).
     pub step_costs: bool,
@@ -153,14 +157,15 @@ impl Plan {
     /// `BENCH_TOKENS` (40), `BENCH_TOKEN_PACE_MS` (50), `BENCH_FIRST_TEXT_RATE` (10) and
     /// `BENCH_FIRST_TEXT_SECS` (5): the first-text phase's model and load,
     /// `BENCH_PHASES` (drain,intake,latency,first_text,budget,crash,polling,slow_model,
-    /// seed_anchor,anchors: a subset runs only those, for profiling one part; the intake phase runs on the drain
+    /// one_bot,seed_anchor,anchors: a subset runs only those, for profiling one part; the intake phase runs on the drain
     /// phase's process),
     /// `BENCH_BUDGET_RATE` (50) and `BENCH_BUDGET_SECS` (10): the budget check's load,
     /// `BENCH_CRASH_RATE` (30), `BENCH_CRASH_LLM_DELAY_MS` (500) and `BENCH_CRASH_KILLS` (3):
     /// the crash phase's, `BENCH_POLLING_RATE` (20) and `BENCH_POLLING_SECS` (10): the
     /// polling phase's load (webhook, then long polling), `BENCH_SLOW_MODEL_RATE` (200),
     /// `BENCH_SLOW_MODEL_SECS` (10) and `BENCH_SLOW_MODEL_DELAY_MS` (10000): the slow-model
-    /// phase's, `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
+    /// phase's, `BENCH_ONE_BOT_RATE` (60) and `BENCH_ONE_BOT_SECS` (5): the one-bot phase's,
+    /// `BENCH_KEEP_DATABASE` (set: the last phase's database is left for
     /// inspection).
     fn from_env() -> Self {
         Self {
@@ -205,7 +210,7 @@ impl Plan {
             step_costs: env_or("BENCH_STEP_COSTS", 1u8) == 1,
             phases: env_or(
                 "BENCH_PHASES",
-                "drain,intake,latency,first_text,budget,crash,polling,slow_model,seed_anchor,anchors"
+                "drain,intake,latency,first_text,budget,crash,polling,slow_model,one_bot,seed_anchor,anchors"
                     .to_owned(),
             )
             .split(',')
@@ -221,6 +226,8 @@ impl Plan {
             slow_model_rate: env_or("BENCH_SLOW_MODEL_RATE", 200.0),
             slow_model_step: Duration::from_secs_f64(env_or("BENCH_SLOW_MODEL_SECS", 10.0)),
             slow_model_delay: Duration::from_millis(env_or("BENCH_SLOW_MODEL_DELAY_MS", 10_000)),
+            one_bot_rate: env_or("BENCH_ONE_BOT_RATE", 60.0),
+            one_bot_step: Duration::from_secs_f64(env_or("BENCH_ONE_BOT_SECS", 5.0)),
             tokens: env_or("BENCH_TOKENS", 40usize).max(1),
             token_pace: Duration::from_millis(env_or("BENCH_TOKEN_PACE_MS", 50)),
             first_text_rate: env_or("BENCH_FIRST_TEXT_RATE", 10.0),
@@ -256,7 +263,8 @@ impl Plan {
             + self.budget_rate * self.budget_step.as_secs_f64() * 2.0
             + self.crash_rate * 8.0 * self.crash_kills as f64
             + self.polling_rate * self.polling_step.as_secs_f64() * 2.0
-            + self.slow_model_rate * self.slow_model_step.as_secs_f64();
+            + self.slow_model_rate * self.slow_model_step.as_secs_f64()
+            + self.one_bot_rate * self.one_bot_step.as_secs_f64();
         let latency: f64 = self.latency_rates.iter().sum::<f64>() * self.latency_step.as_secs_f64();
         let first_text = 2.0 * self.first_text_rate * self.first_text_step.as_secs_f64();
         let seed = if self.runs("seed_anchor") {
@@ -700,6 +708,24 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         );
         report.llm_calls += llm.calls() - llm_calls_before;
         llm.set_mode(LlmMode::Delay(Duration::ZERO));
+    }
+    if plan.runs("one_bot") {
+        report.phase_loads.push(("one_bot", load_average()));
+        // 7c. One bot alone: Telegram's per-bot pace is the bound.
+        let llm_calls_before = llm.calls();
+        report.one_bot = Some(
+            one_bot::measure(
+                plan,
+                admin,
+                &settings,
+                &work_dir,
+                &timeline,
+                &llm,
+                &mut next_seq,
+            )
+            .await?,
+        );
+        report.llm_calls += llm.calls() - llm_calls_before;
     }
     if plan.runs("seed_anchor") {
         report.phase_loads.push(("seed_anchor", load_average()));

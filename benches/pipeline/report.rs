@@ -252,6 +252,7 @@ pub struct Report {
     pub crash: Option<crate::crash::CrashFigures>,
     pub polling: Option<crate::polling::PollingFigures>,
     pub slow_model: Option<crate::slow_model::SlowModelFigures>,
+    pub one_bot: Option<crate::one_bot::OneBotFigures>,
 }
 
 impl Report {
@@ -287,6 +288,7 @@ impl Report {
             crash: None,
             polling: None,
             slow_model: None,
+            one_bot: None,
         }
     }
 
@@ -689,6 +691,9 @@ impl Display for Report {
         }
         if let Some(slow_model) = &self.slow_model {
             write!(f, "{slow_model}")?;
+        }
+        if let Some(one_bot) = &self.one_bot {
+            write!(f, "{one_bot}")?;
         }
         write!(
             f,
