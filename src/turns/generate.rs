@@ -19,7 +19,9 @@ use super::stream::LiveAnswer;
 use super::texts::{system_text, usage_text};
 use super::worker::{TurnContext, TurnError, TurnWorker};
 use crate::event_store::LoadedAggregate;
-use crate::llm::{HistoryTurn, LlmReply, LlmRequest, PromptImage, TokenUsage as LlmUsage};
+use crate::llm::{
+    ErrorClass, HistoryTurn, LlmError, LlmReply, LlmRequest, PromptImage, TokenUsage as LlmUsage,
+};
 use aggregates::ids::BotErrorKind;
 
 /// How often the typing indicator is refreshed (Telegram shows it for about 5 s).
@@ -106,9 +108,20 @@ impl TurnWorker {
         let typing = self.show_typing(bot, ctx.chat);
         let started = std::time::Instant::now();
         let draft_id = super::stream::draft_id(ctx.turn.update_id);
-        let result = self
+        let result = match self
             .respond_live(bot, ctx.chat, draft_id, &request, &typing)
-            .await;
+            .await
+        {
+            // Telegram refuses an empty message, and the person would get nothing: an empty
+            // answer is a failed attempt (sampling again usually writes one), and when the
+            // attempts run out the person gets the bot's error message.
+            Ok(LiveAnswer::Complete(reply)) if reply.text.trim().is_empty() => Err(LlmError::new(
+                ErrorClass::Retryable,
+                "empty_answer",
+                "the model's answer had no text",
+            )),
+            other => other,
+        };
         let elapsed_ms = started.elapsed().as_millis() as u64;
         if let Some(typing) = typing {
             typing.abort();

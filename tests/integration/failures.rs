@@ -65,6 +65,46 @@ async fn an_llm_401_is_not_retried_the_user_gets_the_error_message_once_and_the_
 }
 
 #[tokio::test]
+async fn an_empty_answer_is_asked_again_and_never_sent_as_an_empty_message() {
+    let fakes = Fakes::start().await;
+    // The model answers with nothing but whitespace, every time.
+    fakes.openai.set_reply(Some(" \n ".to_owned()));
+    let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let bot_id = app.create_enabled_bot("Support", &token(1)).await;
+
+    app.deliver(&bot_id, &text_update(1, 42, "hi")).await;
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+    app.settle().await;
+    // Asked again on the retry schedule (RETRY_LIMIT 4: five attempts), then the error message.
+    assert_eq!(fakes.openai.requests().len(), 5);
+    assert_eq!(
+        fakes.telegram.sent_messages(),
+        [(
+            42,
+            "Sorry, something went wrong. Please try again later.".to_owned()
+        )]
+    );
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT payload::text FROM events WHERE event_type = 'AttemptFailed' ORDER BY sequence",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(codes.len(), 5, "{codes:?}");
+    assert!(
+        codes.iter().all(|c| c.contains("empty_answer")),
+        "{codes:?}"
+    );
+
+    // A model that answers again is heard again.
+    fakes.openai.set_reply(None);
+    app.deliver(&bot_id, &text_update(2, 42, "hello?")).await;
+    fakes.telegram.wait_for_calls("sendMessage", 2, WAIT).await;
+    assert_eq!(fakes.telegram.sent_messages()[1].1, "echo: hello?");
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn an_llm_500_twice_then_success_gives_one_reply() {
     let fakes = Fakes::start().await;
     fakes.openai.fail_next(
