@@ -625,6 +625,16 @@ impl BotsApi {
         let used = read_model::bot_using_token(&self.0.pool, &fingerprint, except)
             .await
             .map_err(failed)?;
+        // A bot that does not exist is not found, whatever token the request carries.
+        if let (Some(_), Some(id)) = (used, except) {
+            let exists = read_model::find_bot(&self.0.pool, id)
+                .await
+                .map_err(failed)?
+                .is_some();
+            if !exists {
+                return Err(ApiFailure::not_found("bot"));
+            }
+        }
         match used {
             Some(other) => Err(ApiFailure::Conflict(Json(
                 ApiError::new(

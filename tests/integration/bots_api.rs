@@ -151,6 +151,31 @@ async fn unknown_bots_are_404_everywhere() {
     assert_eq!(status, 404);
     assert_eq!(body["error"], "not_found");
     assert_eq!(app.event_count().await, 0, "nothing was recorded");
+
+    // Not even with another bot's token: the bot is missing, not the token taken.
+    app.create_bot("Existing", &token(9)).await;
+    let events = app.event_count().await;
+    let (status, body) = app
+        .put(
+            &format!("/bots/{id}"),
+            json!({"name": "X", "model": "m", "start_message": "a", "error_message": "b",
+                   "instructions": "", "token": token(9)}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    let (status, body) = app
+        .patch(&format!("/bots/{id}"), json!({"token": token(9)}))
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (404, Some("not_found")),
+        "{body}"
+    );
+    assert_eq!(app.event_count().await, events, "nothing was recorded");
     app.stop().await;
 }
 
