@@ -60,8 +60,83 @@ pub struct BudgetFigures {
 
 /// What a counter moved per turn over the load window, less the idle background the same
 /// process showed over a quiet window, scaled to the load window's length.
-pub(crate) fn per_turn(idle: f64, idle_secs: f64, load: f64, load_secs: f64, turns: u64) -> f64 {
+fn per_turn(idle: f64, idle_secs: f64, load: f64, load_secs: f64, turns: u64) -> f64 {
     (load - idle * load_secs / idle_secs.max(1e-9)).max(0.0) / turns.max(1) as f64
+}
+
+/// What a load window cost per turn, the idle background subtracted: commits, statements,
+/// `person_usage` index scans, and each statement by its SQL (at 0.005 a turn or more, the
+/// most frequent first).
+pub(crate) struct PerTurn {
+    pub commits: f64,
+    pub statements: f64,
+    pub usage_index_scans: f64,
+    pub by_statement: Vec<(String, f64)>,
+}
+
+impl PerTurn {
+    /// `idle_start..start` was quiet; `start..end` held `turns` turns.
+    pub(crate) fn between(
+        idle_start: &Reading,
+        start: &Reading,
+        end: &Reading,
+        turns: u64,
+    ) -> Self {
+        let idle_secs = (start.at - idle_start.at).as_secs_f64();
+        let load_secs = (end.at - start.at).as_secs_f64();
+        let rate =
+            |idle: i64, load: i64| per_turn(idle as f64, idle_secs, load as f64, load_secs, turns);
+        let idle_statements = difference(&idle_start.statements, &start.statements);
+        let load_statements = difference(&start.statements, &end.statements);
+        let mut by_statement: Vec<(String, f64)> = load_statements
+            .iter()
+            .map(|(sql, n)| {
+                let idle = idle_statements.get(sql).copied().unwrap_or_default();
+                (sql.clone(), rate(idle as i64, *n as i64))
+            })
+            .filter(|(_, n)| *n >= 0.005)
+            .collect();
+        by_statement.sort_by(|a, b| b.1.total_cmp(&a.1));
+        Self {
+            commits: rate(
+                start.commits - idle_start.commits,
+                end.commits - start.commits,
+            ),
+            statements: rate(
+                idle_statements.values().sum::<u64>() as i64,
+                load_statements.values().sum::<u64>() as i64,
+            ),
+            usage_index_scans: rate(
+                start.usage_index_scans - idle_start.usage_index_scans,
+                end.usage_index_scans - start.usage_index_scans,
+            ),
+            by_statement,
+        }
+    }
+}
+
+/// Writes the statements whose rate per turn differs by 0.05 or more between two runs'
+/// `by_statement` lists, as `before -> after  SQL`.
+pub(crate) fn write_differences(
+    f: &mut Formatter<'_>,
+    before: &[(String, f64)],
+    after: &[(String, f64)],
+) -> fmt::Result {
+    let rate_in = |list: &[(String, f64)], sql: &str| {
+        list.iter().find(|(s, _)| s == sql).map_or(0.0, |(_, n)| *n)
+    };
+    let mut all: Vec<&String> = after.iter().map(|(s, _)| s).collect();
+    all.extend(before.iter().map(|(s, _)| s));
+    all.sort();
+    all.dedup();
+    for sql in all {
+        let (a, b) = (rate_in(before, sql), rate_in(after, sql));
+        if (a - b).abs() >= 0.05 {
+            let shown: String = sql.chars().take(110).collect();
+            writeln!(f, "    {a:>6.2} -> {b:>6.2}  {shown}")?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) struct Reading {
@@ -164,37 +239,14 @@ pub async fn measure(
         bench_db.close().await;
         drop(system);
 
-        let idle_secs = (start.at - idle_start.at).as_secs_f64();
-        let load_secs = (end.at - start.at).as_secs_f64();
-        let rate =
-            |idle: i64, load: i64| per_turn(idle as f64, idle_secs, load as f64, load_secs, turns);
-        let idle_statements = difference(&idle_start.statements, &start.statements);
-        let load_statements = difference(&start.statements, &end.statements);
-        let mut by_statement: Vec<(String, f64)> = load_statements
-            .iter()
-            .map(|(sql, n)| {
-                let idle = idle_statements.get(sql).copied().unwrap_or_default();
-                (sql.clone(), rate(idle as i64, *n as i64))
-            })
-            .filter(|(_, n)| *n >= 0.005)
-            .collect();
-        by_statement.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let cost = PerTurn::between(&idle_start, &start, &end, turns);
         figures.runs.push(BudgetRun {
             with_budgets,
             turns,
-            commits: rate(
-                start.commits - idle_start.commits,
-                end.commits - start.commits,
-            ),
-            statements: rate(
-                idle_statements.values().sum::<u64>() as i64,
-                load_statements.values().sum::<u64>() as i64,
-            ),
-            usage_index_scans: rate(
-                start.usage_index_scans - idle_start.usage_index_scans,
-                end.usage_index_scans - start.usage_index_scans,
-            ),
-            by_statement,
+            commits: cost.commits,
+            statements: cost.statements,
+            usage_index_scans: cost.usage_index_scans,
+            by_statement: cost.by_statement,
         });
     }
     Ok(figures)
@@ -230,23 +282,7 @@ impl Display for BudgetFigures {
                 f,
                 "  statements whose rate per turn differs by 0.05 or more:"
             )?;
-            let rate_in = |run: &BudgetRun, sql: &str| {
-                run.by_statement
-                    .iter()
-                    .find(|(s, _)| s == sql)
-                    .map_or(0.0, |(_, n)| *n)
-            };
-            let mut all: Vec<&String> = with.by_statement.iter().map(|(s, _)| s).collect();
-            all.extend(without.by_statement.iter().map(|(s, _)| s));
-            all.sort();
-            all.dedup();
-            for sql in all {
-                let (a, b) = (rate_in(without, sql), rate_in(with, sql));
-                if (a - b).abs() >= 0.05 {
-                    let shown: String = sql.chars().take(110).collect();
-                    writeln!(f, "    {a:>6.2} -> {b:>6.2}  {shown}")?;
-                }
-            }
+            write_differences(f, &without.by_statement, &with.by_statement)?;
             writeln!(f, "  statements per turn without a policy, by kind:")?;
             for (sql, n) in without.by_statement.iter().take(25) {
                 let shown: String = sql.chars().take(110).collect();

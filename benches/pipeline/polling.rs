@@ -15,14 +15,14 @@ use std::time::Duration;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::budget::{per_turn, read};
+use crate::budget::{read, write_differences, PerTurn};
 use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode};
 use crate::load::UpdateLoad;
 use crate::measure::{Percentiles, STATS_SETTLE};
 use crate::report::StepFigures;
 use crate::service::Settings;
 use crate::timeline::Timeline;
-use crate::wire::{difference, CountingProxy};
+use crate::wire::CountingProxy;
 use crate::{progress, wait_for_sends, Plan, System};
 
 /// Telegram chat ids of this phase: a chat per person, `POLLING_CHATS + seq % PEOPLE`; people
@@ -127,35 +127,15 @@ pub async fn measure(
         bench_db.close().await;
         drop(system);
 
-        let idle_secs = (start.at - idle_start.at).as_secs_f64();
-        let load_secs = (end.at - start.at).as_secs_f64();
-        let rate =
-            |idle: i64, load: i64| per_turn(idle as f64, idle_secs, load as f64, load_secs, turns);
-        let idle_statements = difference(&idle_start.statements, &start.statements);
-        let load_statements = difference(&start.statements, &end.statements);
-        let mut by_statement: Vec<(String, f64)> = load_statements
-            .iter()
-            .map(|(sql, n)| {
-                let idle = idle_statements.get(sql).copied().unwrap_or_default();
-                (sql.clone(), rate(idle as i64, *n as i64))
-            })
-            .filter(|(_, n)| *n >= 0.005)
-            .collect();
-        by_statement.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let cost = PerTurn::between(&idle_start, &start, &end, turns);
         figures.runs.push(DeliveryRun {
             polling,
             step,
-            commits: rate(
-                start.commits - idle_start.commits,
-                end.commits - start.commits,
-            ),
-            statements: rate(
-                idle_statements.values().sum::<u64>() as i64,
-                load_statements.values().sum::<u64>() as i64,
-            ),
+            commits: cost.commits,
+            statements: cost.statements,
             // Over the load window alone: an idle long poll ends only at its timeout.
             polls: (polls_end - polls_start) as f64 / turns.max(1) as f64,
-            by_statement,
+            by_statement: cost.by_statement,
         });
     }
     Ok(figures)
@@ -214,23 +194,7 @@ impl Display for PollingFigures {
                 f,
                 "  statements per turn that polling adds or saves (0.05 or more):"
             )?;
-            let rate_in = |run: &DeliveryRun, sql: &str| {
-                run.by_statement
-                    .iter()
-                    .find(|(s, _)| s == sql)
-                    .map_or(0.0, |(_, n)| *n)
-            };
-            let mut all: Vec<&String> = polling.by_statement.iter().map(|(s, _)| s).collect();
-            all.extend(webhook.by_statement.iter().map(|(s, _)| s));
-            all.sort();
-            all.dedup();
-            for sql in all {
-                let (a, b) = (rate_in(webhook, sql), rate_in(polling, sql));
-                if (a - b).abs() >= 0.05 {
-                    let shown: String = sql.chars().take(110).collect();
-                    writeln!(f, "    {a:>6.2} -> {b:>6.2}  {shown}")?;
-                }
-            }
+            write_differences(f, &webhook.by_statement, &polling.by_statement)?;
             writeln!(f, "  statements per turn by webhook, by kind:")?;
             for (sql, n) in webhook.by_statement.iter().take(30) {
                 let shown: String = sql.chars().take(110).collect();
