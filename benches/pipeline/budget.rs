@@ -18,7 +18,7 @@ use crate::measure::{server_counters, STATS_SETTLE};
 use crate::service::Settings;
 use crate::timeline::Timeline;
 use crate::wire::{difference, CountingProxy, StatementCounts};
-use crate::{progress, wait_for_sends, Plan, System};
+use crate::{progress, Plan, System};
 
 /// Telegram chat ids of this phase: `BUDGET_CHATS + seq % PEOPLE`, each chat its own person,
 /// so that people come back as they do in real use.
@@ -215,25 +215,20 @@ pub async fn measure(
         let idle_start = read(admin, &bench_db, plan, &proxy).await?;
         tokio::time::sleep(Duration::from_secs(5)).await;
         let start = read(admin, &bench_db, plan, &proxy).await?;
-        let sent_before = timeline.sent_total();
         progress(format!(
             "budget check ({name}): {}/s for {:?}, instant LLM",
             plan.budget_rate, plan.budget_step
         ));
-        let outcome = system
-            .load
-            .fixed_rate(plan.budget_rate, plan.budget_step, *next_seq, |seq| {
-                BUDGET_CHATS + (seq % PEOPLE) as i64
-            })
-            .await?;
-        *next_seq = outcome.seqs.end;
-        wait_for_sends(
-            timeline,
-            sent_before + outcome.accepted as u64,
-            Duration::from_secs(60),
-        )
-        .await;
-        let turns = timeline.sent_total() - sent_before;
+        let turns = system
+            .answered_step(
+                timeline,
+                (plan.budget_rate, plan.budget_step),
+                next_seq,
+                |seq| BUDGET_CHATS + (seq % PEOPLE) as i64,
+                Duration::from_secs(60),
+            )
+            .await?
+            .answered;
         tokio::time::sleep(STATS_SETTLE).await;
         let end = read(admin, &bench_db, plan, &proxy).await?;
         bench_db.close().await;

@@ -361,7 +361,33 @@ struct System {
     bots: Vec<uuid::Uuid>,
 }
 
+/// A fixed-rate step and how many answers reached Telegram by the end of the wait for them.
+struct AnsweredStep {
+    outcome: crate::load::StepOutcome,
+    answered: u64,
+}
+
 impl System {
+    /// Sends `rate` updates a second for `step`, numbered from `*next_seq` (which moves past
+    /// them), update `seq` to chat `chat_of(seq)`; then waits up to `patience` for their answers.
+    async fn answered_step(
+        &self,
+        timeline: &Timeline,
+        (rate, step): (f64, Duration),
+        next_seq: &mut usize,
+        chat_of: impl Fn(usize) -> i64 + Send + 'static,
+        patience: Duration,
+    ) -> anyhow::Result<AnsweredStep> {
+        let sent_before = timeline.sent_total();
+        let outcome = self.load.fixed_rate(rate, step, *next_seq, chat_of).await?;
+        *next_seq = outcome.seqs.end;
+        wait_for_sends(timeline, sent_before + outcome.accepted as u64, patience).await;
+        Ok(AnsweredStep {
+            answered: timeline.sent_total() - sent_before,
+            outcome,
+        })
+    }
+
     /// Starts Botfleet on a fresh database, logs in, and registers and enables the bots,
     /// streaming their answers or not.
     async fn start(
@@ -610,23 +636,15 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
                 plan.token_pace
             ));
             let drafts_before = telegram.calls_of("sendmessagedraft");
-            let sent_before = timeline.sent_total();
-            let outcome = system
-                .load
-                .fixed_rate(
-                    plan.first_text_rate,
-                    plan.first_text_step,
-                    next_seq,
+            let AnsweredStep { outcome, .. } = system
+                .answered_step(
+                    &timeline,
+                    (plan.first_text_rate, plan.first_text_step),
+                    &mut next_seq,
                     |seq| FIRST_TEXT_CHATS + seq as i64,
+                    Duration::from_secs(60),
                 )
                 .await?;
-            next_seq = outcome.seqs.end;
-            wait_for_sends(
-                &timeline,
-                sent_before + outcome.accepted as u64,
-                Duration::from_secs(60),
-            )
-            .await;
             let drafts = telegram.calls_of("sendmessagedraft") - drafts_before;
             report.first_text.push(FirstTextFigures::measure(
                 streaming,

@@ -15,7 +15,7 @@ use crate::measure::ms;
 use crate::report::StepFigures;
 use crate::service::Settings;
 use crate::timeline::Timeline;
-use crate::{progress, wait_for_sends, Plan, System};
+use crate::{progress, Plan, System};
 
 /// Telegram chat ids of this phase: `ONE_BOT_CHATS + seq % PEOPLE`.
 const ONE_BOT_CHATS: i64 = 50_000_000;
@@ -51,20 +51,16 @@ pub async fn measure(
         "one bot: {}/s for {:?}, instant LLM",
         plan.one_bot_rate, plan.one_bot_step
     ));
-    let sent_before = timeline.sent_total();
     let outcome = system
-        .load
-        .fixed_rate(plan.one_bot_rate, plan.one_bot_step, *next_seq, |seq| {
-            ONE_BOT_CHATS + (seq % PEOPLE) as i64
-        })
-        .await?;
-    *next_seq = outcome.seqs.end;
-    wait_for_sends(
-        timeline,
-        sent_before + outcome.accepted as u64,
-        Duration::from_secs(120),
-    )
-    .await;
+        .answered_step(
+            timeline,
+            (plan.one_bot_rate, plan.one_bot_step),
+            next_seq,
+            |seq| ONE_BOT_CHATS + (seq % PEOPLE) as i64,
+            Duration::from_secs(120),
+        )
+        .await?
+        .outcome;
     let step = StepFigures::end_to_end(plan.one_bot_rate, plan.one_bot_step, &outcome, timeline);
     drop(system);
     Ok(OneBotFigures {

@@ -23,7 +23,7 @@ use crate::report::StepFigures;
 use crate::service::Settings;
 use crate::timeline::Timeline;
 use crate::wire::CountingProxy;
-use crate::{progress, wait_for_sends, Plan, System};
+use crate::{progress, AnsweredStep, Plan, System};
 
 /// Telegram chat ids of this phase: a chat per person, `POLLING_CHATS + seq % PEOPLE`; people
 /// come back (five turns each at the default load), as they do in real use.
@@ -100,27 +100,24 @@ pub async fn measure(
         tokio::time::sleep(Duration::from_secs(5)).await;
         let start = read(admin, &bench_db, plan, &proxy).await?;
         let polls_start = telegram.calls_of("getupdates");
-        let sent_before = timeline.sent_total();
         progress(format!(
             "delivery ({name}): {}/s for {:?} over {} bots, instant LLM",
             plan.polling_rate, plan.polling_step, plan.bots
         ));
-        let outcome = system
-            .load
-            .fixed_rate(plan.polling_rate, plan.polling_step, *next_seq, |seq| {
-                POLLING_CHATS + (seq % PEOPLE) as i64
-            })
+        let AnsweredStep {
+            outcome,
+            answered: turns,
+        } = system
+            .answered_step(
+                timeline,
+                (plan.polling_rate, plan.polling_step),
+                next_seq,
+                |seq| POLLING_CHATS + (seq % PEOPLE) as i64,
+                Duration::from_secs(60),
+            )
             .await?;
-        *next_seq = outcome.seqs.end;
-        wait_for_sends(
-            timeline,
-            sent_before + outcome.accepted as u64,
-            Duration::from_secs(60),
-        )
-        .await;
         let step =
             StepFigures::end_to_end(plan.polling_rate, plan.polling_step, &outcome, timeline);
-        let turns = timeline.sent_total() - sent_before;
         let polls_end = telegram.calls_of("getupdates");
         tokio::time::sleep(STATS_SETTLE).await;
         let end = read(admin, &bench_db, plan, &proxy).await?;
