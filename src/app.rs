@@ -109,20 +109,20 @@ impl Application {
         // An upgrade may ask for read models to be rebuilt before anything reads them.
         crate::subscriptions::rebuild::rebuild_where_required(&pool, &projections::all()).await?;
         let answer_stops = crate::runtime::answer_stops::AnswerStops::default();
-        let wakeups = EventWakeups::spawn(pool.clone(), answer_stops.clone(), shutdown.clone());
-        // The admin read models share one runner (one transaction per batch for both); the
-        // effect runner's index, chat_work, has its own, so that it never waits for them.
-        let (runner_index, read_models): (Vec<_>, Vec<_>) = projections::all()
-            .into_iter()
-            .partition(|p| p.name() == projections::chat_work::NAME);
-        let mut workers: Vec<JoinHandle<()>> = [read_models, runner_index]
-            .into_iter()
-            .map(|group| {
-                ProjectionRunner::group(pool.clone(), group, state.progress.clone())
+        let wakeups = EventWakeups::spawn(
+            pool.clone(),
+            answer_stops.clone(),
+            state.bot_rows.changes(),
+            shutdown.clone(),
+        );
+        // The admin read models share one runner (one transaction per batch for all); the
+        // effect runner's index, chat_work, is kept by the appends themselves.
+        let mut workers: Vec<JoinHandle<()>> =
+            vec![
+                ProjectionRunner::group(pool.clone(), projections::all(), state.progress.clone())
                     .with_max_attempts(config.projection_max_attempts)
-                    .spawn(wakeups.clone(), config.subscription_poll, shutdown.clone())
-            })
-            .collect();
+                    .spawn(wakeups.clone(), config.subscription_poll, shutdown.clone()),
+            ];
 
         // This process's identity as a holder of leases on chats and bots, for as long as its
         // liveness session lasts; ended only after the workers, so that nobody takes over

@@ -500,7 +500,18 @@ async fn projections_rebuild(name: Option<String>, pool: PgPool) -> Result<(), C
         .into_iter()
         .filter(|p| name.as_deref().is_none_or(|n| n == p.name()))
         .collect();
-    if selected.is_empty() {
+    // The runner's index is no projector (the appends keep it) but is rebuilt like one.
+    let chat_work = name
+        .as_deref()
+        .is_none_or(|n| n == projections::chat_work::NAME);
+    if chat_work {
+        let replayed = projections::chat_work::rebuild(&pool).await?;
+        println!(
+            "{}: rebuilt from {replayed} events",
+            projections::chat_work::NAME
+        );
+    }
+    if selected.is_empty() && !chat_work {
         return Err(CliError::Failed(anyhow::anyhow!(
             "no projection is named {:?}",
             name.unwrap_or_default()

@@ -15,6 +15,18 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 /// The `application_name` of Botfleet's connections, unless DATABASE_URL names another.
 pub const APPLICATION_NAME: &str = "botfleet";
 
+/// The session setting that tags each of a pool's connections ([`process_tag`]).
+pub const PROCESS_SETTING: &str = "botfleet.process";
+
+/// The tag of the pool `conn` came from, as its connection's session setting holds it.
+pub async fn process_tag(conn: impl sqlx::PgExecutor<'_>) -> Result<String, sqlx::Error> {
+    let tag: Option<String> = sqlx::query_scalar("SELECT current_setting($1, true)")
+        .bind(PROCESS_SETTING)
+        .fetch_one(conn)
+        .await?;
+    Ok(tag.unwrap_or_default())
+}
+
 /// Where a database URL came from, named in every error about it.
 pub const FROM_SETTING: &str = "DATABASE_URL";
 
@@ -61,6 +73,10 @@ pub async fn connect_from(
     if options.get_application_name().is_none() {
         options = options.application_name(APPLICATION_NAME);
     }
+    // The pool's own tag, which the chat_work trigger puts in the announcements of the turns
+    // this pool appends: the process that appended one ignores it (its intake hands the chat
+    // to its runner directly), every other process claims on it.
+    options = options.options([(PROCESS_SETTING, uuid::Uuid::new_v4().to_string())]);
     let Some(database) = options.get_database().map(str::to_owned) else {
         return Err(DbError::NoDatabaseName {
             origin: origin.to_owned(),

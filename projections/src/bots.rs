@@ -9,6 +9,10 @@ use crate::{ProjectionError, Projector, RecordedEvent};
 /// The projection's name (its checkpoint's).
 pub const NAME: &str = "bots";
 
+/// The channel the projector announces each bot it changed on (payload: the bot's id), at the
+/// commit of the batch: what other processes remember of the bot is stale from then on.
+pub const CHANGES_CHANNEL: &str = "botfleet_bots";
+
 pub struct BotProjector;
 
 #[async_trait::async_trait]
@@ -36,6 +40,12 @@ impl Projector for BotProjector {
         let id = event.aggregate_uuid()?;
         let at = event.recorded_at;
         let version = event.sequence;
+        // Every process forgets what it remembered of the bot when this batch commits.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         match event.decode::<BotEvent>()? {
             BotEvent::BotCreated {
                 bot_id: _,
@@ -334,25 +344,6 @@ pub async fn live_bots_free_for_error(
     )
     .bind(kind)
     .fetch_all(conn)
-    .await
-}
-
-/// What the intake needs of a live bot: its masked token (whose digits are its Telegram id)
-/// and its @username. `None` unless the bot is enabled, not deleted, and its token is not
-/// known to be invalid.
-pub async fn find_live_bot(
-    conn: impl sqlx::PgExecutor<'_>,
-    id: uuid::Uuid,
-    invalid_token_kind: &str,
-) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT token_hint, username FROM bots
-         WHERE id = $1 AND is_active AND deleted_at IS NULL
-           AND last_error_kind IS DISTINCT FROM $2",
-    )
-    .bind(id)
-    .bind(invalid_token_kind)
-    .fetch_optional(conn)
     .await
 }
 

@@ -1,137 +1,22 @@
-//! The `chat_work` read model: which chats have unfinished turns, and from when they may be
-//! worked on. It is the effect runner's index; the chat's events stay the truth. A chat's row
-//! stays when its turns are done (`open_turns` = 0), so a retried turn can reopen it.
+//! The `chat_work` table: which chats have unfinished turns, and from when they may be
+//! worked on. It is the effect runner's index; the chat's events stay the truth. The append
+//! keeps it: a trigger on `events` applies every chat event in the appending transaction
+//! (migration 0062, `chat_work_apply`), so the index never lags the log and a turn costs no
+//! projection transaction of its own. A chat's row stays when its turns are done
+//! (`open_turns` = 0), so a retried turn can reopen it.
 
-use aggregates::chat::{Chat, ChatEvent};
-use cqrs_es::Aggregate;
-use sqlx::PgConnection;
-
-use crate::{ProjectionError, Projector, RecordedEvent};
-
-/// The channel the effect runners LISTEN on: work appeared.
+/// The channel the effect runners LISTEN on: work appeared (the trigger notifies it).
 pub const WORK_CHANNEL: &str = "botfleet_work";
 
-/// The projection's name (its checkpoint's).
+/// The name `botfleet projections rebuild` knows it by.
 pub const NAME: &str = "chat_work";
 
-pub struct ChatWorkProjector;
-
-#[async_trait::async_trait]
-impl Projector for ChatWorkProjector {
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn tables(&self) -> &'static [&'static str] {
-        &["chat_work"]
-    }
-
-    async fn project(
-        &self,
-        tx: &mut PgConnection,
-        event: &RecordedEvent,
-    ) -> Result<(), ProjectionError> {
-        if event.aggregate_type != Chat::TYPE {
-            return Ok(());
-        }
-        let chat_id = event.aggregate_uuid()?;
-        let at = event.recorded_at;
-        // The last event of the chat that changed its work: a runner that worked the chat
-        // through this sequence has nothing left to do there.
-        let sequence = event.sequence;
-        match event.decode::<ChatEvent>()? {
-            ChatEvent::MessageReceived { bot_id, .. }
-            | ChatEvent::CallbackQueryReceived { bot_id, .. } => {
-                sqlx::query(
-                    "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
-                     VALUES ($1, $2, 1, $3, $4)
-                     ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1,
-                        available_at = CASE WHEN chat_work.open_turns = 0 THEN EXCLUDED.available_at
-                                            ELSE chat_work.available_at END,
-                        last_sequence = EXCLUDED.last_sequence",
-                )
-                .bind(chat_id)
-                .bind(bot_id.0)
-                .bind(at)
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await?;
-                announce_work(tx).await?;
-            }
-            // The chat's row outlives its turns, so it is there to be reopened.
-            ChatEvent::TurnRetried { .. } | ChatEvent::AdminMessageQueued { .. } => {
-                sqlx::query(
-                    "UPDATE chat_work SET open_turns = open_turns + 1,
-                        available_at = CASE WHEN open_turns = 0 THEN $2 ELSE available_at END,
-                        last_sequence = $3
-                     WHERE chat_id = $1",
-                )
-                .bind(chat_id)
-                .bind(at)
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await?;
-                announce_work(tx).await?;
-            }
-            ChatEvent::ResponseSent { .. }
-            | ChatEvent::TurnFailed { .. }
-            | ChatEvent::CallbackAnswered { .. }
-            // A refusal without a notice or a leave, and a leave of a still open turn, end it.
-            | ChatEvent::TurnRefused {
-                notified: false,
-                leave_chat: false,
-                ..
-            }
-            | ChatEvent::ChatLeft {
-                ends_turn: true, ..
-            } => {
-                sqlx::query(
-                    "UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = $2,
-                        last_sequence = $3
-                     WHERE chat_id = $1",
-                )
-                .bind(chat_id)
-                .bind(at)
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await?;
-            }
-            ChatEvent::AttemptFailed { retry_at, .. } => {
-                sqlx::query(
-                    "UPDATE chat_work SET available_at = $2, last_sequence = $3 WHERE chat_id = $1",
-                )
-                .bind(chat_id)
-                .bind(retry_at.unwrap_or(at))
-                .bind(sequence)
-                .execute(&mut *tx)
-                .await?;
-                // The runners learn when the retry falls due.
-                announce_work(tx).await?;
-            }
-            ChatEvent::ResponseGenerated { .. }
-            | ChatEvent::TurnRefused { .. }
-            | ChatEvent::ChatLeft { .. }
-            | ChatEvent::ConversationReset { .. }
-            | ChatEvent::ConversationResetByAdmin { .. }
-            | ChatEvent::MessageEdited { .. }
-            | ChatEvent::MediaTranscribed { .. }
-            | ChatEvent::ImageAttached { .. }
-            | ChatEvent::ChatBlocked { .. }
-            | ChatEvent::ChatMigrated { .. } => {}
-        }
-        Ok(())
-    }
-}
-
-/// Wakes the effect runners of every process (this one's too): work appeared, or a retry was
-/// scheduled. The runners claim on this, not on every move of the projection, so that a turn
-/// costs one claim, not one per event.
-async fn announce_work(tx: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(WORK_CHANNEL)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
+/// Recomputes the table from every chat event; returns how many were replayed. Appends of
+/// chat events wait meanwhile (see `chat_work_rebuild` in migration 0062).
+pub async fn rebuild(conn: impl sqlx::PgExecutor<'_>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT chat_work_rebuild()")
+        .fetch_one(conn)
+        .await
 }
 
 /// Chats with unfinished turns whose lease a runner holds right now (the `leases` table is
@@ -162,27 +47,26 @@ static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                   AND NOT EXISTS (SELECT 1 FROM leases
                                   WHERE leases.resource = 'chat:' || w.chat_id
                                     AND leases.expires_at > now() AND NOT HOLDER_IS_GONE)
-                  AND NOT EXISTS (SELECT 1 FROM unnest($4::uuid[], $5::bigint[]) AS d(chat_id, sequence)
-                                  WHERE d.chat_id = w.chat_id AND d.sequence >= w.last_sequence)
+                  AND w.chat_id <> ALL($4::uuid[])
                 ORDER BY w.available_at
                 LIMIT $1
             ) c
-            LEFT JOIN unnest($6::uuid[], $7::bigint[]) AS h(bot_id, held) ON h.bot_id = c.bot_id
+            LEFT JOIN unnest($5::uuid[], $6::bigint[]) AS h(bot_id, held) ON h.bot_id = c.bot_id
          ), due AS (
             SELECT chat_id, bot_id FROM candidates ORDER BY rank, available_at LIMIT $1
          ), claimed AS (
             INSERT INTO leases (resource, owner, owner_key, expires_at)
-            SELECT 'chat:' || chat_id, $2, $8, now() + $3 * interval '1 millisecond' FROM due
+            SELECT 'chat:' || chat_id, $2, $7, now() + $3 * interval '1 millisecond' FROM due
             ON CONFLICT (resource) DO UPDATE
                SET owner = EXCLUDED.owner, owner_key = EXCLUDED.owner_key,
                    expires_at = EXCLUDED.expires_at
                WHERE leases.expires_at <= now() OR HOLDER_IS_GONE
             RETURNING resource
          )
-         SELECT due.chat_id, due.bot_id, NULL::float8, NULL::bool FROM claimed
+         SELECT due.chat_id, due.bot_id, CURRENT_SEQUENCE, NULL::float8, NULL::bool FROM claimed
          JOIN due ON 'chat:' || due.chat_id = claimed.resource
          UNION ALL
-         SELECT NULL, NULL,
+         SELECT NULL, NULL, NULL,
                 (extract(epoch FROM (min(w.available_at) FILTER (WHERE w.available_at > now())
                                      - now())) * 1000)::float8,
                 bool_or(w.available_at <= now()
@@ -190,18 +74,29 @@ static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
                                         WHERE claimed.resource = 'chat:' || w.chat_id))
          FROM chat_work w WHERE w.open_turns > 0"
         .replace("HOLDER_IS_GONE", HOLDER_IS_GONE)
+        .replace("CURRENT_SEQUENCE", &current_sequence("due.chat_id"))
 });
+
+/// The newest sequence of the chat `chat_id` names, as a claim reads it: the worker then
+/// trusts its remembered state of the chat when it is that far, without a read of its own.
+/// Under the lease nobody else works the chat, so what the claim saw is what the work starts
+/// from (an intake's append after it makes the worker's first append fail and read again).
+pub fn current_sequence(chat_id: &str) -> String {
+    format!(
+        "(SELECT max(e.sequence) FROM events e
+          WHERE e.aggregate_type = 'Chat' AND e.aggregate_id = ({chat_id})::text)"
+    )
+}
 
 /// Claims, for `owner` (whose liveness key is `owner_key`), up to `limit` chats that have
 /// turns due and no live lease (leases of `lease_ms`): a lease is live when it has not
 /// expired and its holder's liveness lock is held (src/runtime/liveness.rs), sharing them fairly between bots: each bot's due chats are ranked oldest
 /// first, after the chats `held` says the bot already has in work (`held_bots` with
 /// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
-/// therefore gets its turn like any other, rather than every slot. Left out: those of
-/// `drained` worked through the sequence chat_work shows (the projection has not seen the
-/// end of their turns yet). One statement: the effect runner's hot path. Returns the claimed
-/// `(chat_id, bot_id)`s, and what is left [`Waiting`] besides them (as [`waiting`] would
-/// tell, without a statement of its own).
+/// therefore gets its turn like any other, rather than every slot. Those of `excluded` are
+/// left out (still being worked here under a lost identity). One statement: the effect
+/// runner's hot path. Returns the claimed chats, and what is left [`Waiting`] besides them
+/// (as [`waiting`] would tell, without a statement of its own).
 #[allow(clippy::too_many_arguments)]
 pub async fn claim_due(
     conn: impl sqlx::PgExecutor<'_>,
@@ -209,14 +104,14 @@ pub async fn claim_due(
     owner_key: i64,
     lease_ms: i64,
     limit: i64,
-    drained: &[uuid::Uuid],
-    drained_sequences: &[i64],
+    excluded: &[uuid::Uuid],
     held_bots: &[uuid::Uuid],
     held_counts: &[i64],
-) -> Result<(Vec<(uuid::Uuid, uuid::Uuid)>, Waiting), sqlx::Error> {
+) -> Result<(Vec<ClaimedChat>, Waiting), sqlx::Error> {
     type Row = (
         Option<uuid::Uuid>,
         Option<uuid::Uuid>,
+        Option<i64>,
         Option<f64>,
         Option<bool>,
     );
@@ -224,8 +119,7 @@ pub async fn claim_due(
         .bind(limit)
         .bind(owner)
         .bind(lease_ms)
-        .bind(drained)
-        .bind(drained_sequences)
+        .bind(excluded)
         .bind(held_bots)
         .bind(held_counts)
         .bind(owner_key)
@@ -236,9 +130,13 @@ pub async fn claim_due(
         retry_due_in: None,
         held: false,
     };
-    for (chat_id, bot_id, retry_ms, held) in rows {
+    for (chat_id, bot_id, sequence, retry_ms, held) in rows {
         match (chat_id, bot_id) {
-            (Some(chat_id), Some(bot_id)) => claimed.push((chat_id, bot_id)),
+            (Some(chat_id), Some(bot_id)) => claimed.push(ClaimedChat {
+                chat_id,
+                bot_id,
+                sequence: sequence.map(|s| s as usize),
+            }),
             _ => {
                 waiting = Waiting {
                     retry_due_in: retry_ms.map(millis),
@@ -248,6 +146,14 @@ pub async fn claim_due(
         }
     }
     Ok((claimed, waiting))
+}
+
+/// A chat a claim took, with its bot and its newest sequence at the claim.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimedChat {
+    pub chat_id: uuid::Uuid,
+    pub bot_id: uuid::Uuid,
+    pub sequence: Option<usize>,
 }
 
 fn millis(ms: f64) -> std::time::Duration {
@@ -266,8 +172,7 @@ pub const HOLDER_IS_GONE: &str =
 pub struct Waiting {
     /// When the next chat whose turns wait for a retry's backoff falls due, if any does.
     pub retry_due_in: Option<std::time::Duration>,
-    /// Whether chats with due turns are left: they are leased (their holder may die), or
-    /// worked to the end a moment before this projection saw it.
+    /// Whether chats with due turns are left: they are leased (their holder may die).
     pub held: bool,
 }
 

@@ -9,7 +9,8 @@
 //! - [`recorded`]: an event as the store holds it, with its global position.
 //! - [`bots`]: the `bots` read model behind the admin API.
 //! - [`chats`]: chats, Telegram users and messages, with usage and cost.
-//! - [`chat_work`]: the effect runner's index of chats with unfinished turns.
+//! - [`chat_work`]: the effect runner's index of chats with unfinished turns (kept by the append
+//!   itself, not a projector).
 //! - [`alerts`]: final errors counted per bot and kind, for admin notifications.
 //! - [`allowances`]: each person's use of each bot per day and month, and who was refused.
 //! - [`usage`]: per bot and day, messages, turns, failures, tokens and cost.
@@ -97,7 +98,6 @@ pub fn all() -> Vec<std::sync::Arc<dyn Projector>> {
     vec![
         std::sync::Arc::new(bots::BotProjector),
         std::sync::Arc::new(chats::ChatProjector),
-        std::sync::Arc::new(chat_work::ChatWorkProjector),
         std::sync::Arc::new(allowances::AllowanceProjector),
         std::sync::Arc::new(usage::UsageProjector),
     ]

@@ -194,14 +194,20 @@ where
     }
 
     /// Loads the aggregate's current state, for a holder whose decisions have effects outside
-    /// the store (a message sent to Telegram): a remembered state is used only after checking
-    /// that nobody appended since, which costs one indexed read instead of reading the stream.
+    /// the store (a message sent to Telegram): a remembered state is used only when nobody
+    /// appended since, as `known_sequence` says (read by the caller's own statement, e.g. a
+    /// claim), or else as one indexed read says, which is still cheaper than the stream.
     pub async fn load_current(
         &self,
         aggregate_id: &str,
+        known_sequence: Option<usize>,
     ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
         if let Some(context) = self.recent.as_ref().and_then(|r| r.get(aggregate_id)) {
-            if self.current_sequence(aggregate_id).await? == context.current_sequence {
+            let current = match known_sequence {
+                Some(sequence) => sequence,
+                None => self.current_sequence(aggregate_id).await?,
+            };
+            if current == context.current_sequence {
                 return Ok(LoadedAggregate {
                     context,
                     fresh: true,

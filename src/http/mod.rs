@@ -233,6 +233,7 @@ fn apis(state: Option<&AppState>) -> <ApiService as ApiTuple>::Apis {
             intake: s.intake.clone(),
             cipher: s.cipher.clone(),
             limits: s.limits.clone(),
+            bot_rows: s.bot_rows.clone(),
         })),
         health::HealthApi(wire(state, health::PipelineWatch::of)),
         metrics::MetricsApi(wire(state, health::PipelineWatch::of)),

@@ -19,22 +19,29 @@ use super::{ApiTags, Wired};
 use crate::intake::{Accepted, Intake};
 use crate::secrets::TokenCipher;
 use crate::telegram::updates::{BotIdentity, Update};
+use crate::turns::bot_rows::BotCache;
 use aggregates::ids::{BotErrorKind, BotId};
 
 /// The identity of `bot_id` if it is enabled, not deleted, and its token is not known to be
 /// invalid (an invalid token stops the bot's intake until an admin sets a new one).
 pub async fn live_bot_identity(
+    bot_rows: &BotCache,
     pool: &sqlx::PgPool,
     bot_id: Uuid,
 ) -> Result<Option<BotIdentity>, sqlx::Error> {
-    let row =
-        projections::bots::find_live_bot(pool, bot_id, BotErrorKind::TelegramInvalidToken.as_str())
-            .await?;
-    Ok(row.map(|(hint, username)| BotIdentity {
-        bot_id: BotId(bot_id),
-        telegram_id: crate::telegram::updates::telegram_id_from_hint(&hint),
-        username,
-    }))
+    let row = bot_rows.get(pool, BotId(bot_id)).await?;
+    Ok(row
+        .filter(|row| {
+            row.is_active
+                && row.deleted_at.is_none()
+                && row.last_error_kind.as_deref()
+                    != Some(BotErrorKind::TelegramInvalidToken.as_str())
+        })
+        .map(|row| BotIdentity {
+            bot_id: BotId(bot_id),
+            telegram_id: crate::telegram::updates::telegram_id_from_hint(&row.token_hint),
+            username: row.username,
+        }))
 }
 
 error_responses! {
@@ -53,6 +60,8 @@ pub struct WebhookDeps {
     /// Holds `per_bot`: one flooded bot is slowed down (Telegram redelivers after a 429)
     /// instead of crowding out every other bot's updates.
     pub limits: Arc<Limits>,
+    /// The bots' rows as this process last read them (shared with the turns).
+    pub bot_rows: Arc<BotCache>,
 }
 
 pub struct WebhookApi(pub Wired<WebhookDeps>);
@@ -126,7 +135,7 @@ impl WebhookApi {
     /// Records an update for a live bot; the webhook's part that needs the database.
     async fn record(&self, bot_id: Uuid, update: Update) -> Result<WebhookResponse, ApiFailure> {
         let deps = &*self.0;
-        let bot = live_bot_identity(&deps.pool, bot_id)
+        let bot = live_bot_identity(&deps.bot_rows, &deps.pool, bot_id)
             .await
             .map_err(|e| database_failure("reading the bot for a webhook failed", &e))?;
         let Some(bot) = bot else {

@@ -1,35 +1,43 @@
 //! The fast path from intake to the effect runner of the same process.
 //!
-//! The durable way work reaches a runner is the `chat_work` projection: a commit, its
-//! notification, a projection transaction, then a claim. That is a handful of round trips
-//! before the LLM is even asked. When the update was accepted by this very process, intake
-//! also hands the chat straight to the runner, which claims it with one statement. Nothing
-//! depends on this path: a full queue drops the hint, and the projection still brings the work.
+//! The durable way work reaches a runner is the `chat_work` table, which the append keeps, and
+//! its announcement to every process's runner, which then claims. When the update was accepted
+//! by this very process, intake also hands the chat straight to the runner, which claims it
+//! with one statement, and ignores the announcement of that turn (it carries this process's
+//! tag: see `crate::db::PROCESS_SETTING`). So a hint must never vanish: when the queue is
+//! full, the runner is told to claim from chat_work instead.
 
 use std::sync::{Arc, Mutex};
 
 use aggregates::ids::{BotId, ChatId};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-/// Hints kept while the runner is busy; beyond this, the projection path takes over.
+/// Hints kept while the runner is busy; beyond this, the runner claims from chat_work.
 const CAPACITY: usize = 4096;
 
-/// The runner's end: chats with a new turn, with their bot.
-pub type FreshWorkReceiver = mpsc::Receiver<(BotId, ChatId)>;
+/// The runner's end: chats with a new turn, with their bot, and the word that some did not
+/// fit in the queue.
+pub struct FreshWorkReceiver {
+    pub hints: mpsc::Receiver<(BotId, ChatId)>,
+    pub overflowed: Arc<Notify>,
+}
 
 #[derive(Clone)]
 pub struct FreshWork {
     sender: mpsc::Sender<(BotId, ChatId)>,
+    overflowed: Arc<Notify>,
     /// Taken once, by the process's runner.
     receiver: Arc<Mutex<Option<FreshWorkReceiver>>>,
 }
 
 impl Default for FreshWork {
     fn default() -> Self {
-        let (sender, receiver) = mpsc::channel(CAPACITY);
+        let (sender, hints) = mpsc::channel(CAPACITY);
+        let overflowed = Arc::new(Notify::new());
         Self {
             sender,
-            receiver: Arc::new(Mutex::new(Some(receiver))),
+            overflowed: overflowed.clone(),
+            receiver: Arc::new(Mutex::new(Some(FreshWorkReceiver { hints, overflowed }))),
         }
     }
 }
@@ -37,8 +45,10 @@ impl Default for FreshWork {
 impl FreshWork {
     /// Tells the runner that `chat` (of `bot`) has a new turn, committed just now.
     pub fn announce(&self, bot: BotId, chat: ChatId) {
-        // A full or closed queue is fine: the chat_work projection brings the same work.
-        let _ = self.sender.try_send((bot, chat));
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.sender.try_send((bot, chat)) {
+            // A permit is kept until the runner looks, so the word cannot be missed.
+            self.overflowed.notify_one();
+        }
     }
 
     /// The runner's end of the queue; `None` once taken.

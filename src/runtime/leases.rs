@@ -98,28 +98,36 @@ impl Leases {
     }
 
     /// Claims, under `identity`, those of `chats` that nobody holds a live lease on (the fast
-    /// path: chats that just got a turn in this process).
+    /// path: chats that just got a turn in this process), each with its newest sequence.
     pub async fn claim_chats(
         &self,
         identity: &Identity,
         chats: &[uuid::Uuid],
-    ) -> Result<Vec<uuid::Uuid>, sqlx::Error> {
-        sqlx::query_scalar(&format!(
-            "INSERT INTO leases (resource, owner, owner_key, expires_at)
-             SELECT 'chat:' || id, $2, $3, now() + $4 * interval '1 millisecond'
-             FROM unnest($1::uuid[]) AS id
-             ON CONFLICT (resource) DO UPDATE
-                SET owner = EXCLUDED.owner, owner_key = EXCLUDED.owner_key,
-                    expires_at = EXCLUDED.expires_at
-                WHERE leases.expires_at <= now() OR {HOLDER_IS_GONE}
-             RETURNING substr(resource, 6)::uuid"
+    ) -> Result<Vec<(uuid::Uuid, Option<usize>)>, sqlx::Error> {
+        let claimed: Vec<(uuid::Uuid, Option<i64>)> = sqlx::query_as(&format!(
+            "WITH claimed AS (
+                INSERT INTO leases (resource, owner, owner_key, expires_at)
+                SELECT 'chat:' || id, $2, $3, now() + $4 * interval '1 millisecond'
+                FROM unnest($1::uuid[]) AS id
+                ON CONFLICT (resource) DO UPDATE
+                   SET owner = EXCLUDED.owner, owner_key = EXCLUDED.owner_key,
+                       expires_at = EXCLUDED.expires_at
+                   WHERE leases.expires_at <= now() OR {HOLDER_IS_GONE}
+                RETURNING substr(resource, 6)::uuid AS chat_id
+             )
+             SELECT chat_id, {} FROM claimed",
+            projections::chat_work::current_sequence("claimed.chat_id")
         ))
         .bind(chats)
         .bind(identity.owner)
         .bind(identity.key)
         .bind(self.millis())
         .fetch_all(&self.pool)
-        .await
+        .await?;
+        Ok(claimed
+            .into_iter()
+            .map(|(chat, sequence)| (chat, sequence.map(|s| s as usize)))
+            .collect())
     }
 
     /// Extends a lease held under `identity`; false when it was lost (taken by another).

@@ -9,9 +9,11 @@
 //! - [`tls`]: the TLS provider the HTTP clients share.
 //! - [`clock`]: the time budgets are judged by, which tests may move forward.
 //! - [`answer_stops`]: the stop button on an answer's draft, carried to the process writing it.
+//! - [`bot_changes`]: which bots changed, as announced to every process.
 
 pub mod answer_stops;
 pub mod backoff;
+pub mod bot_changes;
 pub mod clock;
 pub mod error_chain;
 pub mod fresh_work;

@@ -1,5 +1,6 @@
-//! One LISTEN connection per process, fanned out to every subscription in it, and to the
-//! answers this process writes (a stop pressed on one of their drafts).
+//! One LISTEN connection per process, fanned out to every subscription in it, to the
+//! answers this process writes (a stop pressed on one of their drafts), and to what it
+//! remembers of bots (a bot changed).
 
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::answer_stops::{AnswerStops, DraftKey, STOPS_CHANNEL};
+use crate::runtime::bot_changes::{BotChanges, CHANGES_CHANNEL};
 
 /// The channel the `events_notify` trigger notifies at every commit that appended events.
 pub const EVENTS_CHANNEL: &str = "botfleet_events";
@@ -19,14 +21,19 @@ pub const EVENTS_CHANNEL: &str = "botfleet_events";
 pub struct EventWakeups {
     receiver: watch::Receiver<u64>,
     sender: std::sync::Arc<watch::Sender<u64>>,
-    /// Moves when another process's `chat_work` projection found new work.
+    /// Moves when chat_work announced work that this process's intake did not hand over.
     work: watch::Receiver<u64>,
 }
 
 impl EventWakeups {
     /// Starts listening; the task ends with `shutdown`. A stop announced by any process
-    /// reaches `stops`.
-    pub fn spawn(pool: PgPool, stops: AnswerStops, shutdown: CancellationToken) -> Self {
+    /// reaches `stops`, a changed bot `bots`.
+    pub fn spawn(
+        pool: PgPool,
+        stops: AnswerStops,
+        bots: BotChanges,
+        shutdown: CancellationToken,
+    ) -> Self {
         let (sender, receiver) = watch::channel(0u64);
         let (work_sender, work) = watch::channel(0u64);
         let sender = std::sync::Arc::new(sender);
@@ -39,13 +46,14 @@ impl EventWakeups {
             loop {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    result = listen(&pool, &sender, &work_sender, &stops) => {
+                    result = listen(&pool, &sender, &work_sender, &stops, &bots) => {
                         if let Err(e) = result {
                             tracing::warn!(error = ?e, "event notifications lost; reconnecting");
                         }
                     }
                 }
                 // Whatever was missed while disconnected is found by reading again.
+                bots.changed(None);
                 sender.send_modify(|n| *n += 1);
                 work_sender.send_modify(|n| *n += 1);
                 tokio::select! {
@@ -62,7 +70,8 @@ impl EventWakeups {
         self.receiver.clone()
     }
 
-    /// A receiver that resolves `changed()` when any process announces new chat work.
+    /// A receiver that resolves `changed()` when chat work appeared that this process's own
+    /// runner was not handed directly: a turn another process appended, a retry scheduled.
     pub fn subscribe_work(&self) -> watch::Receiver<u64> {
         self.work.clone()
     }
@@ -78,6 +87,7 @@ async fn listen(
     events: &watch::Sender<u64>,
     work: &watch::Sender<u64>,
     stops: &AnswerStops,
+    bots: &BotChanges,
 ) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener
@@ -85,9 +95,14 @@ async fn listen(
             EVENTS_CHANNEL,
             projections::chat_work::WORK_CHANNEL,
             STOPS_CHANNEL,
+            CHANGES_CHANNEL,
         ])
         .await?;
+    // The turns this process's intake appended are announced with its pool's tag; its runner
+    // has them already.
+    let own_tag = crate::db::process_tag(&mut listener).await?;
     // Commits between the last read and LISTEN would otherwise go unnoticed.
+    bots.changed(None);
     events.send_modify(|n| *n += 1);
     work.send_modify(|n| *n += 1);
     loop {
@@ -102,9 +117,12 @@ async fn listen(
                 }
                 None => tracing::warn!(payload = n.payload(), "an unreadable stop announcement"),
             },
+            Some(n) if n.channel() == CHANGES_CHANNEL => bots.changed(n.payload().parse().ok()),
+            Some(n) if !own_tag.is_empty() && n.payload() == own_tag => {}
             Some(_) => work.send_modify(|n| *n += 1),
             // A stop sent meanwhile is lost: its answer is then sent whole.
             None => {
+                bots.changed(None);
                 events.send_modify(|n| *n += 1);
                 work.send_modify(|n| *n += 1);
             }

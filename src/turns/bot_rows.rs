@@ -1,5 +1,7 @@
-//! Bots' settings as the runner last read them: every step needs its bot's row (is it live,
-//! its token, model and messages), and the chats of one bot share one read.
+//! Bots' settings as this process last read them: the webhook needs its bot's row (is it
+//! live) and every step of a turn does (its token, model and messages); the updates and chats
+//! of one bot share one read. A row is read again once the bots read model announces a change
+//! of the bot ([`BotChanges`]), so a process sees a change as soon as any process projected it.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
@@ -9,45 +11,59 @@ use aggregates::ids::{BotErrorKind, BotId};
 use projections::bots::{find_bot, BotRow};
 use sqlx::PgPool;
 
-/// How long the runner trusts the bot settings it read: a bot disabled or changed is seen by
-/// the turns within this time.
-const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(1);
+use crate::runtime::bot_changes::BotChanges;
 
-/// Bots' settings as the runner last read them, shared by all the chats it works.
+/// How long a row is trusted at most, should an announced change be missed all the same
+/// (a lost LISTEN connection already counts as a change of every bot).
+const BOT_ROW_FRESHNESS: Duration = Duration::from_secs(60);
+
+/// A bot's row as read, when, and from which point of the announced changes.
+type Remembered = (Instant, u64, Option<BotRow>);
+
+/// Bots' settings as this process last read them, shared by its webhook and its turns.
 #[derive(Default)]
 pub struct BotCache {
-    rows: Mutex<HashMap<BotId, (Instant, Option<BotRow>)>>,
+    rows: Mutex<HashMap<BotId, Remembered>>,
+    changes: BotChanges,
     /// Errors this process recorded on bots: a row read a moment before the bots read model
     /// caught up does not show them, yet the next answer must clear them.
     noted_errors: Mutex<HashSet<(BotId, BotErrorKind)>>,
 }
 
 impl BotCache {
-    pub(super) async fn get(
-        &self,
-        pool: &PgPool,
-        bot_id: BotId,
-    ) -> Result<Option<BotRow>, sqlx::Error> {
+    /// The changes this cache follows, for the process's LISTEN connection to report.
+    pub fn changes(&self) -> BotChanges {
+        self.changes.clone()
+    }
+
+    /// `bot_id`'s row (`None`: no such bot), read again when the bot changed since.
+    pub async fn get(&self, pool: &PgPool, bot_id: BotId) -> Result<Option<BotRow>, sqlx::Error> {
         {
             let rows = self.rows.lock().expect("bot cache lock");
-            if let Some((read_at, row)) = rows.get(&bot_id) {
-                if read_at.elapsed() < BOT_ROW_FRESHNESS {
+            if let Some((read_at, mark, row)) = rows.get(&bot_id) {
+                if read_at.elapsed() < BOT_ROW_FRESHNESS
+                    && self.changes.unchanged_since(bot_id.0, *mark)
+                {
                     return Ok(row.clone());
                 }
             }
         }
+        // Marked before the read: a change announced while it runs makes the row stale.
+        let mark = self.changes.mark();
         let row = find_bot(pool, bot_id.0).await?;
         let mut rows = self.rows.lock().expect("bot cache lock");
         if rows.len() > 10_000 {
-            rows.retain(|_, (read_at, _)| read_at.elapsed() < BOT_ROW_FRESHNESS);
+            rows.retain(|_, (read_at, _, _)| read_at.elapsed() < BOT_ROW_FRESHNESS);
         }
-        rows.insert(bot_id, (Instant::now(), row.clone()));
+        rows.insert(bot_id, (Instant::now(), mark, row.clone()));
         Ok(row)
     }
 
-    /// Forgets what was read of `bot_id`: an admin changed it through this process, and the
-    /// next turn must see the change (other processes see it within `BOT_ROW_FRESHNESS`).
+    /// Forgets what was read of `bot_id`: an admin changed it through this process and the
+    /// read model has it, so the next update or turn must see the change at once, before
+    /// the announcement arrives (other processes see it with the announcement).
     pub fn forget(&self, bot_id: BotId) {
+        self.changes.changed(Some(bot_id.0));
         self.rows.lock().expect("bot cache lock").remove(&bot_id);
     }
 

@@ -12,7 +12,7 @@
 //! - [`stream`]: an LLM answer shown while it is written (drafts, or a paced preview in groups).
 //! - [`callback`]: a button press answered.
 //! - [`policy`]: what a step's outcome comes to (record what, retry when, or give up); pure.
-//! - [`bot_rows`]: the bots' settings the steps read, cached for a moment.
+//! - [`bot_rows`]: the bots' settings the webhook and the steps read, kept until the bot changes.
 
 pub mod bot_rows;
 pub mod callback;

@@ -2,27 +2,26 @@
 //! chat.
 //!
 //! The runner takes a chat that this process's intake just recorded a turn for straight
-//! away (the fast path, [`super::fresh_work`]). Otherwise it claims from the `chat_work`
-//! projection: when the projection announces work (a new turn or a scheduled retry, in any
-//! process), when a retry falls due, or after work failed. Claiming on every move of the
-//! projection would cost a claim per event: at low load, most of a turn's commits. Several processes on one database share
-//! the work: a chat is worked only under its lease. While due chats are leased by others (or
-//! by this process, after a failure), it looks again every `poll_interval`: a holder that dies
-//! is found out at the next look ([`crate::runtime::liveness`]). With no open turn anywhere it
-//! sends the database nothing.
+//! away (the fast path, [`crate::runtime::fresh_work`]). Otherwise it claims from the
+//! `chat_work` table, which the append keeps: when a turn appended by another process (or a
+//! scheduled retry, or an admin's message) is announced, when a retry falls due, or after
+//! work failed. Several processes on one database share the work: a chat is worked only
+//! under its lease. While due chats are leased by others (or by this process, after a
+//! failure), it looks again every `poll_interval`: a holder that dies is found out at the next
+//! look ([`crate::runtime::liveness`]). With no open turn anywhere it sends the database
+//! nothing.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use aggregates::ids::{BotId, ChatId};
-use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::worker::{heartbeat_interval, TurnWorker};
 use crate::runtime::backoff::{Backoff, Retrying};
+use crate::runtime::fresh_work::FreshWorkReceiver;
 use crate::runtime::leases::{chat_resource, Leases};
 use crate::runtime::liveness::Identity;
 use crate::subscriptions::EventWakeups;
@@ -44,7 +43,7 @@ pub struct ChatRunner {
     pub wakeups: EventWakeups,
     pub poll_interval: Duration,
     /// Chats this process's intake just gave a turn (the fast path; see [`FreshWork`]).
-    pub fresh_work: Option<mpsc::Receiver<(BotId, ChatId)>>,
+    pub fresh_work: Option<FreshWorkReceiver>,
 }
 
 impl ChatRunner {
@@ -59,9 +58,11 @@ impl ChatRunner {
             again: HashSet::new(),
             in_flight: JoinSet::new(),
             abandon: CancellationToken::new(),
-            drained: DrainedChats::default(),
         };
-        let mut fresh = self.fresh_work.take();
+        let (mut fresh, overflowed) = match self.fresh_work.take() {
+            Some(FreshWorkReceiver { hints, overflowed }) => (Some(hints), Some(overflowed)),
+            None => (None, None),
+        };
         let mut work_announced = self.wakeups.subscribe_work();
         // A new liveness session (after a lost one) may claim again.
         let mut identity_changed = self.leases.liveness().subscribe();
@@ -121,6 +122,12 @@ impl ChatRunner {
                     None => std::future::pending().await,
                 }
             };
+            let hints_overflowed = async {
+                match overflowed.as_ref() {
+                    Some(overflowed) => overflowed.notified().await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = work_announced.changed() => claim_due = true,
@@ -129,6 +136,8 @@ impl ChatRunner {
                     finished.push(done);
                 }
                 Some((bot, chat)) = fresh_hint => hints.push(Hint { chat: chat.0, bot: bot.0 }),
+                // Hints that did not fit: their announcements were ignored, so look.
+                _ = hints_overflowed => claim_due = true,
                 // With no slot free, a due chat waits for one anyway.
                 _ = sleep_until(next_due), if slots.free > 0 => claim_due = true,
             }
@@ -170,12 +179,7 @@ impl ChatRunner {
             if let Some((hint, _)) = slots.working.remove(&task) {
                 slots.free += 1;
                 match worked {
-                    Worked::Released { drained_at } => {
-                        release.push(chat_resource(hint.chat));
-                        if let Some(sequence) = drained_at {
-                            slots.drained.remember(hint.chat, sequence);
-                        }
-                    }
+                    Worked::Released => release.push(chat_resource(hint.chat)),
                     Worked::Failed => failed = true,
                 }
                 chats.push(hint);
@@ -202,15 +206,14 @@ impl ChatRunner {
             return Ok((false, None));
         };
         let limit = slots.free;
-        let (mut drained, mut sequences) = slots.drained.current();
         // Chats still being worked under a lost identity: their leases look dead, this
         // process's too, but they are not to be claimed until that work has stopped.
-        for (hint, owner) in slots.working.values() {
-            if *owner != identity.owner {
-                drained.push(hint.chat);
-                sequences.push(i64::MAX);
-            }
-        }
+        let excluded: Vec<Uuid> = slots
+            .working
+            .values()
+            .filter(|(_, owner)| *owner != identity.owner)
+            .map(|(hint, _)| hint.chat)
+            .collect();
         let (held_bots, held_counts) = slots.held_by_bot();
         let (chats, waiting) = projections::chat_work::claim_due(
             self.leases.pool(),
@@ -218,15 +221,18 @@ impl ChatRunner {
             identity.key,
             self.leases.duration().as_millis() as i64,
             limit as i64,
-            &drained,
-            &sequences,
+            &excluded,
             &held_bots,
             &held_counts,
         )
         .await?;
         let backlog = chats.len() == limit;
-        for (chat, bot) in chats {
-            self.start(slots, &identity, Hint { chat, bot });
+        for claimed in chats {
+            let hint = Hint {
+                chat: claimed.chat_id,
+                bot: claimed.bot_id,
+            };
+            self.start(slots, &identity, hint, claimed.sequence);
         }
         if backlog {
             return Ok((true, Some(Duration::ZERO)));
@@ -243,7 +249,8 @@ impl ChatRunner {
     /// it is working is claimed again when that work ends), when there are free slots for
     /// all of them. When there are not, it claims none: first come would be first served,
     /// and a bot flooding the intake would take every slot; the fair claim chooses instead.
-    /// Returns whether the hints were taken.
+    /// Returns whether the hints were taken: when not (or the claim failed), the fair claim
+    /// must look, as this process ignores the announcements of the turns its intake hands over.
     async fn claim_hinted(&self, slots: &mut Slots, hints: Vec<Hint>) -> bool {
         let mut wanted: Vec<Hint> = Vec::new();
         for hint in hints {
@@ -266,17 +273,22 @@ impl ChatRunner {
         let chats: Vec<Uuid> = wanted.iter().map(|w| w.chat).collect();
         match self.leases.claim_chats(&identity, &chats).await {
             Ok(claimed) => {
-                for hint in wanted.into_iter().filter(|w| claimed.contains(&w.chat)) {
-                    self.start(slots, &identity, hint);
+                for hint in wanted {
+                    if let Some((_, sequence)) = claimed.iter().find(|(c, _)| *c == hint.chat) {
+                        self.start(slots, &identity, hint, *sequence);
+                    }
                 }
+                true
             }
-            // The projection path brings the same work.
-            Err(e) => tracing::warn!(error = ?e, "cannot claim fresh chats"),
+            Err(e) => {
+                tracing::warn!(error = ?e, "cannot claim fresh chats");
+                false
+            }
         }
-        true
     }
 
-    fn start(&self, slots: &mut Slots, identity: &Identity, hint: Hint) {
+    /// Starts working a claimed chat, from its sequence as the claim read it.
+    fn start(&self, slots: &mut Slots, identity: &Identity, hint: Hint, claimed_at: Option<usize>) {
         if slots.is_working(hint.chat) {
             return;
         }
@@ -290,7 +302,7 @@ impl ChatRunner {
         );
         let chat_id = hint.chat;
         let task = slots.in_flight.spawn(async move {
-            work_claimed_chat(worker, leases, identity, chat_id, abandon).await
+            work_claimed_chat(worker, leases, identity, chat_id, claimed_at, abandon).await
         });
         slots.working.insert(task.id(), (hint, owner));
     }
@@ -319,8 +331,6 @@ struct Slots {
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
     in_flight: JoinSet<Worked>,
-    /// Chats worked until no turn was left, which chat_work may not show yet.
-    drained: DrainedChats,
     /// Stops turns in flight, only after the shutdown's grace period.
     abandon: CancellationToken,
 }
@@ -342,9 +352,8 @@ impl Slots {
 
 /// How working a claimed chat ended.
 enum Worked {
-    /// The lease can be given back (the runner does that for many chats at once); with the
-    /// chat's sequence when no turn was left.
-    Released { drained_at: Option<usize> },
+    /// The lease can be given back (the runner does that for many chats at once).
+    Released,
     /// Keep the lease until it expires: that is the backoff.
     Failed,
 }
@@ -356,6 +365,7 @@ async fn work_claimed_chat(
     leases: Leases,
     identity: Identity,
     chat_id: Uuid,
+    claimed_at: Option<usize>,
     abandon: CancellationToken,
 ) -> Worked {
     let resource = chat_resource(chat_id);
@@ -386,53 +396,15 @@ async fn work_claimed_chat(
             }
         })
     };
-    let result = worker.work_chat(chat_id, &lost).await;
+    let result = worker.work_chat(chat_id, claimed_at, &lost).await;
     heartbeat.abort();
     match result {
-        Ok(drained_at) => Worked::Released { drained_at },
+        Ok(_) => Worked::Released,
         // Keeping the lease until it expires is the backoff: the chat is not retried in a
         // tight loop while, say, the database is away.
         Err(e) => {
             tracing::error!(%chat_id, error = %crate::runtime::error_chain::ErrorChain(&e), "working the chat failed; retrying when its lease expires");
             Worked::Failed
         }
-    }
-}
-
-/// Chats this runner worked until no turn was left, with the sequence it got to: the
-/// `chat_work` projection follows the stream a moment behind, and without this the runner
-/// would claim such a chat again, read it, and find nothing to do, over and over under load.
-#[derive(Default)]
-struct DrainedChats {
-    by_chat: HashMap<Uuid, (usize, std::time::Instant)>,
-}
-
-/// How long a drained chat is remembered: far longer than chat_work lags behind.
-const DRAINED_MEMORY: Duration = Duration::from_secs(30);
-
-/// At most this many drained chats are remembered (the oldest are forgotten first).
-const DRAINED_CAPACITY: usize = 4096;
-
-impl DrainedChats {
-    fn remember(&mut self, chat_id: Uuid, sequence: usize) {
-        if self.by_chat.len() >= DRAINED_CAPACITY {
-            self.by_chat
-                .retain(|_, (_, at)| at.elapsed() < DRAINED_MEMORY / 2);
-            if self.by_chat.len() >= DRAINED_CAPACITY {
-                self.by_chat.clear();
-            }
-        }
-        self.by_chat
-            .insert(chat_id, (sequence, std::time::Instant::now()));
-    }
-
-    /// The chats and sequences to leave out of a claim.
-    fn current(&mut self) -> (Vec<Uuid>, Vec<i64>) {
-        self.by_chat
-            .retain(|_, (_, at)| at.elapsed() < DRAINED_MEMORY);
-        self.by_chat
-            .iter()
-            .map(|(chat_id, (sequence, _))| (*chat_id, *sequence as i64))
-            .unzip()
     }
 }

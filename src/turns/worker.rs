@@ -84,13 +84,18 @@ pub(super) struct TurnContext<'a> {
 
 impl TurnWorker {
     /// Works `chat_id`'s open turns in order until none is left, a retry is scheduled, or
-    /// `lost` says the claim was lost. Returns the chat's sequence when no turn was left.
+    /// `lost` says the claim was lost; `claimed_at` is the chat's sequence as its claim read it.
+    /// Returns the chat's sequence when no turn was left.
     pub async fn work_chat(
         &self,
         chat_id: Uuid,
+        claimed_at: Option<usize>,
         lost: &CancellationToken,
     ) -> Result<Option<usize>, TurnError> {
-        let mut work = self.chats.load_current(&chat_id.to_string()).await?;
+        let mut work = self
+            .chats
+            .load_current(&chat_id.to_string(), claimed_at)
+            .await?;
         for _ in 0..TURNS_PER_CLAIM * 2 {
             if lost.is_cancelled() {
                 return Ok(None);

@@ -230,7 +230,7 @@ async fn snapshots_and_remembered_chats_equal_a_full_replay() {
         );
         assert_eq!(
             remembered
-                .load_current(&chat_id)
+                .load_current(&chat_id, None)
                 .await
                 .expect("remembered, or read again when another writer moved it on")
                 .state(),

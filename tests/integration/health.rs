@@ -107,7 +107,7 @@ async fn health_queue_shows_checkpoints_lag_and_the_effect_runners_counts() {
         .iter()
         .map(|s| s["name"].as_str().unwrap())
         .collect();
-    for name in ["bots", "chats", "chat_work"] {
+    for name in ["bots", "chats", "usage"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     for subscription in subscriptions {

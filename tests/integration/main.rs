@@ -37,6 +37,7 @@ mod projection_faults;
 mod resilience;
 mod restored_counter;
 mod retry_timing;
+mod runner_index;
 mod schema_conformance;
 mod start_up;
 mod streaming;

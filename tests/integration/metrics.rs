@@ -63,7 +63,7 @@ async fn metrics_expose_the_named_series_after_one_turn() {
     ] {
         assert!(sample(route), "{route}:\n{text}");
     }
-    for subscription in ["bots", "chats", "chat_work"] {
+    for subscription in ["bots", "chats", "usage"] {
         let series = format!("botfleet_subscription_lag_events{{subscription=\"{subscription}\"}}");
         assert!(sample(&series), "{series}:\n{text}");
     }

@@ -241,22 +241,43 @@ async fn a_skipped_poison_event_is_stepped_over_and_stays_skipped_through_a_rebu
 }
 
 #[tokio::test]
-async fn a_parking_projection_goes_on_without_a_poison_event_and_a_pausing_one_waits() {
+async fn a_parking_projection_goes_on_without_a_poison_event_and_the_runners_index_refuses_one() {
     let fakes = Fakes::start().await;
     let app = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
     let bot = app.create_enabled_bot("A", &token(1)).await;
+
+    // chat_work, the effect runner's index, is kept by the append: a turn it cannot read is
+    // refused with its append, rather than recorded and never worked.
+    let unreadable_turn = uuid::Uuid::now_v7();
+    let refused = sqlx::query(
+        "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata)
+         VALUES ('Chat', $1, 1, 'MessageReceived', '2.0', $2, '{}')",
+    )
+    .bind(unreadable_turn.to_string())
+    .bind(json!({"MessageReceived": {"nonsense": true}}))
+    .execute(&app.pool)
+    .await
+    .expect_err("a turn without its bot is refused");
+    assert!(refused.to_string().contains("bot_id"), "{refused}");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE aggregate_id = $1")
+        .bind(unreadable_turn.to_string())
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(recorded, 0, "nothing of the refused append is kept");
+
+    // An event the index has no use for, but the chats read model cannot read.
     let broken_chat = uuid::Uuid::now_v7();
     let poison = append(
         &app.pool,
         "Chat",
         &broken_chat.to_string(),
         1,
-        "MessageReceived",
-        json!({"MessageReceived": {"nonsense": true}}),
+        "ResponseGenerated",
+        json!({"ResponseGenerated": {"nonsense": true}}),
     )
     .await;
-
-    // chats parks it: the read model goes on (and stays healthy, with the count shown)...
+    // chats parks it: the read model goes on (and stays healthy, with the count shown).
     eventually(WAIT, "chats parks the event", || async {
         let (_, queue) = app.get("/health/queue").await;
         subscription(&queue, "chats")["parked_events"] == 1
@@ -264,33 +285,17 @@ async fn a_parking_projection_goes_on_without_a_poison_event_and_a_pausing_one_w
     .await;
     let (_, queue) = app.get("/health/queue").await;
     assert_eq!(subscription(&queue, "chats")["status"], "ok", "{queue}");
-    // ...while chat_work, the effect runner's index, must never skip silently: it pauses.
-    eventually(WAIT, "chat_work pauses", || async {
-        subscription(&app.get("/health/queue").await.1, "chat_work")["status"] == "paused"
-    })
-    .await;
-    // The chats read model goes on past the parked event (the intake's fast path answers
-    // the message in this process even while chat_work waits).
     app.deliver(&bot, &text_update(1, 42, "hello")).await;
     eventually(WAIT, "the chats read model shows the new chat", || async {
         app.get("/chats").await.1["items"].as_array().unwrap().len() == 1
     })
     .await;
     fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
-    let (_, queue) = app.get("/health/queue").await;
-    assert_eq!(
-        subscription(&queue, "chat_work")["status"],
-        "paused",
-        "{queue}"
-    );
 
-    // One skip resolves the event for both: chat_work moves past it, chats acknowledges it.
+    // The operator's skip resolves it.
     let (ok, out, err) = cli(&app.db.url, &["projections", "skip", &poison]).await;
     assert!(ok, "{out}{err}");
-    assert!(
-        out.contains("chat_work: skipped") && out.contains("chats: skipped"),
-        "{out}"
-    );
+    assert!(out.contains("chats: skipped"), "{out}");
     eventually(WAIT, "the queue is healthy with nothing parked", || async {
         let (status, queue) = app.get("/health/queue").await;
         status == 200 && subscription(&queue, "chats")["parked_events"] == 0
@@ -306,7 +311,7 @@ async fn a_parking_projection_goes_on_without_a_poison_event_and_a_pausing_one_w
         .await
         .unwrap();
     assert!(
-        metrics.contains("botfleet_subscription_paused{subscription=\"chat_work\"} 0"),
+        metrics.contains("botfleet_subscription_paused{subscription=\"chats\"} 0"),
         "{metrics}"
     );
     app.stop().await;
@@ -480,7 +485,7 @@ async fn a_rebuild_while_the_service_runs_under_traffic_leaves_every_projection_
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    for name in ["bots", "chats", "chat_work"] {
+    for name in ["bots", "chats"] {
         assert_eq!(
             subscription(&queue, name)["checkpoint"],
             newest.as_str(),

@@ -353,3 +353,70 @@ async fn two_runners_on_one_database_answer_every_message_exactly_once() {
     second.stop().await.unwrap();
     first.stop().await;
 }
+
+/// Each process remembers the bots' rows its webhook and turns read; a change projected by
+/// any process is announced to all, so a replica does not go on with a row for the minute it
+/// would otherwise trust it.
+#[tokio::test]
+async fn a_bot_disabled_through_one_replica_is_seen_by_the_others_webhook_at_once() {
+    let fakes = Fakes::start().await;
+    let first = TestApp::spawn_with_fakes(&fakes, |_| {}).await;
+    let second = fakes.replica_of(&first).await;
+    let second_base = format!("http://{}", second.addr());
+    let bot_id = first.create_enabled_bot("Shared", &token(1)).await;
+    let secret = first.webhook_secret(&bot_id);
+    let deliver = |update_id: i64| {
+        let (http, url, secret) = (
+            first.http.clone(),
+            format!("{second_base}/telegram/{bot_id}/webhook"),
+            secret.clone(),
+        );
+        async move {
+            let status = http
+                .post(url)
+                .header("X-Telegram-Bot-Api-Secret-Token", secret)
+                .json(&text_update(update_id, 42, "hello"))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status, 200);
+        }
+    };
+    let recorded = |update_id: i64| {
+        let pool = first.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM events WHERE event_type = 'MessageReceived'
+                   AND payload -> 'MessageReceived' ->> 'update_id' = $1::text",
+            )
+            .bind(update_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The second replica reads the live bot, and remembers it.
+    deliver(1).await;
+    assert_eq!(recorded(1).await, 1);
+    fakes.telegram.wait_for_calls("sendMessage", 1, WAIT).await;
+
+    let (status, _) = first
+        .post(&format!("/bots/{bot_id}/disable"), json!(null))
+        .await;
+    assert_eq!(status, 200);
+    // Well within the minute a remembered row is trusted at most.
+    let next = std::sync::atomic::AtomicI64::new(1);
+    eventually(
+        Duration::from_secs(10),
+        "the second replica drops the disabled bot's updates",
+        || async {
+            let update_id = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            deliver(update_id).await;
+            recorded(update_id).await == 0
+        },
+    )
+    .await;
+    second.stop().await.unwrap();
+    first.stop().await;
+}

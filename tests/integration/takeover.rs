@@ -79,7 +79,7 @@ async fn a_live_holders_lease_is_kept_and_a_dead_holders_is_taken_at_once() {
     end_session_holding(&pool, a_identity.key).await;
     assert_eq!(
         b.claim_chats(&b_identity, &[chat]).await.unwrap(),
-        [chat],
+        [(chat, None)],
         "taken at once, ten minutes before the lease expires"
     );
 

@@ -230,7 +230,7 @@ impl Setup {
 
     async fn work(&self, chat: Uuid) -> Option<usize> {
         self.worker
-            .work_chat(chat, &CancellationToken::new())
+            .work_chat(chat, None, &CancellationToken::new())
             .await
             .expect("the chat is worked")
     }
