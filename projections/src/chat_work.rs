@@ -69,7 +69,7 @@ static CLAIM_DUE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
          SELECT NULL, NULL, NULL,
                 (extract(epoch FROM (min(w.available_at) FILTER (WHERE w.available_at > now())
                                      - now())) * 1000)::float8,
-                bool_or(w.available_at <= now()
+                bool_or(w.available_at <= now() AND w.chat_id <> ALL($4::uuid[])
                         AND NOT EXISTS (SELECT 1 FROM claimed
                                         WHERE claimed.resource = 'chat:' || w.chat_id))
          FROM chat_work w WHERE w.open_turns > 0"
@@ -93,8 +93,9 @@ pub fn current_sequence(chat_id: &str) -> String {
 /// expired and its holder's liveness lock is held (src/runtime/liveness.rs), sharing them fairly between bots: each bot's due chats are ranked oldest
 /// first, after the chats `held` says the bot already has in work (`held_bots` with
 /// `held_counts`), and the claim takes the lowest ranks first. A bot with a deep backlog
-/// therefore gets its turn like any other, rather than every slot. Those of `excluded` are
-/// left out (still being worked here under a lost identity). One statement: the effect
+/// therefore gets its turn like any other, rather than every slot. The chats of `working` are
+/// this runner's already: never claimed (one still worked under a lost identity has a lease
+/// that looks dead), and not counted as [`Waiting::held`]. One statement: the effect
 /// runner's hot path. Returns the claimed chats, and what is left [`Waiting`] besides them
 /// (as [`waiting`] would tell, without a statement of its own).
 #[allow(clippy::too_many_arguments)]
@@ -104,7 +105,7 @@ pub async fn claim_due(
     owner_key: i64,
     lease_ms: i64,
     limit: i64,
-    excluded: &[uuid::Uuid],
+    working: &[uuid::Uuid],
     held_bots: &[uuid::Uuid],
     held_counts: &[i64],
 ) -> Result<(Vec<ClaimedChat>, Waiting), sqlx::Error> {
@@ -119,7 +120,7 @@ pub async fn claim_due(
         .bind(limit)
         .bind(owner)
         .bind(lease_ms)
-        .bind(excluded)
+        .bind(working)
         .bind(held_bots)
         .bind(held_counts)
         .bind(owner_key)
@@ -172,7 +173,8 @@ pub const HOLDER_IS_GONE: &str =
 pub struct Waiting {
     /// When the next chat whose turns wait for a retry's backoff falls due, if any does.
     pub retry_due_in: Option<std::time::Duration>,
-    /// Whether chats with due turns are left: they are leased (their holder may die).
+    /// Whether chats with due turns are left that the claimer is not working: they are
+    /// leased by another process (which may die), or by the claimer after a failure.
     pub held: bool,
 }
 

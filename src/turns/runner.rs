@@ -7,8 +7,8 @@
 //! scheduled retry, or an admin's message) is announced, when a retry falls due, or after
 //! work failed. Several processes on one database share the work: a chat is worked only
 //! under its lease. While due chats are leased by others (or by this process, after a
-//! failure), it looks again every `poll_interval`: a holder that dies is found out at the next
-//! look ([`crate::runtime::liveness`]). With no open turn anywhere it sends the database
+//! failure), it looks again every half second at most: a holder that dies is found out at the
+//! next look ([`crate::runtime::liveness`]). With no open turn anywhere it sends the database
 //! nothing.
 
 use std::collections::{HashMap, HashSet};
@@ -31,6 +31,12 @@ const CLAIM_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(100),
     max: Duration::from_secs(5),
 };
+
+/// How soon a runner looks again while due chats are leased by another process: a holder
+/// that died is found out at that look (its liveness lock is gone), so this bounds how long
+/// its chats wait for a survivor. One claim statement per look, and only while work is in
+/// flight elsewhere.
+const LOOK_AGAIN_WHILE_HELD: Duration = Duration::from_millis(500);
 
 /// How long shutdown waits for turns in flight before abandoning them to their leases.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -176,7 +182,7 @@ impl ChatRunner {
                 Ok((task, worked)) => (task, worked),
                 Err(e) => (e.id(), Worked::Failed),
             };
-            if let Some((hint, _)) = slots.working.remove(&task) {
+            if let Some(hint) = slots.working.remove(&task) {
                 slots.free += 1;
                 match worked {
                     Worked::Released => release.push(chat_resource(hint.chat)),
@@ -198,22 +204,17 @@ impl ChatRunner {
     /// Claims due chats from `chat_work` for the free slots, fairly between bots (each bot's
     /// chats ranked after those it already has in work here); returns whether more may be
     /// due than there were slots, and when to look again without being woken: when a chat
-    /// waiting for a retry falls due, or after `poll_interval` while due chats are leased
-    /// (their holder may die), or never.
+    /// waiting for a retry falls due, or soon while due chats it is not working are leased
+    /// (their holder may die; see [`LOOK_AGAIN_WHILE_HELD`]), or never.
     async fn claim_due(&self, slots: &mut Slots) -> Result<(bool, Option<Duration>), sqlx::Error> {
         let Some(identity) = self.leases.identity() else {
             // No liveness session: the new one wakes the runner.
             return Ok((false, None));
         };
         let limit = slots.free;
-        // Chats still being worked under a lost identity: their leases look dead, this
-        // process's too, but they are not to be claimed until that work has stopped.
-        let excluded: Vec<Uuid> = slots
-            .working
-            .values()
-            .filter(|(_, owner)| *owner != identity.owner)
-            .map(|(hint, _)| hint.chat)
-            .collect();
+        // Never claimed again while worked here (under a lost identity their leases look dead,
+        // yet that work has not stopped), and no reason to look again: this process is alive.
+        let working: Vec<Uuid> = slots.working.values().map(|hint| hint.chat).collect();
         let (held_bots, held_counts) = slots.held_by_bot();
         let (chats, waiting) = projections::chat_work::claim_due(
             self.leases.pool(),
@@ -221,7 +222,7 @@ impl ChatRunner {
             identity.key,
             self.leases.duration().as_millis() as i64,
             limit as i64,
-            &excluded,
+            &working,
             &held_bots,
             &held_counts,
         )
@@ -238,7 +239,7 @@ impl ChatRunner {
             return Ok((true, Some(Duration::ZERO)));
         }
         let due_in = match (waiting.retry_due_in, waiting.held) {
-            (_, true) => Some(self.poll_interval),
+            (_, true) => Some(self.poll_interval.min(LOOK_AGAIN_WHILE_HELD)),
             (Some(due_in), false) => Some(due_in.min(self.poll_interval)),
             (None, false) => None,
         };
@@ -293,7 +294,6 @@ impl ChatRunner {
             return;
         }
         slots.free -= 1;
-        let owner = identity.owner;
         let (worker, leases, identity, abandon) = (
             self.worker.clone(),
             self.leases.clone(),
@@ -304,7 +304,7 @@ impl ChatRunner {
         let task = slots.in_flight.spawn(async move {
             work_claimed_chat(worker, leases, identity, chat_id, claimed_at, abandon).await
         });
-        slots.working.insert(task.id(), (hint, owner));
+        slots.working.insert(task.id(), hint);
     }
 }
 
@@ -326,8 +326,8 @@ struct Hint {
 /// The chats this process works right now.
 struct Slots {
     free: usize,
-    /// Each chat (and its bot) by the task working it, with the owner it was claimed as.
-    working: HashMap<tokio::task::Id, (Hint, Uuid)>,
+    /// Each chat (and its bot) by the task working it.
+    working: HashMap<tokio::task::Id, Hint>,
     /// Chats that got a new turn while being worked: claimed again when their work ends.
     again: HashSet<Uuid>,
     in_flight: JoinSet<Worked>,
@@ -337,13 +337,13 @@ struct Slots {
 
 impl Slots {
     fn is_working(&self, chat_id: Uuid) -> bool {
-        self.working.values().any(|(w, _)| w.chat == chat_id)
+        self.working.values().any(|w| w.chat == chat_id)
     }
 
     /// How many chats each bot has in work here, as two arrays for the fair claim.
     fn held_by_bot(&self) -> (Vec<Uuid>, Vec<i64>) {
         let mut held: HashMap<Uuid, i64> = HashMap::new();
-        for (hint, _) in self.working.values() {
+        for hint in self.working.values() {
             *held.entry(hint.bot).or_default() += 1;
         }
         held.into_iter().unzip()

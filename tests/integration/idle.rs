@@ -102,3 +102,54 @@ async fn a_settled_service_sends_its_database_nothing() {
         .await;
     app.stop().await;
 }
+
+/// A turn waiting on a slow model costs the database nothing while it waits, beyond its
+/// lease's renewal (every `EFFECT_LEASE_MS` / 3, 40 s here): the runner does not look at
+/// chat_work again for chats it is working itself, as it would for chats leased by another
+/// process (which may die).
+#[tokio::test]
+async fn a_turn_waiting_on_a_slow_model_sends_the_database_nothing_meanwhile() {
+    let fakes = Fakes::start().await;
+    fakes.openai.set_delay(Duration::from_secs(120));
+    let app = TestApp::spawn_with_fakes(&fakes, |args| {
+        args.public_url = Some("https://bots.example.com/".into());
+        args.openai_timeout_secs = 300;
+        args.effect_lease_ms = 120_000;
+    })
+    .await;
+    let bot_id = app.create_enabled_bot("Patient", &token(1)).await;
+    fakes
+        .telegram
+        .wait_for_calls("setWebhook", 1, Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        app.deliver(&bot_id, &text_update(1, 42, "think hard"))
+            .await,
+        200
+    );
+    fakes
+        .openai
+        .wait_for_requests(1, Duration::from_secs(30))
+        .await;
+    // Work announced by another process makes the runner look at chat_work: it finds only
+    // the chat it is working itself, and has no reason to look again.
+    sqlx::query("SELECT pg_notify('botfleet_work', '')")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let observer = PgPool::connect(&database_url("postgres")).await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "the service waiting on the model sends its database nothing for a while",
+        || quiet_for_a_while(&observer, &app.db.name),
+    )
+    .await;
+    observer.close().await;
+    let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM chat_work WHERE open_turns > 0")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(in_flight, 1, "the turn was still waiting on the model");
+    app.stop().await;
+}
