@@ -64,6 +64,8 @@ pub struct CommandGateway<A: Aggregate> {
     turns: AggregateTurns,
     /// Events between snapshots, when the store keeps them.
     snapshot_every: Option<usize>,
+    /// The store's upcasters, for loading a snapshotted aggregate in one read.
+    upcasters: Vec<Box<dyn cqrs_es::persist::EventUpcaster>>,
     /// The latest state of recently used aggregates, when enabled ([`Self::with_recent`]).
     recent: Option<RecentAggregates<A>>,
 }
@@ -151,6 +153,7 @@ where
             pool,
             turns: AggregateTurns::default(),
             snapshot_every,
+            upcasters: aggregates::upcasting::all(),
             recent: None,
         }
     }
@@ -221,6 +224,19 @@ where
         &self,
         aggregate_id: &str,
     ) -> Result<LoadedAggregate<A>, CommandError<A::Error>> {
+        if self.snapshot_every.is_some() {
+            let read =
+                super::loading::load_with_snapshot::<A>(&self.pool, &self.upcasters, aggregate_id)
+                    .await
+                    .map_err(|e| CommandError::Store(Box::new(e)))?;
+            if let Some(context) = read {
+                return Ok(LoadedAggregate {
+                    context,
+                    fresh: true,
+                });
+            }
+            // An unreadable snapshot: cqrs-es replays every event instead.
+        }
         let context = self
             .store
             .load_aggregate(aggregate_id)
@@ -390,12 +406,8 @@ where
     /// The aggregate's state from its events, for reads that need the authoritative state
     /// (never from memory).
     pub async fn load(&self, aggregate_id: &str) -> Result<A, CommandError<A::Error>> {
-        let mut context = self
-            .store
-            .load_aggregate(aggregate_id)
-            .await
-            .map_err(CommandError::from_aggregate)?;
-        Ok(std::mem::take(context.aggregate()))
+        let mut loaded = self.load_fresh(aggregate_id).await?;
+        Ok(std::mem::take(loaded.context.aggregate()))
     }
 
     pub fn services(&self) -> &A::Services {

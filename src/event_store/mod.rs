@@ -2,6 +2,7 @@
 
 mod gateway;
 pub mod history;
+mod loading;
 mod metadata;
 pub mod stream;
 pub mod time_travel;
