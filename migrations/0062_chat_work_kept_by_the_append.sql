@@ -7,16 +7,18 @@
 -- Upgrading: stop every replica of an earlier release first. Their chat_work subscription
 -- would otherwise apply the same events a second time.
 
--- Applies one chat event to chat_work; returns whether the runners are to be told (a turn
--- opened, or a retry was scheduled). The same rules the subscription had
--- (projections/src/chat_work.rs before this migration).
+-- Applies one chat event to chat_work, by the rules the subscription had
+-- (projections/src/chat_work.rs before this migration). Returns what it means for the runners:
+-- 'work' (a turn opened or a retry was scheduled: they are to be told), 'drained' (it ended the
+-- chat's last open turn), or NULL.
 CREATE FUNCTION chat_work_apply(chat uuid, event_sequence bigint, kind text, payload jsonb,
-                                at timestamptz) RETURNS boolean
+                                at timestamptz) RETURNS text
     LANGUAGE plpgsql AS
 $$
 DECLARE
     body jsonb := payload -> kind;
     bot  uuid;
+    left_open integer;
 BEGIN
     CASE kind
         WHEN 'MessageReceived', 'CallbackQueryReceived' THEN
@@ -31,33 +33,34 @@ BEGIN
                 available_at = CASE WHEN chat_work.open_turns = 0 THEN EXCLUDED.available_at
                                     ELSE chat_work.available_at END,
                 last_sequence = EXCLUDED.last_sequence;
-            RETURN true;
+            RETURN 'work';
         -- The chat's row outlives its turns, so it is there to be reopened.
         WHEN 'TurnRetried', 'AdminMessageQueued' THEN
             UPDATE chat_work SET open_turns = open_turns + 1,
                 available_at = CASE WHEN open_turns = 0 THEN at ELSE available_at END,
                 last_sequence = event_sequence
             WHERE chat_id = chat;
-            RETURN true;
+            RETURN 'work';
         WHEN 'AttemptFailed' THEN
             UPDATE chat_work SET available_at = coalesce((body ->> 'retry_at')::timestamptz, at),
                 last_sequence = event_sequence
             WHERE chat_id = chat;
             -- The runners learn when the retry falls due.
-            RETURN true;
+            RETURN 'work';
         WHEN 'ResponseSent', 'TurnFailed', 'CallbackAnswered', 'TurnRefused', 'ChatLeft' THEN
             -- A refusal without a notice or a leave, and a leave of a still open turn, end it.
             IF kind = 'TurnRefused' AND ((body ->> 'notified')::boolean
                                          OR (body ->> 'leave_chat')::boolean) IS NOT FALSE
                OR kind = 'ChatLeft' AND (body ->> 'ends_turn')::boolean IS NOT TRUE THEN
-                RETURN false;
+                RETURN NULL;
             END IF;
             UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = at,
                 last_sequence = event_sequence
-            WHERE chat_id = chat;
-            RETURN false;
+            WHERE chat_id = chat
+            RETURNING open_turns INTO left_open;
+            RETURN CASE WHEN left_open = 0 THEN 'drained' END;
         ELSE
-            RETURN false;
+            RETURN NULL;
     END CASE;
 END
 $$;
@@ -65,17 +68,24 @@ $$;
 -- Wakes the effect runners of every process at commit. A new turn's announcement carries the
 -- appending process's tag (`botfleet.process`, set on each of its connections): that process's
 -- intake hands the chat to its own runner directly, which therefore ignores the announcement.
+-- The event that ends a chat's last open turn also ends the chat's lease: only the lease's
+-- holder ends turns, and its runner then has nothing to give back (src/turns/runner.rs).
 CREATE FUNCTION events_chat_work() RETURNS trigger
     LANGUAGE plpgsql AS
 $$
 BEGIN
-    IF chat_work_apply(NEW.aggregate_id::uuid, NEW.sequence, NEW.event_type, NEW.payload,
-                       NEW.recorded_at) THEN
-        PERFORM pg_notify('botfleet_work',
-                          CASE WHEN NEW.event_type IN ('MessageReceived', 'CallbackQueryReceived')
-                               THEN coalesce(current_setting('botfleet.process', true), '')
-                               ELSE '' END);
-    END IF;
+    CASE chat_work_apply(NEW.aggregate_id::uuid, NEW.sequence, NEW.event_type, NEW.payload,
+                         NEW.recorded_at)
+        WHEN 'work' THEN
+            PERFORM pg_notify('botfleet_work',
+                              CASE WHEN NEW.event_type IN ('MessageReceived', 'CallbackQueryReceived')
+                                   THEN coalesce(current_setting('botfleet.process', true), '')
+                                   ELSE '' END);
+        WHEN 'drained' THEN
+            DELETE FROM leases WHERE resource = 'chat:' || NEW.aggregate_id;
+        ELSE
+            NULL;
+    END CASE;
     RETURN NULL;
 END
 $$;

@@ -163,9 +163,10 @@ impl ChatRunner {
         }
     }
 
-    /// Gives back the leases of the chats whose work ended well (one whose work failed keeps
-    /// its lease until it expires: that is its backoff), frees their slots, and returns those
-    /// that got a new turn meanwhile, and whether any failed.
+    /// Gives back the leases of the chats whose work ended well, unless their last append
+    /// ended the lease already (one whose work failed keeps its lease until it expires: that
+    /// is its backoff), frees their slots, and returns those that got a new turn meanwhile,
+    /// and whether any failed.
     async fn finish(
         &self,
         slots: &mut Slots,
@@ -186,6 +187,7 @@ impl ChatRunner {
                 slots.free += 1;
                 match worked {
                     Worked::Released => release.push(chat_resource(hint.chat)),
+                    Worked::Drained => {}
                     Worked::Failed => failed = true,
                 }
                 chats.push(hint);
@@ -354,6 +356,9 @@ impl Slots {
 enum Worked {
     /// The lease can be given back (the runner does that for many chats at once).
     Released,
+    /// The chat's last open turn ended with an append of this claim, which ended the lease
+    /// too (the `chat_work` trigger, migration 0062): nothing to give back.
+    Drained,
     /// Keep the lease until it expires: that is the backoff.
     Failed,
 }
@@ -399,6 +404,11 @@ async fn work_claimed_chat(
     let result = worker.work_chat(chat_id, claimed_at, &lost).await;
     heartbeat.abort();
     match result {
+        // An append succeeds only at the version the worker's state was at, so a state with
+        // no open turn after appending is the chat's: its last turn ended with that append.
+        Ok(Some(sequence)) if claimed_at.is_some_and(|claimed| sequence > claimed) => {
+            Worked::Drained
+        }
         Ok(_) => Worked::Released,
         // Keeping the lease until it expires is the backoff: the chat is not retried in a
         // tight loop while, say, the database is away.

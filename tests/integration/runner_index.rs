@@ -36,6 +36,26 @@ async fn work_of(pool: &PgPool, chat: uuid::Uuid) -> Option<(uuid::Uuid, i32, i6
         .unwrap()
 }
 
+/// A runner's lease on `chat`, as a claim takes it.
+async fn lease(pool: &PgPool, chat: uuid::Uuid) {
+    sqlx::query(
+        "INSERT INTO leases (resource, owner, expires_at)
+         VALUES ('chat:' || $1::text, gen_random_uuid(), now() + interval '1 hour')",
+    )
+    .bind(chat)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+async fn leased(pool: &PgPool, chat: uuid::Uuid) -> bool {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM leases WHERE resource = 'chat:' || $1::text)")
+        .bind(chat)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
 /// An earlier release kept chat_work with a catch-up subscription; the upgrade applies the
 /// events it had not reached, once, and retires it.
 #[tokio::test]
@@ -99,11 +119,18 @@ async fn the_upgrade_applies_what_the_old_subscription_had_not_reached_and_nothi
     .await
     .unwrap();
     assert_eq!(retired, 0);
-    // From now on every append keeps it, whoever appends.
+    // From now on every append keeps it, whoever appends; the append that ends the chat's
+    // last open turn ends its lease too.
+    lease(&pool, waiting).await;
     append_raw(&pool, waiting, 2, "TurnFailed", json!({})).await;
     assert_eq!(work_of(&pool, waiting).await, Some((bot, 0, 2)));
+    assert!(
+        !leased(&pool, waiting).await,
+        "the lease ended with the turn"
+    );
     append_raw(&pool, waiting, 3, "TurnRetried", json!({})).await;
     assert_eq!(work_of(&pool, waiting).await, Some((bot, 1, 3)));
+    lease(&pool, waiting).await;
     // A refusal with a notice keeps the turn open for the notice; one without ends it.
     append_raw(
         &pool,
@@ -114,6 +141,10 @@ async fn the_upgrade_applies_what_the_old_subscription_had_not_reached_and_nothi
     )
     .await;
     assert_eq!(work_of(&pool, waiting).await, Some((bot, 1, 3)));
+    assert!(
+        leased(&pool, waiting).await,
+        "a turn still open keeps its lease"
+    );
     append_raw(
         &pool,
         waiting,
@@ -123,6 +154,7 @@ async fn the_upgrade_applies_what_the_old_subscription_had_not_reached_and_nothi
     )
     .await;
     assert_eq!(work_of(&pool, waiting).await, Some((bot, 0, 5)));
+    assert!(!leased(&pool, waiting).await);
     // And a rebuild from the log gives the same rows.
     let kept: Vec<serde_json::Value> =
         sqlx::query_scalar("SELECT to_jsonb(w) - 'available_at' FROM chat_work w ORDER BY chat_id")
