@@ -11,8 +11,8 @@
 -- (projections/src/chat_work.rs before this migration). Returns what it means for the runners:
 -- 'work' (a turn opened or a retry was scheduled: they are to be told), 'drained' (it ended the
 -- chat's last open turn), or NULL.
-CREATE FUNCTION chat_work_apply(chat uuid, event_sequence bigint, kind text, payload jsonb,
-                                at timestamptz) RETURNS text
+CREATE FUNCTION chat_work_apply(chat uuid, kind text, payload jsonb, at timestamptz)
+    RETURNS text
     LANGUAGE plpgsql AS
 $$
 DECLARE
@@ -27,23 +27,20 @@ BEGIN
                 RAISE EXCEPTION 'a % event of chat % names no bot_id', kind, chat
                     USING ERRCODE = 'not_null_violation', COLUMN = 'bot_id';
             END IF;
-            INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
-            VALUES (chat, bot, 1, at, event_sequence)
+            INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at)
+            VALUES (chat, bot, 1, at)
             ON CONFLICT (chat_id) DO UPDATE SET open_turns = chat_work.open_turns + 1,
                 available_at = CASE WHEN chat_work.open_turns = 0 THEN EXCLUDED.available_at
-                                    ELSE chat_work.available_at END,
-                last_sequence = EXCLUDED.last_sequence;
+                                    ELSE chat_work.available_at END;
             RETURN 'work';
         -- The chat's row outlives its turns, so it is there to be reopened.
         WHEN 'TurnRetried', 'AdminMessageQueued' THEN
             UPDATE chat_work SET open_turns = open_turns + 1,
-                available_at = CASE WHEN open_turns = 0 THEN at ELSE available_at END,
-                last_sequence = event_sequence
+                available_at = CASE WHEN open_turns = 0 THEN at ELSE available_at END
             WHERE chat_id = chat;
             RETURN 'work';
         WHEN 'AttemptFailed' THEN
-            UPDATE chat_work SET available_at = coalesce((body ->> 'retry_at')::timestamptz, at),
-                last_sequence = event_sequence
+            UPDATE chat_work SET available_at = coalesce((body ->> 'retry_at')::timestamptz, at)
             WHERE chat_id = chat;
             -- The runners learn when the retry falls due.
             RETURN 'work';
@@ -54,8 +51,7 @@ BEGIN
                OR kind = 'ChatLeft' AND (body ->> 'ends_turn')::boolean IS NOT TRUE THEN
                 RETURN NULL;
             END IF;
-            UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = at,
-                last_sequence = event_sequence
+            UPDATE chat_work SET open_turns = greatest(open_turns - 1, 0), available_at = at
             WHERE chat_id = chat
             RETURNING open_turns INTO left_open;
             RETURN CASE WHEN left_open = 0 THEN 'drained' END;
@@ -74,8 +70,7 @@ CREATE FUNCTION events_chat_work() RETURNS trigger
     LANGUAGE plpgsql AS
 $$
 BEGIN
-    CASE chat_work_apply(NEW.aggregate_id::uuid, NEW.sequence, NEW.event_type, NEW.payload,
-                         NEW.recorded_at)
+    CASE chat_work_apply(NEW.aggregate_id::uuid, NEW.event_type, NEW.payload, NEW.recorded_at)
         WHEN 'work' THEN
             PERFORM pg_notify('botfleet_work',
                               CASE WHEN NEW.event_type IN ('MessageReceived', 'CallbackQueryReceived')
@@ -102,11 +97,11 @@ DECLARE
 BEGIN
     LOCK TABLE chat_work IN EXCLUSIVE MODE;
     DELETE FROM chat_work;
-    FOR event IN SELECT aggregate_id, sequence, event_type, payload, recorded_at FROM events
+    FOR event IN SELECT aggregate_id, event_type, payload, recorded_at FROM events
                  WHERE aggregate_type = 'Chat' ORDER BY aggregate_id, sequence
     LOOP
-        PERFORM chat_work_apply(event.aggregate_id::uuid, event.sequence, event.event_type,
-                                event.payload, event.recorded_at);
+        PERFORM chat_work_apply(event.aggregate_id::uuid, event.event_type, event.payload,
+                                event.recorded_at);
         replayed := replayed + 1;
     END LOOP;
     RETURN replayed;
@@ -130,8 +125,8 @@ BEGIN
         ORDER BY e.transaction_id, e.global_position
     LOOP
         BEGIN
-            PERFORM chat_work_apply(event.aggregate_id::uuid, event.sequence, event.event_type,
-                                    event.payload, event.recorded_at);
+            PERFORM chat_work_apply(event.aggregate_id::uuid, event.event_type, event.payload,
+                                    event.recorded_at);
         EXCEPTION WHEN OTHERS THEN
             RAISE WARNING 'chat_work: left out event % of chat %: %', event.sequence,
                 event.aggregate_id, SQLERRM;
@@ -139,6 +134,10 @@ BEGIN
     END LOOP;
 END
 $$;
+
+-- Which sequence last changed a chat's work: the subscription's lag made runners remember the
+-- chats they had drained (migration 0012). An index kept by the append never lags.
+ALTER TABLE chat_work DROP COLUMN last_sequence;
 
 DELETE FROM subscription_checkpoints WHERE subscription = 'chat_work';
 DELETE FROM projection_faults WHERE subscription = 'chat_work';

@@ -20,8 +20,8 @@ async fn a_chat_waiting_for_its_retry_tells_the_runner_when_it_falls_due() {
         "nothing waits"
     );
     sqlx::query(
-        "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at, last_sequence)
-         VALUES ($1, $2, 1, now() + interval '20 seconds', 1)",
+        "INSERT INTO chat_work (chat_id, bot_id, open_turns, available_at)
+         VALUES ($1, $2, 1, now() + interval '20 seconds')",
     )
     .bind(uuid::Uuid::now_v7())
     .bind(uuid::Uuid::now_v7())
