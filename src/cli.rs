@@ -149,7 +149,7 @@ enum ProjectionsCommand {
     Status(DatabaseArgs),
     /// Empty read models and replay them from the first event.
     Rebuild {
-        /// Only this projection (default: all).
+        /// Only this projection (default: every read model; `chat_work` only when named).
         name: Option<String>,
         #[command(flatten)]
         database: DatabaseArgs,
@@ -500,10 +500,10 @@ async fn projections_rebuild(name: Option<String>, pool: PgPool) -> Result<(), C
         .into_iter()
         .filter(|p| name.as_deref().is_none_or(|n| n == p.name()))
         .collect();
-    // The runner's index is no projector (the appends keep it) but is rebuilt like one.
-    let chat_work = name
-        .as_deref()
-        .is_none_or(|n| n == projections::chat_work::NAME);
+    // The runner's index is no projector (the appends keep it, so it cannot drift) but is
+    // rebuilt like one when named: chat appends, the webhooks' too, wait while it is, so a
+    // rebuild of every read model leaves it alone.
+    let chat_work = name.as_deref() == Some(projections::chat_work::NAME);
     if chat_work {
         let replayed = projections::chat_work::rebuild(&pool).await?;
         println!(
