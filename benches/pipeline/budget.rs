@@ -5,20 +5,16 @@
 //! `person_usage`, the table the check reads.
 
 use std::fmt::{self, Display, Formatter};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 
-use crate::fakes::{FakeOpenAi, LlmMode};
+use crate::fakes::LlmMode;
 use crate::measure::{server_counters, STATS_SETTLE};
-use crate::service::Settings;
-use crate::timeline::Timeline;
 use crate::wire::{difference, CountingProxy, StatementCounts};
-use crate::{progress, Plan, System};
+use crate::{progress, Phase, Plan, System};
 
 /// Telegram chat ids of this phase: `BUDGET_CHATS + seq % PEOPLE`, each chat its own person,
 /// so that people come back as they do in real use.
@@ -171,16 +167,16 @@ pub(crate) async fn read(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn measure(
-    plan: &Plan,
-    admin: &PgPool,
-    settings: &Settings,
-    work_dir: &Path,
-    timeline: &Arc<Timeline>,
-    llm: &FakeOpenAi,
-    next_seq: &mut usize,
-) -> anyhow::Result<BudgetFigures> {
+pub async fn measure(phase: &Phase<'_>, next_seq: &mut usize) -> anyhow::Result<BudgetFigures> {
+    let Phase {
+        plan,
+        admin,
+        settings,
+        work_dir,
+        timeline,
+        llm,
+        ..
+    } = *phase;
     let upstream = plan.upstream();
     let mut figures = BudgetFigures {
         rate: plan.budget_rate,

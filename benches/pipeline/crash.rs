@@ -12,13 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use sqlx::PgPool;
 
-use crate::fakes::{FakeOpenAi, LlmMode};
+use crate::fakes::LlmMode;
 use crate::measure::{ms, Percentiles};
 use crate::service::{Botfleet, Settings};
 use crate::timeline::Timeline;
-use crate::{progress, wait_for_sends, Plan, System};
+use crate::{progress, wait_for_sends, Phase, Plan, System};
 
 /// Telegram chat ids of this phase: `CRASH_CHATS + seq % CRASH_PEOPLE`.
 const CRASH_CHATS: i64 = 30_000_000;
@@ -50,16 +49,16 @@ pub struct CrashFigures {
     pub takeover: Option<Kill>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn measure(
-    plan: &Plan,
-    admin: &PgPool,
-    settings: &Settings,
-    work_dir: &Path,
-    timeline: &Arc<Timeline>,
-    llm: &FakeOpenAi,
-    next_seq: &mut usize,
-) -> anyhow::Result<CrashFigures> {
+pub async fn measure(phase: &Phase<'_>, next_seq: &mut usize) -> anyhow::Result<CrashFigures> {
+    let Phase {
+        plan,
+        admin,
+        settings,
+        work_dir,
+        timeline,
+        llm,
+        ..
+    } = *phase;
     let mut figures = CrashFigures {
         rate: plan.crash_rate,
         llm_delay: plan.crash_llm_delay,

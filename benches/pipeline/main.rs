@@ -45,7 +45,7 @@ mod slow_model;
 mod timeline;
 mod wire;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -350,6 +350,17 @@ async fn read_meters(admin: &PgPool, plan: &Plan, pid: u32) -> anyhow::Result<Me
         backends_cpu: measure::botfleet_backends_cpu(admin, &plan.database).await?,
         postgres_cpu: measure::postgres_cpu_seconds(),
     })
+}
+
+/// What every phase that starts Botfleet itself works with.
+pub struct Phase<'a> {
+    pub plan: &'a Plan,
+    pub admin: &'a PgPool,
+    pub settings: &'a Settings,
+    pub work_dir: &'a Path,
+    pub timeline: &'a Arc<Timeline>,
+    pub telegram: &'a FakeTelegram,
+    pub llm: &'a FakeOpenAi,
 }
 
 /// A running Botfleet with the bench's bots registered and enabled.
@@ -659,71 +670,35 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         llm.set_writing(None);
         report.llm_calls += llm.calls() - llm_calls_before;
     }
+    let phase = Phase {
+        plan,
+        admin,
+        settings: &settings,
+        work_dir: &work_dir,
+        timeline: &timeline,
+        telegram: &telegram,
+        llm: &llm,
+    };
     if plan.runs("budget") {
         report.phase_loads.push(("budget", load_average()));
         // 5. What the budget check adds to a turn, on two new processes.
-        report.budget = Some(
-            budget::measure(
-                plan,
-                admin,
-                &settings,
-                &work_dir,
-                &timeline,
-                &llm,
-                &mut next_seq,
-            )
-            .await?,
-        );
+        report.budget = Some(budget::measure(&phase, &mut next_seq).await?);
     }
     if plan.runs("crash") {
         report.phase_loads.push(("crash", load_average()));
         // 6. SIGKILL under load, and a restart at once.
-        report.crash = Some(
-            crash::measure(
-                plan,
-                admin,
-                &settings,
-                &work_dir,
-                &timeline,
-                &llm,
-                &mut next_seq,
-            )
-            .await?,
-        );
+        report.crash = Some(crash::measure(&phase, &mut next_seq).await?);
     }
     if plan.runs("polling") {
         report.phase_loads.push(("polling", load_average()));
         // 6b. The same load by webhook and by long polling.
-        report.polling = Some(
-            polling::measure(
-                plan,
-                admin,
-                &settings,
-                &work_dir,
-                &timeline,
-                &telegram,
-                &llm,
-                &mut next_seq,
-            )
-            .await?,
-        );
+        report.polling = Some(polling::measure(&phase, &mut next_seq).await?);
     }
     if plan.runs("slow_model") {
         report.phase_loads.push(("slow_model", load_average()));
         // 7b. A model that takes seconds, at the product's default concurrency.
         let llm_calls_before = llm.calls();
-        report.slow_model = Some(
-            slow_model::measure(
-                plan,
-                admin,
-                &settings,
-                &work_dir,
-                &timeline,
-                &llm,
-                &mut next_seq,
-            )
-            .await?,
-        );
+        report.slow_model = Some(slow_model::measure(&phase, &mut next_seq).await?);
         report.llm_calls += llm.calls() - llm_calls_before;
         llm.set_mode(LlmMode::Delay(Duration::ZERO));
     }
@@ -731,18 +706,7 @@ async fn run(plan: &Plan, admin: &PgPool) -> anyhow::Result<Report> {
         report.phase_loads.push(("one_bot", load_average()));
         // 7c. One bot alone: Telegram's per-bot pace is the bound.
         let llm_calls_before = llm.calls();
-        report.one_bot = Some(
-            one_bot::measure(
-                plan,
-                admin,
-                &settings,
-                &work_dir,
-                &timeline,
-                &llm,
-                &mut next_seq,
-            )
-            .await?,
-        );
+        report.one_bot = Some(one_bot::measure(&phase, &mut next_seq).await?);
         report.llm_calls += llm.calls() - llm_calls_before;
     }
     if plan.runs("seed_anchor") {

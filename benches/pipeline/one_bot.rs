@@ -4,18 +4,12 @@
 //! one shows the pacing: more updates per second than the limit, to one bot, instant LLM.
 
 use std::fmt::{self, Display, Formatter};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
-
-use crate::fakes::{FakeOpenAi, LlmMode};
+use crate::fakes::LlmMode;
 use crate::measure::ms;
 use crate::report::StepFigures;
-use crate::service::Settings;
-use crate::timeline::Timeline;
-use crate::{progress, Plan, System};
+use crate::{progress, Phase, Plan, System};
 
 /// Telegram chat ids of this phase: `ONE_BOT_CHATS + seq % PEOPLE`.
 const ONE_BOT_CHATS: i64 = 50_000_000;
@@ -28,15 +22,16 @@ pub struct OneBotFigures {
     pub step: StepFigures,
 }
 
-pub async fn measure(
-    plan: &Plan,
-    admin: &PgPool,
-    settings: &Settings,
-    work_dir: &Path,
-    timeline: &Arc<Timeline>,
-    llm: &FakeOpenAi,
-    next_seq: &mut usize,
-) -> anyhow::Result<OneBotFigures> {
+pub async fn measure(phase: &Phase<'_>, next_seq: &mut usize) -> anyhow::Result<OneBotFigures> {
+    let Phase {
+        plan,
+        admin,
+        settings,
+        work_dir,
+        timeline,
+        llm,
+        ..
+    } = *phase;
     llm.set_mode(LlmMode::Delay(Duration::ZERO));
     let one_bot = Plan {
         bots: 1,

@@ -8,22 +8,18 @@
 //! read off the wire (the proxy adds the same small hop to every statement of both).
 
 use std::fmt::{self, Display, Formatter};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::PgPool;
 
 use crate::budget::{read, write_differences, PerTurn};
-use crate::fakes::{FakeOpenAi, FakeTelegram, LlmMode};
+use crate::fakes::LlmMode;
 use crate::load::UpdateLoad;
 use crate::measure::{Percentiles, STATS_SETTLE};
 use crate::report::StepFigures;
-use crate::service::Settings;
-use crate::timeline::Timeline;
 use crate::wire::CountingProxy;
-use crate::{progress, AnsweredStep, Plan, System};
+use crate::{progress, AnsweredStep, Phase, System};
 
 /// Telegram chat ids of this phase: a chat per person, `POLLING_CHATS + seq % PEOPLE`; people
 /// come back (five turns each at the default load), as they do in real use.
@@ -51,17 +47,17 @@ pub struct PollingFigures {
     pub runs: Vec<DeliveryRun>,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn measure(
-    plan: &Plan,
-    admin: &PgPool,
-    settings: &Settings,
-    work_dir: &Path,
-    timeline: &Arc<Timeline>,
-    telegram: &FakeTelegram,
-    llm: &FakeOpenAi,
-    next_seq: &mut usize,
-) -> anyhow::Result<PollingFigures> {
+pub async fn measure(phase: &Phase<'_>, next_seq: &mut usize) -> anyhow::Result<PollingFigures> {
+    let Phase {
+        plan,
+        admin,
+        settings,
+        work_dir,
+        timeline,
+        telegram,
+        llm,
+        ..
+    } = *phase;
     let mut figures = PollingFigures {
         rate: plan.polling_rate,
         seconds: plan.polling_step.as_secs_f64(),

@@ -4,18 +4,12 @@
 //! model's time and a second, and what do the turns in flight cost in memory.
 
 use std::fmt::{self, Display, Formatter};
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
-
-use crate::fakes::{FakeOpenAi, LlmMode};
+use crate::fakes::LlmMode;
 use crate::measure::{memory, ms};
 use crate::report::StepFigures;
-use crate::service::Settings;
-use crate::timeline::Timeline;
-use crate::{progress, wait_for_sends, Plan, System};
+use crate::{progress, wait_for_sends, Phase, System};
 
 /// Telegram chat ids of this phase: a new chat per update.
 const SLOW_MODEL_CHATS: i64 = 40_000_000;
@@ -43,15 +37,16 @@ impl SlowModelFigures {
     }
 }
 
-pub async fn measure(
-    plan: &Plan,
-    admin: &PgPool,
-    settings: &Settings,
-    work_dir: &Path,
-    timeline: &Arc<Timeline>,
-    llm: &FakeOpenAi,
-    next_seq: &mut usize,
-) -> anyhow::Result<SlowModelFigures> {
+pub async fn measure(phase: &Phase<'_>, next_seq: &mut usize) -> anyhow::Result<SlowModelFigures> {
+    let Phase {
+        plan,
+        admin,
+        settings,
+        work_dir,
+        timeline,
+        llm,
+        ..
+    } = *phase;
     llm.set_mode(LlmMode::Delay(plan.slow_model_delay));
     let mut shipped = settings.clone();
     shipped.effect_concurrency = DEFAULT_EFFECT_CONCURRENCY;
