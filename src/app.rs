@@ -77,6 +77,7 @@ pub fn app_state(pool: PgPool, ring: &KeyRing, config: &Config) -> AppState {
         health: config.health,
         clock: Default::default(),
         bot_rows: Default::default(),
+        prices: Arc::new(config.prices.clone()),
         cipher,
         pool,
     }
@@ -150,7 +151,7 @@ impl Application {
                 bots: state.bots.clone(),
                 telegram: telegram.clone(),
                 llm,
-                prices: Arc::new(config.prices.clone()),
+                prices: state.prices.clone(),
                 max_attempts: config.retry_limit + 1,
                 backoff: config.retry_backoff,
                 pacer: Arc::new(crate::telegram::pacing::SendPacer::default()),

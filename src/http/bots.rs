@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use aggregates::ids::BotId;
+use aggregates::text::InvalidField;
 use cqrs_es::Aggregate;
 
 use aggregates::bot::{
@@ -251,6 +252,8 @@ pub struct BotsDeps {
     pub bots: Arc<CommandGateway<Bot>>,
     pub read_your_writes: ReadYourWrites,
     pub bot_rows: Arc<crate::turns::bot_rows::BotCache>,
+    /// The models answers can be priced for: a bot's model must be one of them.
+    pub prices: Arc<crate::llm::pricing::PriceTable>,
 }
 
 pub struct BotsApi(pub Wired<BotsDeps>);
@@ -444,6 +447,7 @@ impl BotsApi {
             // New bots stream unless asked not to.
             Some(body.streaming.unwrap_or(true)),
         )?;
+        self.priced(&settings.model)?;
         let _claim = self.claim_token(&token, None).await?;
         let bot_id = Uuid::now_v7();
         let committed = self
@@ -486,6 +490,7 @@ impl BotsApi {
             &body.instructions,
             body.streaming,
         )?;
+        self.priced(&settings.model)?;
         let _claim = match &token {
             Some(token) => Some(self.claim_token(token, Some(id)).await?),
             None => None,
@@ -541,6 +546,9 @@ impl BotsApi {
                 .map_err(invalid)?,
             streaming: body.streaming,
         };
+        if let Some(model) = &changes.model {
+            self.priced(model)?;
+        }
         let _claim = match &token {
             Some(token) => Some(self.claim_token(token, Some(id)).await?),
             None => None,
@@ -572,6 +580,19 @@ impl BotsApi {
             .map_err(|e| ApiFailure::internal("reading a bot failed", &e))?
             .map(BotView::from)
             .ok_or_else(|| ApiFailure::not_found("bot"))
+    }
+
+    /// Refuses a model whose answers could not be priced: billed at nothing, they would
+    /// never count against the bot's or a person's cost budgets.
+    fn priced(&self, model: &ModelName) -> Result<(), ApiFailure> {
+        if self.0.prices.price(model.as_str()).is_some() {
+            return Ok(());
+        }
+        Err(ApiFailure::invalid(InvalidField::new(
+            "model",
+            "no price is known for this model, so its answers could not be priced or held to \
+             budgets: add it to PRICING_FILE (a price of 0 for a model that costs nothing)",
+        )))
     }
 
     /// Waits until the `bots` read model includes what `committed` appended.

@@ -92,6 +92,8 @@ pub struct AppState {
     /// The bots' rows as this process's effect runner last read them: a change made here is
     /// dropped from it, so the next turn sees it at once.
     pub bot_rows: Arc<crate::turns::bot_rows::BotCache>,
+    /// The models answers can be priced for (the built-in table and `PRICING_FILE`).
+    pub prices: Arc<crate::llm::pricing::PriceTable>,
 }
 
 #[derive(Tags)]
@@ -151,6 +153,7 @@ impl bots::BotsDeps {
             bots: s.bots.clone(),
             read_your_writes: consistency::ReadYourWrites::of(s),
             bot_rows: s.bot_rows.clone(),
+            prices: s.prices.clone(),
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{token, TestApp};
+use crate::helpers::{random_token_key, token, TestApp, TestDb};
 
 #[tokio::test]
 async fn a_created_bot_is_answered_in_full_with_a_masked_token_and_is_readable_at_once() {
@@ -119,7 +119,7 @@ async fn enable_disable_and_delete_follow_the_bots_lifecycle() {
     let (status, body) = app
         .put(
             &format!("/bots/{id}"),
-            json!({"name": "X", "model": "m", "start_message": "a", "error_message": "b", "instructions": ""}),
+            json!({"name": "X", "model": "gpt-5-mini", "start_message": "a", "error_message": "b", "instructions": ""}),
         )
         .await;
     assert_eq!(status, 409, "{body}");
@@ -145,7 +145,7 @@ async fn unknown_bots_are_404_everywhere() {
     let (status, body) = app
         .put(
             &format!("/bots/{id}"),
-            json!({"name": "X", "model": "m", "start_message": "a", "error_message": "b", "instructions": ""}),
+            json!({"name": "X", "model": "gpt-5-mini", "start_message": "a", "error_message": "b", "instructions": ""}),
         )
         .await;
     assert_eq!(status, 404);
@@ -158,7 +158,7 @@ async fn unknown_bots_are_404_everywhere() {
     let (status, body) = app
         .put(
             &format!("/bots/{id}"),
-            json!({"name": "X", "model": "m", "start_message": "a", "error_message": "b",
+            json!({"name": "X", "model": "gpt-5-mini", "start_message": "a", "error_message": "b",
                    "instructions": "", "token": token(9)}),
         )
         .await;
@@ -189,6 +189,7 @@ async fn invalid_input_names_the_field_and_records_nothing() {
         (json!({"token": "123:short"}), 422, "token"),
         (json!({"token": "not a token"}), 422, "token"),
         (json!({"model": ""}), 422, "model"),
+        (json!({"model": "no-such-model"}), 422, "model"),
         (
             json!({"start_message": "x".repeat(4097)}),
             422,
@@ -268,7 +269,7 @@ async fn a_token_serves_one_live_bot_only() {
     let (status, _) = app
         .put(
             &format!("/bots/{}", second["id"].as_str().unwrap()),
-            json!({"name": "Second", "model": "m", "start_message": "a", "error_message": "b",
+            json!({"name": "Second", "model": "gpt-5-mini", "start_message": "a", "error_message": "b",
                    "instructions": "", "token": token(1)}),
         )
         .await;
@@ -368,4 +369,62 @@ async fn the_api_documentation_is_served() {
     let (status, body) = app.get("/no/such/route").await;
     assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
     app.stop().await;
+}
+
+/// A model whose answers cannot be priced would be billed at nothing and never held to a cost
+/// budget: a bot may use only a model the price table knows, the built-in one or PRICING_FILE's.
+#[tokio::test]
+async fn a_bot_uses_only_a_model_whose_answers_can_be_priced() {
+    let prices =
+        std::env::temp_dir().join(format!("botfleet-prices-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(
+        &prices,
+        r#"{"local-llama": {"input": "0", "cached_input": "0", "output": "0"}}"#,
+    )
+    .unwrap();
+    let path = prices.to_str().unwrap().to_owned();
+    let app = TestApp::spawn_with(TestDb::new(), random_token_key(), |args| {
+        args.pricing_file = Some(path)
+    })
+    .await;
+    let id = app.create_bot("Priced", &token(1)).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let events = app.event_count().await;
+    for (method, body) in [
+        ("PATCH", json!({"model": "no-such-model"})),
+        (
+            "PUT",
+            json!({"name": "Priced", "model": "no-such-model", "start_message": "a",
+                   "error_message": "b", "instructions": ""}),
+        ),
+    ] {
+        let (status, error) = if method == "PATCH" {
+            app.patch(&format!("/bots/{id}"), body).await
+        } else {
+            app.put(&format!("/bots/{id}"), body).await
+        };
+        assert_eq!(
+            (status, error["field"].as_str()),
+            (422, Some("model")),
+            "{method}: {error}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains("PRICING_FILE"),
+            "{error}"
+        );
+    }
+    assert_eq!(app.event_count().await, events, "nothing was recorded");
+    // A model the price file adds (free, here) is taken.
+    let (status, bot) = app
+        .patch(&format!("/bots/{id}"), json!({"model": "local-llama"}))
+        .await;
+    assert_eq!(
+        (status, bot["model"].as_str()),
+        (200, Some("local-llama")),
+        "{bot}"
+    );
+    app.stop().await;
+    std::fs::remove_file(prices).unwrap();
 }
