@@ -97,7 +97,7 @@ pub fn current_sequence(chat_id: &str) -> String {
 /// this runner's already: never claimed (one still worked under a lost identity has a lease
 /// that looks dead), and not counted as [`Waiting::held`]. One statement: the effect
 /// runner's hot path. Returns the claimed chats, and what is left [`Waiting`] besides them
-/// (as [`waiting`] would tell, without a statement of its own).
+/// (without a statement of its own).
 #[allow(clippy::too_many_arguments)]
 pub async fn claim_due(
     conn: impl sqlx::PgExecutor<'_>,
@@ -176,20 +176,4 @@ pub struct Waiting {
     /// Whether chats with due turns are left that the claimer is not working: they are
     /// leased by another process (which may die), or by the claimer after a failure.
     pub held: bool,
-}
-
-/// What is left waiting in `chat_work` (one statement, read only).
-pub async fn waiting(conn: impl sqlx::PgExecutor<'_>) -> Result<Waiting, sqlx::Error> {
-    let (millis, held): (Option<f64>, Option<bool>) = sqlx::query_as(
-        "SELECT (extract(epoch FROM (min(available_at) FILTER (WHERE available_at > now())
-                                     - now())) * 1000)::float8,
-                bool_or(available_at <= now())
-         FROM chat_work WHERE open_turns > 0",
-    )
-    .fetch_one(conn)
-    .await?;
-    Ok(Waiting {
-        retry_due_in: millis.map(self::millis),
-        held: held.unwrap_or(false),
-    })
 }
